@@ -1,0 +1,16 @@
+"""How string search values are normalised, identically at index time and at query time.
+
+R4 Search §3.1.1.5.8 "string": matching is case- and accent-insensitive by default, so both
+sides are case-folded, stripped of combining marks (after NFKD decomposition) and have their
+whitespace collapsed. Scripts without case or accents (e.g. Chinese) pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+
+def normalize_string(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text)
+    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(stripped.casefold().split())

@@ -1,0 +1,109 @@
+"""One registry of every MedArchive setting.
+
+A setting has a name, a type, a default and a help text. Values come, later sources winning, from
+the defaults, an optional TOML file (``MEDARCHIVE_CONFIG`` or ``--config``; keys are the setting
+names), environment variables (``MEDARCHIVE_`` + the name in upper case) and CLI flags.
+``docs/settings.md`` lists them all, and a test fails when one is undocumented.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "MEDARCHIVE_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The settings in force; build it with ``load_settings``. Field metadata holds the help."""
+
+    database_url: str = field(
+        default="sqlite:///var/medarchive.db",
+        metadata={"help": "Database: sqlite:///PATH (embedded, default) or postgresql://..."})
+    host: str = field(default="127.0.0.1", metadata={"help": "Address the HTTP server binds to."})
+    port: int = field(default=8080, metadata={"help": "Port of the HTTP server."})
+    base_url: str = field(
+        default="",
+        metadata={"help": "Public base URL of the server (for links in Bundles); "
+                          "default http://HOST:PORT."})
+    workers: int = field(default=1, metadata={"help": "HTTP server processes (one per core)."})
+    max_request_bytes: int = field(
+        default=50 * 1024 * 1024, metadata={"help": "Largest request body accepted, in bytes."})
+    max_bundle_entries: int = field(
+        default=10_000, metadata={"help": "Most entries accepted in one batch/transaction Bundle."})
+    max_json_depth: int = field(
+        default=64, metadata={"help": "Deepest JSON nesting accepted in a request body."})
+    default_page_size: int = field(
+        default=20, metadata={"help": "Search and history page size when _count is not given."})
+    max_page_size: int = field(
+        default=1000, metadata={"help": "Largest _count honoured; larger values are capped."})
+    validate_writes: bool = field(
+        default=True, metadata={"help": "Validate every resource against the R4 definitions "
+                                        "before it is stored."})
+    sqlite_busy_timeout_ms: int = field(
+        default=30_000, metadata={"help": "How long a SQLite writer waits for the write lock."})
+    pool_size: int = field(
+        default=10, metadata={"help": "Connections in the PostgreSQL connection pool."})
+    log_level: str = field(default="info", metadata={"help": "Log level: debug, info, warning."})
+
+    def public_base(self) -> str:
+        return (self.base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+def setting_names() -> list[str]:
+    return [f.name for f in fields(Settings)]
+
+
+def setting_help() -> dict[str, str]:
+    return {f.name: f.metadata["help"] for f in fields(Settings)}
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    if kind in ("bool", bool):
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"setting {name}: expected true or false, got {raw!r}")
+    if kind in ("int", int):
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"setting {name}: expected an integer, got {raw!r}") from None
+    return str(raw)
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None,
+                  environ: Mapping[str, str] | None = None,
+                  config_file: str | Path | None = None) -> Settings:
+    """Defaults < TOML file < environment < overrides (CLI flags). Unknown keys are errors."""
+    env = os.environ if environ is None else environ
+    names = set(setting_names())
+    values: dict[str, Any] = {}
+    path = config_file or env.get(ENV_PREFIX + "CONFIG")
+    if path:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown settings in {path}: {', '.join(sorted(unknown))}")
+        values.update(data)
+    for name in names:
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw is not None:
+            values[name] = raw
+    for name, raw in (overrides or {}).items():
+        if name not in names:
+            raise ValueError(f"unknown setting {name}")
+        if raw is not None:
+            values[name] = raw
+    return Settings(**{name: _coerce(name, raw) for name, raw in values.items()})

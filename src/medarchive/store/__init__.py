@@ -1,0 +1,20 @@
+"""Persistence of FHIR resource versions and their search index, behind one Store protocol."""
+
+from __future__ import annotations
+
+from medarchive.store.base import Indexer, Store
+
+
+def open_store(url: str, indexer: Indexer, *, busy_timeout_ms: int = 30_000,
+               pool_size: int = 10) -> Store:
+    """The store a database URL names: ``memory://``, ``sqlite:///PATH`` or ``postgresql://...``.
+
+    SQL stores bring their schema up to date (versioned migrations) before returning.
+    """
+    if url.startswith("memory:"):
+        from medarchive.store.memory import MemoryStore
+        return MemoryStore(indexer)
+    from medarchive.store.sql.database import open_database
+    from medarchive.store.sql.store import SqlStore
+    return SqlStore(open_database(url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size),
+                    indexer)

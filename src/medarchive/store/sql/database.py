@@ -1,0 +1,156 @@
+"""Connections to SQLite or PostgreSQL behind one small interface.
+
+Both drivers speak DB-API cursors; what differs is how connections are shared between threads,
+how a write transaction starts, and the placeholder style. SQL in this package is written with
+``?`` placeholders and rewritten for psycopg once per statement text.
+
+SQLite: one connection per thread, WAL journal, ``synchronous=FULL`` so an acknowledged write
+survives power loss, and a process-wide lock that queues writers in Python (SQLite's own busy
+handler sleeps in coarse steps and would waste the lock's idle time).
+PostgreSQL: a psycopg 3 connection pool.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class Cursor(Protocol):
+    def execute(self, sql: str, params: Any = ..., /) -> Any: ...
+    def executemany(self, sql: str, params: Any, /) -> Any: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class Database(Protocol):
+    dialect: str
+
+    def sql(self, text: str) -> str: ...
+    def reading(self) -> Any: ...
+    def writing(self) -> Any: ...
+    def close(self) -> None: ...
+
+
+class SqliteDatabase:
+    """An embedded SQLite database file."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str, busy_timeout_ms: int = 30_000) -> None:
+        self.path = path
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=self._busy_timeout_ms / 1000)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
+            conn.execute("PRAGMA cache_size=-65536")
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    def sql(self, text: str) -> str:
+        return text
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Cursor]:
+        """A consistent read: one snapshot for every statement inside."""
+        conn = self._connection()
+        cursor = conn.cursor()
+        cursor.execute("BEGIN")
+        try:
+            yield cursor
+        finally:
+            cursor.execute("COMMIT")
+            cursor.close()
+
+    @contextmanager
+    def writing(self) -> Iterator[sqlite3.Cursor]:
+        """One write transaction: committed on success, rolled back on any exception."""
+        conn = self._connection()
+        with self._write_lock:
+            cursor = conn.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield cursor
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            else:
+                cursor.execute("COMMIT")
+            finally:
+                cursor.close()
+
+    def close(self) -> None:
+        with self._all_lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+
+@lru_cache(maxsize=4096)
+def _to_pyformat(text: str) -> str:
+    return text.replace("%", "%%").replace("?", "%s")
+
+
+class PostgresDatabase:
+    """A PostgreSQL database reached through a psycopg 3 connection pool."""
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str, pool_size: int = 10) -> None:
+        try:
+            from psycopg_pool import ConnectionPool
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise RuntimeError(
+                "PostgreSQL support needs the 'postgres' extra: pip install 'medarchive[postgres]'"
+            ) from exc
+        self.url = url
+        self._pool = ConnectionPool(url, min_size=1, max_size=max(pool_size, 1), open=True,
+                                    kwargs={"autocommit": True, "prepare_threshold": 5})
+
+    def sql(self, text: str) -> str:
+        return _to_pyformat(text)
+
+    @contextmanager
+    def reading(self) -> Iterator[Any]:
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield cursor
+
+    @contextmanager
+    def writing(self) -> Iterator[Any]:
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+            yield cursor
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def open_database(url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 10) -> Database:
+    """``sqlite:///relative/path``, ``sqlite:////absolute/path``, ``sqlite://:memory:`` is not
+    supported (use the memory store), or ``postgresql://...``."""
+    if url.startswith("sqlite:///"):
+        return SqliteDatabase(url[len("sqlite:///"):], busy_timeout_ms)
+    if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        return PostgresDatabase(url.replace("postgresql+psycopg://", "postgresql://"), pool_size)
+    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")

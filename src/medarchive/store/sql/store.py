@@ -1,0 +1,218 @@
+"""SqlStore: the Store protocol on SQLite or PostgreSQL.
+
+Tables (see ``migrations/``): ``resource`` holds one row per resource with its current version
+(the optimistic-lock anchor), ``resource_version`` every version ever written (append-only, with a
+global ``seq``), and ``idx_*`` the search index of current versions only. A write is one database
+transaction: new resources are claimed with ``INSERT ... ON CONFLICT DO NOTHING``, existing ones
+advanced with ``UPDATE ... WHERE version = expected``; a row that does not come back means another
+writer got there first, and the whole transaction rolls back with ``VersionConflict``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from medarchive.errors import VersionConflict
+from medarchive.fhir.search.entries import IndexEntries
+from medarchive.fhir.search.query import SearchQuery
+from medarchive.store.base import Change, HistoryQuery, Indexer, Version, from_micros, to_micros
+from medarchive.store.sql.database import Database
+from medarchive.store.sql.migrations import migrate
+from medarchive.store.sql.query import SELECT_VERSION, count_sql, search_sql
+
+_INDEX_INSERTS = {
+    "tokens": ("idx_token", "param, system, code, display"),
+    "strings": ("idx_string", "param, value, exact"),
+    "references": ("idx_reference", "param, target_type, target_id, url"),
+    "dates": ("idx_date", "param, low, high"),
+    "numbers": ("idx_number", "param, value, low, high"),
+    "quantities": ("idx_quantity", "param, system, code, value, low, high"),
+    "uris": ("idx_uri", "param, value"),
+}
+_INDEX_TABLES = [table for table, _ in _INDEX_INSERTS.values()] + ["idx_param"]
+_CHUNK = 200
+
+
+def _version(row: Sequence[Any]) -> Version:
+    res_type, res_id, version, last_updated, deleted, body, seq = row
+    return Version(res_type, res_id, version, from_micros(last_updated), bool(deleted),
+                   bytes(body), seq)
+
+
+class SqlStore:
+    """A Store on a SQL database; run ``migrate`` (done here at construction) before use."""
+
+    def __init__(self, db: Database, indexer: Indexer, *, run_migrations: bool = True) -> None:
+        self.db = db
+        self._indexer = indexer
+        self._sql = db.sql
+        if run_migrations:
+            migrate(db)
+
+    def read(self, resource_type: str, id: str) -> Version | None:
+        with self.db.reading() as cur:
+            cur.execute(self._sql(f"{SELECT_VERSION} WHERE r.res_type = ? AND r.res_id = ?"),
+                        (resource_type, id))
+            row = cur.fetchone()
+        return _version(row) if row else None
+
+    def vread(self, resource_type: str, id: str, version_id: int) -> Version | None:
+        sql = ("SELECT r.res_type, r.res_id, v.version, v.last_updated, v.deleted, v.body, v.seq "
+               "FROM resource r JOIN resource_version v ON v.rid = r.rid "
+               "WHERE r.res_type = ? AND r.res_id = ? AND v.version = ?")
+        with self.db.reading() as cur:
+            cur.execute(self._sql(sql), (resource_type, id, version_id))
+            row = cur.fetchone()
+        return _version(row) if row else None
+
+    def write(self, changes: Sequence[Change]) -> list[Version]:
+        if not changes:
+            return []
+        keys = {(c.resource_type, c.id) for c in changes}
+        if len(keys) != len(changes):
+            raise ValueError("a resource may change only once in one write")
+        entries = [IndexEntries() if c.deleted or c.resource is None else self._indexer(c.resource)
+                   for c in changes]
+        with self.db.writing() as cur:
+            rids = self._claim(cur, changes)
+            seqs = self._insert_versions(cur, changes, rids)
+            self._reindex(cur, changes, rids, entries)
+        return [Version(c.resource_type, c.id, c.version_id, c.last_updated, c.deleted, c.body,
+                        seq) for c, seq in zip(changes, seqs, strict=True)]
+
+    def _conflict(self, cur: Any, change: Change) -> VersionConflict:
+        cur.execute(self._sql("SELECT version FROM resource WHERE res_type = ? AND res_id = ?"),
+                    (change.resource_type, change.id))
+        row = cur.fetchone()
+        return VersionConflict(change.resource_type, change.id, change.expected_version,
+                               row[0] if row else None)
+
+    def _claim(self, cur: Any, changes: Sequence[Change]) -> list[int]:
+        """Advance (or create) each resource row; return the rids in change order."""
+        rids: list[int] = []
+        insert = self._sql(
+            "INSERT INTO resource (res_type, res_id, version, last_updated, deleted) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (res_type, res_id) DO NOTHING RETURNING rid")
+        update = self._sql(
+            "UPDATE resource SET version = ?, last_updated = ?, deleted = ? "
+            "WHERE res_type = ? AND res_id = ? AND version = ? RETURNING rid")
+        for change in changes:
+            micros = to_micros(change.last_updated)
+            if change.expected_version == 0:
+                cur.execute(insert, (change.resource_type, change.id, change.version_id, micros,
+                                     change.deleted))
+            else:
+                cur.execute(update, (change.version_id, micros, change.deleted,
+                                     change.resource_type, change.id, change.expected_version))
+            row = cur.fetchone()
+            if row is None:
+                raise self._conflict(cur, change)
+            rids.append(row[0])
+        return rids
+
+    def _insert_versions(self, cur: Any, changes: Sequence[Change], rids: list[int]) -> list[int]:
+        seqs: list[int] = []
+        for start in range(0, len(changes), _CHUNK):
+            chunk = list(zip(changes[start:start + _CHUNK], rids[start:start + _CHUNK],
+                             strict=True))
+            values = ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
+            params: list[Any] = []
+            for change, rid in chunk:
+                params += [rid, change.version_id, to_micros(change.last_updated),
+                           change.deleted, change.body]
+            cur.execute(self._sql(f"INSERT INTO resource_version "
+                                  f"(rid, version, last_updated, deleted, body) VALUES {values} "
+                                  f"RETURNING rid, seq"), params)
+            by_rid = dict(cur.fetchall())
+            seqs += [by_rid[rid] for _, rid in chunk]
+        return seqs
+
+    def _reindex(self, cur: Any, changes: Sequence[Change], rids: list[int],
+                 entries: list[IndexEntries]) -> None:
+        stale = [rid for change, rid in zip(changes, rids, strict=True)
+                 if change.expected_version]
+        for start in range(0, len(stale), _CHUNK):
+            chunk = stale[start:start + _CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            for table in _INDEX_TABLES:
+                cur.execute(self._sql(f"DELETE FROM {table} WHERE rid IN ({marks})"), chunk)
+        rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in _INDEX_INSERTS}
+        params: list[tuple[Any, ...]] = []
+        for change, rid, found in zip(changes, rids, entries, strict=True):
+            head = (rid, change.resource_type)
+            for name in _INDEX_INSERTS:
+                rows[name] += [head + _fields(entry) for entry in getattr(found, name)]
+            params += [(*head, param) for param in sorted(found.params)]
+        for name, (table, columns) in _INDEX_INSERTS.items():
+            if rows[name]:
+                marks = ", ".join("?" * (2 + columns.count(",") + 1))
+                cur.executemany(self._sql(f"INSERT INTO {table} (rid, res_type, {columns}) "
+                                          f"VALUES ({marks})"), rows[name])
+        if params:
+            cur.executemany(self._sql("INSERT INTO idx_param (rid, res_type, param) "
+                                      "VALUES (?, ?, ?)"), params)
+
+    def _history_where(self, query: HistoryQuery) -> tuple[str, list[Any]]:
+        clauses, params = ["1=1"], []
+        if query.resource_type:
+            clauses.append("r.res_type = ?")
+            params.append(query.resource_type)
+        if query.id:
+            clauses.append("r.res_id = ?")
+            params.append(query.id)
+        if query.since:
+            clauses.append("v.last_updated >= ?")
+            params.append(to_micros(query.since))
+        if query.max_seq is not None:
+            clauses.append("v.seq <= ?")
+            params.append(query.max_seq)
+        return " AND ".join(clauses), params
+
+    def history(self, query: HistoryQuery) -> list[Version]:
+        where, params = self._history_where(query)
+        sql = ("SELECT r.res_type, r.res_id, v.version, v.last_updated, v.deleted, v.body, v.seq "
+               f"FROM resource_version v JOIN resource r ON r.rid = v.rid WHERE {where} "
+               "ORDER BY v.seq DESC LIMIT ? OFFSET ?")
+        with self.db.reading() as cur:
+            cur.execute(self._sql(sql), [*params, query.count, query.offset])
+            return [_version(row) for row in cur.fetchall()]
+
+    def history_total(self, query: HistoryQuery) -> int:
+        where, params = self._history_where(query)
+        with self.db.reading() as cur:
+            cur.execute(self._sql("SELECT COUNT(*) FROM resource_version v JOIN resource r "
+                                  f"ON r.rid = v.rid WHERE {where}"), params)
+            return int(cur.fetchone()[0])
+
+    def search(self, query: SearchQuery) -> list[Version]:
+        sql, params = search_sql(query)
+        with self.db.reading() as cur:
+            cur.execute(self._sql(sql), params)
+            return [_version(row) for row in cur.fetchall()]
+
+    def count(self, query: SearchQuery) -> int:
+        sql, params = count_sql(query)
+        with self.db.reading() as cur:
+            cur.execute(self._sql(sql), params)
+            return int(cur.fetchone()[0])
+
+    def changes(self, after_seq: int = 0, limit: int = 1000) -> list[Version]:
+        sql = ("SELECT r.res_type, r.res_id, v.version, v.last_updated, v.deleted, v.body, v.seq "
+               "FROM resource_version v JOIN resource r ON r.rid = v.rid "
+               "WHERE v.seq > ? ORDER BY v.seq LIMIT ?")
+        with self.db.reading() as cur:
+            cur.execute(self._sql(sql), (after_seq, limit))
+            return [_version(row) for row in cur.fetchall()]
+
+    def last_seq(self) -> int:
+        with self.db.reading() as cur:
+            cur.execute("SELECT COALESCE(MAX(seq), 0) FROM resource_version")
+            return int(cur.fetchone()[0])
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _fields(entry: Any) -> tuple[Any, ...]:
+    return tuple(getattr(entry, name) for name in entry.__slots__)
