@@ -169,3 +169,11 @@ class VersionConflict(Conflict):
             f"{resource_type}/{resource_id}: expected version {expected or 'none'}, "
             f"current is {actual if actual is not None else 'none'}"
         )
+
+
+class AlreadyApplied(Conflict):
+    """Raised by a Store when a write's idempotency key was committed before."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"already applied: {key}")

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from medarchive.errors import VersionConflict
+from medarchive.errors import AlreadyApplied, VersionConflict
 from medarchive.fhir.search.dates import date_range
 from medarchive.fhir.search.query import (
     Predicate,
@@ -259,3 +259,14 @@ def test_system_search_spans_types(store: Store) -> None:
     assert store.count(SearchQuery(None)) == 2
     assert sorted(v.resource_type for v in store.search(SearchQuery(None))) == \
         ["Observation", "Patient"]
+
+
+def test_idempotency_key_applies_once(store: Store) -> None:
+    store.write([change(patient("a"))], idempotency_key="hl7:LAB:123")
+    assert store.applied("hl7:LAB:123") and not store.applied("hl7:LAB:124")
+    with pytest.raises(AlreadyApplied):
+        store.write([change(patient("b"))], idempotency_key="hl7:LAB:123")
+    assert store.read("Patient", "b") is None
+    with pytest.raises(VersionConflict):
+        store.write([change(patient("a"))], idempotency_key="hl7:LAB:125")
+    assert not store.applied("hl7:LAB:125")

@@ -92,9 +92,18 @@ class Store(Protocol):
     def vread(self, resource_type: str, id: str, version_id: int) -> Version | None:
         ...
 
-    def write(self, changes: Sequence[Change]) -> list[Version]:
+    def write(self, changes: Sequence[Change], *,
+              idempotency_key: str | None = None) -> list[Version]:
         """Apply all changes in one atomic transaction; raise VersionConflict, writing nothing,
-        if any change's expected_version is not the resource's current version."""
+        if any change's expected_version is not the resource's current version.
+
+        With an ``idempotency_key`` (an HL7 sender + control id, an import file's digest...)
+        the key is recorded in the same transaction, and a key seen before raises
+        ``AlreadyApplied`` and writes nothing: a retried delivery is never applied twice."""
+        ...
+
+    def applied(self, idempotency_key: str) -> bool:
+        """Whether a write with this idempotency key has been committed."""
         ...
 
     def history(self, query: HistoryQuery) -> list[Version]:

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from medarchive.errors import VersionConflict
+from medarchive.errors import AlreadyApplied, VersionConflict
 from medarchive.fhir.search.entries import IndexEntries
 from medarchive.fhir.search.match import predicate_matches, sort_value
 from medarchive.fhir.search.query import SearchQuery
@@ -35,6 +35,7 @@ class MemoryStore:
         self._versions: dict[tuple[str, str], list[Version]] = {}
         self._log: list[Version] = []
         self._next_rid = 1
+        self._keys: set[str] = set()
 
     def read(self, resource_type: str, id: str) -> Version | None:
         with self._lock:
@@ -48,8 +49,11 @@ class MemoryStore:
                     return version
             return None
 
-    def write(self, changes: Sequence[Change]) -> list[Version]:
+    def write(self, changes: Sequence[Change], *,
+              idempotency_key: str | None = None) -> list[Version]:
         with self._lock:
+            if idempotency_key is not None and idempotency_key in self._keys:
+                raise AlreadyApplied(idempotency_key)
             seen: set[tuple[str, str]] = set()
             for change in changes:
                 key = (change.resource_type, change.id)
@@ -66,6 +70,8 @@ class MemoryStore:
                  else self._indexer(change.resource))
                 for change in changes
             ]
+            if idempotency_key is not None:
+                self._keys.add(idempotency_key)
             written: list[Version] = []
             for change, entries in prepared:
                 key = (change.resource_type, change.id)
@@ -81,6 +87,10 @@ class MemoryStore:
                 self._current[key] = _Current(rid, version, entries)
                 written.append(version)
             return written
+
+    def applied(self, idempotency_key: str) -> bool:
+        with self._lock:
+            return idempotency_key in self._keys
 
     def _history_rows(self, query: HistoryQuery) -> list[Version]:
         since = to_micros(query.since) if query.since else None

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from medarchive.errors import VersionConflict
+from medarchive.errors import AlreadyApplied, VersionConflict
 from medarchive.fhir.search.entries import IndexEntries
 from medarchive.fhir.search.query import SearchQuery
 from medarchive.store.base import Change, HistoryQuery, Indexer, Version, from_micros, to_micros
@@ -66,8 +66,9 @@ class SqlStore:
             row = cur.fetchone()
         return _version(row) if row else None
 
-    def write(self, changes: Sequence[Change]) -> list[Version]:
-        if not changes:
+    def write(self, changes: Sequence[Change], *,
+              idempotency_key: str | None = None) -> list[Version]:
+        if not changes and idempotency_key is None:
             return []
         keys = {(c.resource_type, c.id) for c in changes}
         if len(keys) != len(changes):
@@ -75,11 +76,25 @@ class SqlStore:
         entries = [IndexEntries() if c.deleted or c.resource is None else self._indexer(c.resource)
                    for c in changes]
         with self.db.writing() as cur:
+            if idempotency_key is not None:
+                self._record_key(cur, idempotency_key, changes)
             rids = self._claim(cur, changes)
             seqs = self._insert_versions(cur, changes, rids)
             self._reindex(cur, changes, rids, entries)
         return [Version(c.resource_type, c.id, c.version_id, c.last_updated, c.deleted, c.body,
                         seq) for c, seq in zip(changes, seqs, strict=True)]
+
+    def _record_key(self, cur: Any, key: str, changes: Sequence[Change]) -> None:
+        at = to_micros(changes[0].last_updated) if changes else 0
+        cur.execute(self._sql("INSERT INTO applied_key (key, applied_at) VALUES (?, ?) "
+                              "ON CONFLICT (key) DO NOTHING RETURNING key"), (key, at))
+        if cur.fetchone() is None:
+            raise AlreadyApplied(key)
+
+    def applied(self, idempotency_key: str) -> bool:
+        with self.db.reading() as cur:
+            cur.execute(self._sql("SELECT 1 FROM applied_key WHERE key = ?"), (idempotency_key,))
+            return cur.fetchone() is not None
 
     def _conflict(self, cur: Any, change: Change) -> VersionConflict:
         cur.execute(self._sql("SELECT version FROM resource WHERE res_type = ? AND res_id = ?"),

@@ -75,3 +75,9 @@ CREATE TABLE idx_param (
 );
 CREATE INDEX idx_param_lookup ON idx_param (res_type, param, rid);
 CREATE INDEX idx_param_rid ON idx_param (rid);
+
+-- Idempotency keys of applied writes (HL7 control ids, import chunks): never applied twice.
+CREATE TABLE applied_key (
+    key TEXT PRIMARY KEY,
+    applied_at INTEGER NOT NULL
+);

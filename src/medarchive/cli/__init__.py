@@ -1,0 +1,1 @@
+"""The ``medarchive`` command line: one module per command group, rendered errors, progress bars."""

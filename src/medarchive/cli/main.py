@@ -1,0 +1,41 @@
+"""Entry point of the ``medarchive`` command: global options and the command groups.
+
+Every command turns a ``FhirError`` (or a bad setting) into a message on stderr and a non-zero
+exit status; nothing prints a stack trace for bad input.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medarchive.cli import db, demo, export, imports, serve, validate
+from medarchive.cli.context import CliState
+
+app = typer.Typer(help="MedArchive: a hospital medical-records platform on FHIR R4.",
+                  no_args_is_help=True, pretty_exceptions_enable=False,
+                  add_completion=False)
+app.add_typer(db.app, name="db")
+app.command("serve")(serve.serve)
+app.command("demo")(demo.demo)
+app.command("import")(imports.import_command)
+app.command("export")(export.export)
+app.command("validate")(validate.validate)
+
+
+@app.callback()
+def options(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option(
+        help="TOML settings file (keys are setting names; see docs/settings.md).")] = None,
+    database_url: Annotated[str | None, typer.Option(
+        help="Database URL; overrides MEDARCHIVE_DATABASE_URL.")] = None,
+) -> None:
+    """Options shared by every command."""
+    ctx.obj = CliState(config=config, overrides={"database_url": database_url})
+
+
+def main() -> None:
+    app()
