@@ -72,14 +72,11 @@ class SqliteDatabase:
 
     @contextmanager
     def reading(self) -> Iterator[sqlite3.Cursor]:
-        """A consistent read: one snapshot for every statement inside."""
-        conn = self._connection()
-        cursor = conn.cursor()
-        cursor.execute("BEGIN")
+        """A cursor for reads; each statement sees one committed snapshot."""
+        cursor = self._connection().cursor()
         try:
             yield cursor
         finally:
-            cursor.execute("COMMIT")
             cursor.close()
 
     @contextmanager
@@ -133,8 +130,9 @@ class PostgresDatabase:
 
     @contextmanager
     def reading(self) -> Iterator[Any]:
-        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        """A cursor for reads in autocommit mode: each statement sees one committed snapshot,
+        and a single-statement read costs one round trip."""
+        with self._pool.connection() as conn, conn.cursor() as cursor:
             yield cursor
 
     @contextmanager
