@@ -152,9 +152,7 @@ class Indexer:
                 log.warning("index %s.%s failed on %s/%s", resource["resourceType"], code,
                             resource["resourceType"], resource.get("id"), exc_info=True)
                 continue
-            before = sum(len(r) for r in rows.values())
-            _extract(code, kind, found, rows)
-            if sum(len(r) for r in rows.values()) > before:
+            if found and _extract(code, kind, found, rows):
                 params.add(code)
         return IndexEntries(
             tokens=tuple(dict.fromkeys(rows["tokens"])),
@@ -168,7 +166,9 @@ class Indexer:
         )
 
 
-def _extract(code: str, kind: str, values: list[Any], rows: dict[str, list[Any]]) -> None:
+def _extract(code: str, kind: str, values: list[Any], rows: dict[str, list[Any]]) -> bool:
+    """Append the rows of one parameter's values; say whether any row was made."""
+    sizes = {name: len(found) for name, found in rows.items()}
     for value in values:
         if kind == "token":
             rows["tokens"] += [TokenEntry(code, system, token, display)
@@ -195,6 +195,7 @@ def _extract(code: str, kind: str, values: list[Any], rows: dict[str, list[Any]]
                 rows["quantities"].append(QuantityEntry(code, value.get("system"), unit, *parsed))
         elif kind == "uri" and isinstance(value, str):
             rows["uris"].append(UriEntry(code, value))
+    return any(len(found) != sizes[name] for name, found in rows.items())
 
 
 def build_indexer(spec: Any) -> Indexer:
