@@ -1,0 +1,118 @@
+"""The one composition root: Settings -> spec, store, repository, router, ASGI app.
+
+Nothing else in MedArchive builds concrete objects from configuration (house rule 7), so this is
+where a reader finds out what runs: the R4 spec tables, the store named by ``database_url`` with
+the spec's search indexer, the validator, the repository (with its injected id generator and
+clock, so tests are deterministic) and the transport-neutral router behind the HTTP adaptor. The
+CLI uses ``build_services``; uvicorn uses ``asgi_factory`` (``--factory``).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.applications import Starlette
+
+from medarchive.errors import Issue
+from medarchive.service.repository import Repository, Validator
+from medarchive.service.router import Limits, Router
+from medarchive.settings import Settings, load_settings
+from medarchive.store.base import Store
+
+log = logging.getLogger(__name__)
+FHIR_PREFIX = "/fhir"
+
+
+def new_uuid() -> str:
+    """Server-assigned logical ids: random UUIDs (R4 §3.1.0.4 create)."""
+    return str(uuid.uuid4())
+
+
+def utc_now() -> datetime:
+    """The server clock (UTC) for meta.lastUpdated."""
+    return datetime.now(UTC)
+
+
+def default_validator(spec: Any) -> Validator | None:
+    """The R4 validator bound to ``spec``, or None (logged) while it is not installed."""
+    try:
+        from medarchive.fhir.validate import validate_resource
+    except ImportError:
+        log.warning("medarchive.fhir.validate is not available: writes are not validated")
+        return None
+
+    def validate(resource: dict[str, Any]) -> Sequence[Issue]:
+        return validate_resource(resource, spec)  # type: ignore[no-any-return]
+    return validate
+
+
+@dataclass
+class Services:
+    """The built system: what the CLI and the HTTP app share."""
+
+    settings: Settings
+    spec: Any
+    store: Store
+    repository: Repository
+    router: Router
+
+    def submit(self, bundle: dict[str, Any], idempotency_key: str | None = None
+               ) -> dict[str, Any]:
+        """Run a batch/transaction Bundle through the service path; a failed transaction and
+        a repeated idempotency key (``AlreadyApplied``) raise."""
+        return self.router.bundles.process(bundle, idempotency_key=idempotency_key)
+
+    def close(self) -> None:
+        """Release the store (connections, pools)."""
+        self.store.close()
+
+
+_DEFAULT: Any = object()
+
+
+def build_services(settings: Settings, *, store: Store | None = None, spec: Any = None,
+                   validator: Validator | None = _DEFAULT,
+                   new_id: Callable[[], str] = new_uuid,
+                   now: Callable[[], datetime] = utc_now) -> Services:
+    """Build every service from ``settings``; tests inject store, validator, ids and clock."""
+    if spec is None:
+        from medarchive.fhir.spec import load_spec
+        spec = load_spec()
+    if store is None:
+        from medarchive.fhir.search.index import build_indexer
+        from medarchive.store import open_store
+        store = open_store(settings.database_url, build_indexer(spec),
+                           busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+                           pool_size=settings.pool_size)
+    if validator is _DEFAULT:
+        validator = default_validator(spec)
+    repository = Repository(store, spec, new_id=new_id, now=now, validator=validator,
+                            validate_writes=settings.validate_writes)
+    router = Router(repository, base=settings.public_base() + FHIR_PREFIX,
+                    limits=Limits.from_settings(settings))
+    return Services(settings, spec, store, repository, router)
+
+
+def create_app(settings: Settings, *, services: Services | None = None,
+               **inject: Any) -> Starlette:
+    """The ASGI application: the FHIR REST API under ``/fhir``."""
+    from medarchive.web.asgi import build_asgi
+    from medarchive.web.fhir_api import fhir_routes
+
+    built = services or build_services(settings, **inject)
+    app = build_asgi(fhir_routes(built.router, FHIR_PREFIX),
+                     max_request_bytes=settings.max_request_bytes, on_shutdown=built.close)
+    app.state.services = built
+    return app
+
+
+def asgi_factory() -> Starlette:
+    """For ``uvicorn --factory medarchive.app:asgi_factory``: settings from the environment."""
+    settings = load_settings()
+    logging.basicConfig(level=settings.log_level.upper())
+    return create_app(settings)

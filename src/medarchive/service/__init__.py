@@ -1,0 +1,1 @@
+"""The transport-neutral FHIR interaction path: FhirRequest -> repository -> FhirResponse."""

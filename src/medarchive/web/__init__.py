@@ -1,0 +1,1 @@
+"""HTTP transports: the FHIR REST API (and later DICOMweb, UI, OAuth) as ASGI routes."""

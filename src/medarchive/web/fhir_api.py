@@ -1,0 +1,63 @@
+"""The FHIR REST routes: HTTP requests under the FHIR base become FhirRequests.
+
+This adaptor is deliberately thin: it reads the body (POST, PUT, PATCH only), hands method, path,
+query, headers and body to the service router in a worker thread (store calls are synchronous
+and must not block the event loop) and writes the FhirResponse back. Everything FHIR, including
+content negotiation and error statuses, is decided by ``service.router``.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import parse_qsl
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from medarchive.errors import BadRequest, FhirError
+from medarchive.service.request import FhirRequest
+from medarchive.service.router import Router
+from medarchive.web.asgi import internal_error, render, render_error
+
+log = logging.getLogger(__name__)
+
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+
+
+def header_map(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """ASGI headers (names already lower case) as a dict; repeated headers are joined with
+    commas (RFC 9110 §5.3), so every lookup afterwards is one dict access."""
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        key = name.decode("latin-1")
+        text = value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return headers
+
+
+def fhir_routes(router: Router, prefix: str = "/fhir") -> list[BaseRoute]:
+    """Routes for the FHIR base ``prefix`` and everything below it (R4 §3.1.0 RESTful API)."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            method = request.method
+            body = await request.body() if method in WITH_BODY else b""
+            raw_query = request.scope["query_string"]
+            query = tuple(parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True)) \
+                if raw_query else ()
+            fhir_request = FhirRequest(method, request.path_params.get("path", ""), query,
+                                       header_map(request.scope["headers"]), body)
+            return render(await run_in_threadpool(router.handle, fhir_request))
+        except FhirError as exc:
+            return render_error(exc)
+        except ClientDisconnect:
+            return render_error(BadRequest("the client disconnected before sending the body"))
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            return internal_error()
+
+    return [Route(prefix, endpoint, methods=METHODS),
+            Route(prefix + "/{path:path}", endpoint, methods=METHODS)]
