@@ -34,7 +34,7 @@ class Issue:
 
 
 def operation_outcome(issues: Iterable[Issue]) -> dict[str, Any]:
-    """Build an OperationOutcome resource from issues; an empty list gives an 'informational' one."""
+    """An OperationOutcome from issues; with none, a single 'informational' issue."""
     rendered = [issue.to_fhir() for issue in issues]
     if not rendered:
         rendered = [{"severity": "information", "code": "informational", "diagnostics": "All OK"}]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import suppress
 from typing import Annotated
 
 import typer
@@ -34,17 +35,13 @@ def demo(
                 return
             started = time.perf_counter()
             resources = 0
-            try:
+            with suppress(AlreadyApplied):  # loaded by an earlier run
                 services.submit(reference_bundle(seed), f"demo:{seed}:reference")
-            except AlreadyApplied:
-                pass
             with progress_bar() as bar:
                 task = bar.add_task("demo patients", total=patients, rate="")
                 for number, bundle in enumerate(generate(patients, seed=seed)):
-                    try:
+                    with suppress(AlreadyApplied):
                         services.submit(bundle, f"demo:{seed}:{number}")
-                    except AlreadyApplied:
-                        pass
                     resources += len(bundle["entry"])
                     rate = resources / max(time.perf_counter() - started, 1e-6)
                     bar.update(task, advance=1, rate=f"{rate:,.0f} res/s")

@@ -169,7 +169,8 @@ class SqlStore:
                                       "VALUES (?, ?, ?)"), params)
 
     def _history_where(self, query: HistoryQuery) -> tuple[str, list[Any]]:
-        clauses, params = ["1=1"], []
+        clauses: list[str] = ["1=1"]
+        params: list[Any] = []
         if query.resource_type:
             clauses.append("r.res_type = ?")
             params.append(query.resource_type)
