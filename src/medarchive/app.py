@@ -106,7 +106,8 @@ def create_app(settings: Settings, *, services: Services | None = None,
 
     built = services or build_services(settings, **inject)
     app = build_asgi(fhir_routes(built.router, FHIR_PREFIX),
-                     max_request_bytes=settings.max_request_bytes, on_shutdown=built.close)
+                     max_request_bytes=settings.max_request_bytes, on_shutdown=built.close,
+                     worker_threads=settings.worker_threads)
     app.state.services = built
     return app
 

@@ -32,6 +32,8 @@ class Settings:
         metadata={"help": "Public base URL of the server (for links in Bundles); "
                           "default http://HOST:PORT."})
     workers: int = field(default=1, metadata={"help": "HTTP server processes (one per core)."})
+    worker_threads: int = field(
+        default=8, metadata={"help": "Threads per server process that run database calls."})
     max_request_bytes: int = field(
         default=50 * 1024 * 1024, metadata={"help": "Largest request body accepted, in bytes."})
     max_bundle_entries: int = field(
@@ -50,6 +52,13 @@ class Settings:
     pool_size: int = field(
         default=10, metadata={"help": "Connections in the PostgreSQL connection pool."})
     log_level: str = field(default="info", metadata={"help": "Log level: debug, info, warning."})
+    # -- security (issue 4; docs/security.md) --
+    auth: str = field(
+        default="on",
+        metadata={"help": "Authentication and authorization: on (default) or off. off is for "
+                          "local development only: the server then binds to loopback only."})
+    access_token_lifetime: int = field(
+        default=3600, metadata={"help": "Lifetime of issued access tokens, in seconds."})
 
     def public_base(self) -> str:
         return (self.base_url or f"http://{self.host}:{self.port}").rstrip("/")

@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -108,11 +110,18 @@ async def _bug(request: Request, exc: Exception) -> Response:
 
 
 def build_asgi(routes: Sequence[BaseRoute], *, max_request_bytes: int,
-               on_shutdown: Callable[[], Any] | None = None) -> Starlette:
-    """The ASGI app serving ``routes`` with the limits and error rendering above."""
+               on_shutdown: Callable[[], Any] | None = None,
+               worker_threads: int | None = None) -> Starlette:
+    """The ASGI app serving ``routes`` with the limits and error rendering above.
+
+    ``worker_threads`` caps the threads that run blocking store calls: a few per core keep
+    tail latency low, where the default of 40 lets requests queue behind each other's I/O.
+    """
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if worker_threads:
+            anyio.to_thread.current_default_thread_limiter().total_tokens = worker_threads
         yield
         if on_shutdown is not None:
             on_shutdown()
