@@ -122,7 +122,8 @@ def main() -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "MEDARCHIVE_DATABASE_URL": args.database_url or
-           f"sqlite:///{folder / 'bench.db'}", "MEDARCHIVE_LOG_LEVEL": "warning"}
+           f"sqlite:///{folder / 'bench.db'}", "MEDARCHIVE_LOG_LEVEL": "warning",
+           "MEDARCHIVE_AUTH": "off"}  # the cost of authentication is measured separately
     results: dict[str, object] = {"benchmark": "http_throughput", "workers": args.workers,
                                   "connections": args.connections, "seconds": args.seconds,
                                   "database": env["MEDARCHIVE_DATABASE_URL"].split(":")[0]}

@@ -5,13 +5,16 @@ how a write transaction starts, and the placeholder style. SQL in this package i
 ``?`` placeholders and rewritten for psycopg once per statement text.
 
 SQLite: one connection per thread, WAL journal, ``synchronous=FULL`` so an acknowledged write
-survives power loss, and a process-wide lock that queues writers in Python (SQLite's own busy
-handler sleeps in coarse steps and would waste the lock's idle time).
+survives power loss, and writers queued first on a lock per process and then on an ``flock``
+of ``<database>.writelock`` across processes: SQLite's own busy handler sleeps in coarse steps
+(up to 100 ms) and would leave the write lock idle while writers of other server processes
+sleep.
 PostgreSQL: a psycopg 3 connection pool.
 """
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -49,6 +52,7 @@ class SqliteDatabase:
         self._busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        self._lock_file = None if path == ":memory:" else open(path + ".writelock", "a+b")  # noqa: SIM115 - held for the database's lifetime
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
 
@@ -84,17 +88,23 @@ class SqliteDatabase:
         """One write transaction: committed on success, rolled back on any exception."""
         conn = self._connection()
         with self._write_lock:
-            cursor = conn.cursor()
-            cursor.execute("BEGIN IMMEDIATE")
+            if self._lock_file is not None:
+                fcntl.flock(self._lock_file, fcntl.LOCK_EX)
             try:
-                yield cursor
-            except BaseException:
-                cursor.execute("ROLLBACK")
-                raise
-            else:
-                cursor.execute("COMMIT")
+                cursor = conn.cursor()
+                cursor.execute("BEGIN IMMEDIATE")
+                try:
+                    yield cursor
+                except BaseException:
+                    cursor.execute("ROLLBACK")
+                    raise
+                else:
+                    cursor.execute("COMMIT")
+                finally:
+                    cursor.close()
             finally:
-                cursor.close()
+                if self._lock_file is not None:
+                    fcntl.flock(self._lock_file, fcntl.LOCK_UN)
 
     def close(self) -> None:
         with self._all_lock:
@@ -102,6 +112,9 @@ class SqliteDatabase:
                 conn.close()
             self._all.clear()
         self._local = threading.local()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
 
 @lru_cache(maxsize=4096)
