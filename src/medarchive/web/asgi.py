@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio.to_thread
-
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
