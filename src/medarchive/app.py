@@ -60,6 +60,7 @@ class Services:
     store: Store
     repository: Repository
     router: Router
+    security: Any = None  # security.service.Security when settings.auth is on
 
     def submit(self, bundle: dict[str, Any], idempotency_key: str | None = None
                ) -> dict[str, Any]:
@@ -69,6 +70,8 @@ class Services:
 
     def close(self) -> None:
         """Release the store (connections, pools)."""
+        if self.security is not None:
+            self.security.close()
         self.store.close()
 
 
@@ -95,7 +98,24 @@ def build_services(settings: Settings, *, store: Store | None = None, spec: Any 
                             validate_writes=settings.validate_writes)
     router = Router(repository, base=settings.public_base() + FHIR_PREFIX,
                     limits=Limits.from_settings(settings))
-    return Services(settings, spec, store, repository, router)
+    security = _security(settings, store, spec, now)
+    if security is not None:  # one guard authorizes and audits every interaction
+        repository.guard = router.guard = security.guard
+    return Services(settings, spec, store, repository, router, security)
+
+
+def _security(settings: Settings, store: Store, spec: Any,
+              now: Callable[[], datetime]) -> Any:
+    """Identity, access control and audit (docs/security.md); None when auth is off."""
+    if settings.auth == "off":
+        log.warning("MEDARCHIVE_AUTH=off: authentication and authorization are disabled "
+                    "(local development only)")
+        return None
+    if settings.auth != "on":
+        raise ValueError(f"setting auth must be on or off, not {settings.auth!r}")
+    from medarchive.security.service import build_security
+    return build_security(store, spec, issuer=settings.public_base() + FHIR_PREFIX, now=now,
+                          token_lifetime_s=settings.access_token_lifetime)
 
 
 def create_app(settings: Settings, *, services: Services | None = None,
@@ -105,9 +125,20 @@ def create_app(settings: Settings, *, services: Services | None = None,
     from medarchive.web.fhir_api import fhir_routes
 
     built = services or build_services(settings, **inject)
-    app = build_asgi(fhir_routes(built.router, FHIR_PREFIX),
+    routes = fhir_routes(built.router, FHIR_PREFIX)
+    if built.security is not None:  # OAuth endpoints first, bearer tokens on the FHIR API
+        from medarchive.web.auth_routes import auth_routes, protected_fhir_routes
+        routes = auth_routes(built.security, FHIR_PREFIX) + protected_fhir_routes(
+            built.router, built.security, FHIR_PREFIX)
+    # -- device readings (issue 6; docs/ingestion.md) --
+    from medarchive.web.devices_api import device_routes
+    routes = routes + device_routes(built)
+    app = build_asgi(routes,
                      max_request_bytes=settings.max_request_bytes, on_shutdown=built.close,
                      worker_threads=settings.worker_threads)
+    if built.security is not None:
+        from medarchive.web.auth_routes import SecurityHeaders
+        app.add_middleware(SecurityHeaders)
     app.state.services = built
     return app
 
@@ -116,4 +147,6 @@ def asgi_factory() -> Starlette:
     """For ``uvicorn --factory medarchive.app:asgi_factory``: settings from the environment."""
     settings = load_settings()
     logging.basicConfig(level=settings.log_level.upper())
+    if settings.auth == "off" and settings.host not in ("127.0.0.1", "::1", "localhost"):
+        raise RuntimeError("MEDARCHIVE_AUTH=off: refusing to serve on a non-loopback address")
     return create_app(settings)

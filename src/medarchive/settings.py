@@ -59,6 +59,39 @@ class Settings:
                           "local development only: the server then binds to loopback only."})
     access_token_lifetime: int = field(
         default=3600, metadata={"help": "Lifetime of issued access tokens, in seconds."})
+    # -- HL7 v2 over MLLP (issue 6; docs/ingestion.md) --
+    mllp_port: int = field(
+        default=0, metadata={"help": "Port of the HL7 v2 MLLP listener (2575 is usual); "
+                                     "0 leaves it off."})
+    mllp_host: str = field(
+        default="127.0.0.1", metadata={"help": "Address the MLLP listener binds to."})
+    mllp_max_message_bytes: int = field(
+        default=1024 * 1024, metadata={"help": "Largest HL7 v2 message accepted over MLLP, "
+                                               "in bytes."})
+    mllp_tls_cert: str = field(
+        default="", metadata={"help": "PEM certificate (chain) for MLLP over TLS; empty: "
+                                      "plain TCP."})
+    mllp_tls_key: str = field(
+        default="", metadata={"help": "PEM private key for mllp_tls_cert (empty when the "
+                                      "certificate file holds it)."})
+    mllp_threads: int = field(
+        default=8, metadata={"help": "Threads applying HL7 v2 messages to the store."})
+    # -- device readings (issue 6; docs/ingestion.md) --
+    mqtt_url: str = field(
+        default="", metadata={"help": "MQTT broker for device readings, mqtt://HOST:PORT; "
+                                      "empty leaves the subscriber off."})
+    mqtt_topic: str = field(
+        default="medarchive/devices/+/readings",
+        metadata={"help": "MQTT topic filter the device subscriber listens to."})
+    device_batch_size: int = field(
+        default=500, metadata={"help": "Most device readings written in one transaction."})
+    device_batch_ms: int = field(
+        default=200, metadata={"help": "Longest wait, in milliseconds, to fill a batch of "
+                                       "device readings."})
+    device_retention_days: int = field(
+        default=30, metadata={"help": "Raw device readings older than this many days are "
+                                      "compacted into per-minute summaries "
+                                      "(medarchive devices compact)."})
 
     def public_base(self) -> str:
         return (self.base_url or f"http://{self.host}:{self.port}").rstrip("/")

@@ -52,7 +52,7 @@ def test_synthea_bundles_load_as_transactions(
     assert len(patients) == 30
     store = store_factory(indexer)
     numbers = itertools.count(1)
-    settings = Settings(database_url="memory://", base_url="http://testserver",
+    settings = Settings(database_url="memory://", base_url="http://testserver", auth="off",
                         max_request_bytes=8 * 1024 * 1024)
     app = create_app(settings, store=store, spec=load_spec(), validator=None,
                      new_id=lambda: f"s{next(numbers)}")

@@ -30,7 +30,7 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
-SETTINGS = Settings(database_url="memory://", base_url="http://testserver",
+SETTINGS = Settings(database_url="memory://", base_url="http://testserver", auth="off",
                     max_request_bytes=100_000, max_bundle_entries=20, max_json_depth=20,
                     default_page_size=5, max_page_size=50)
 

@@ -14,7 +14,7 @@ from medarchive.store.base import Store
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 SETTINGS_VALIDATING = Settings(database_url="memory://", base_url="http://testserver",
-                               validate_writes=True)
+                               validate_writes=True, auth="off")
 
 
 def outcome(response: Any) -> list[dict[str, Any]]:
@@ -182,7 +182,8 @@ def test_metadata_over_http(memory_client: Any) -> None:
 def test_composition_root_builds_a_working_app(tmp_path: Any,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from starlette.testclient import TestClient
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'app.db'}", base_url="http://x")
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'app.db'}", base_url="http://x",
+                        auth="off")
     services = build_services(settings, validator=None)
     try:
         result = services.submit({"resourceType": "Bundle", "type": "transaction", "entry": [

@@ -27,6 +27,12 @@ def demo(
     from medarchive.fhir.search.query import SearchQuery
 
     settings = state(ctx).settings()
+    if settings.auth == "on":  # security is on by default: make logins to try it with
+        from medarchive.cli.users import demo_logins
+        with reported():
+            logins = demo_logins(settings.database_url, settings.public_base())
+        if logins:
+            typer.echo("demo logins (shown once):\n" + "\n".join(logins), err=True)
     with reported():
         services = build_services(settings)
         try:

@@ -11,13 +11,30 @@ from typing import Annotated
 
 import typer
 
-from medarchive.cli import db, demo, export, imports, serve, validate
+from medarchive.cli import (
+    audit,
+    clients,
+    db,
+    demo,
+    devices,
+    export,
+    hl7,
+    imports,
+    serve,
+    users,
+    validate,
+)
 from medarchive.cli.context import CliState
 
 app = typer.Typer(help="MedArchive: a hospital medical-records platform on FHIR R4.",
                   no_args_is_help=True, pretty_exceptions_enable=False,
                   add_completion=False)
 app.add_typer(db.app, name="db")
+app.add_typer(users.app, name="users")
+app.add_typer(clients.app, name="clients")
+app.add_typer(audit.app, name="audit")
+app.add_typer(hl7.app, name="hl7")
+app.add_typer(devices.app, name="devices")
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
 app.command("import")(imports.import_command)

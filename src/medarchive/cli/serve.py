@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from medarchive.cli.context import console, state
-from medarchive.settings import ENV_PREFIX
+from medarchive.settings import ENV_PREFIX, Settings
 
 
 def serve(
@@ -17,22 +17,75 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default 8080).")] = None,
     workers: Annotated[int | None, typer.Option(
         help="Server processes; one per core is a good start.")] = None,
+    mllp_port: Annotated[int | None, typer.Option(
+        help="Also listen for HL7 v2 over MLLP on this port (e.g. 2575).")] = None,
+    mqtt_url: Annotated[str | None, typer.Option(
+        help="Also subscribe to device readings on this broker (mqtt://127.0.0.1:1883).")
+    ] = None,
 ) -> None:
     """Serve the FHIR API on the configured database until interrupted."""
     import uvicorn
 
     cli = state(ctx)
-    settings = cli.settings(host=host, port=port, workers=workers)
+    settings = cli.settings(host=host, port=port, workers=workers, mllp_port=mllp_port,
+                            mqtt_url=mqtt_url)
     # Worker processes build their app from the environment: hand every chosen value on.
     for name, value in {**cli.overrides, "host": host, "port": port, "workers": workers}.items():
         if value is not None:
             os.environ[ENV_PREFIX + name.upper()] = str(value)
     if cli.config:
         os.environ[ENV_PREFIX + "CONFIG"] = str(cli.config)
+    if settings.auth == "off":  # security off is for a developer's own machine only
+        if settings.host not in ("127.0.0.1", "::1", "localhost"):
+            console.print(f"[bold red]error:[/] MEDARCHIVE_AUTH=off: refusing to bind to "
+                          f"{settings.host}; only loopback (127.0.0.1, ::1) is allowed",
+                          highlight=False)
+            raise typer.Exit(2)
+        console.print("[bold yellow]WARNING:[/] authentication is OFF (MEDARCHIVE_AUTH=off); "
+                      "local development only", highlight=False)
     base = f"http://{settings.host}:{settings.port}"
     console.print(f"MedArchive on [bold]{base}[/]  (database {settings.database_url})")
     console.print(f"  FHIR API:   {base}/fhir   e.g. {base}/fhir/Patient?_count=10")
     console.print(f"  Capability: {base}/fhir/metadata")
+    listener = _start_mllp(settings) if settings.mllp_port else None
+    subscriber = _start_mqtt(settings) if settings.mqtt_url else None
     uvicorn.run("medarchive.app:asgi_factory", factory=True, host=settings.host,
                 port=settings.port, workers=settings.workers if settings.workers > 1 else None,
                 log_level=settings.log_level, access_log=False, server_header=False)
+    if listener is not None:
+        listener.stop()
+    if subscriber is not None:
+        subscriber.stop()
+
+
+def _start_mllp(settings: Settings) -> Any:
+    """The HL7 v2 MLLP listener in this (main) process, beside uvicorn (docs/ingestion.md)."""
+    from medarchive.app import build_services
+    from medarchive.mllp.gateway import Gateway
+    from medarchive.mllp.log import open_message_log
+    from medarchive.mllp.server import BackgroundListener, MllpServer, options_from_settings
+
+    services = build_services(settings)
+    gateway = Gateway(services.submit, open_message_log(settings.database_url))
+    listener = BackgroundListener(MllpServer(gateway, options_from_settings(settings)))
+    port = listener.start()
+    scheme = "MLLP/TLS" if settings.mllp_tls_cert else "MLLP"
+    console.print(f"  HL7 v2:     {scheme} on {settings.mllp_host}:{port}")
+    return listener
+
+
+def _start_mqtt(settings: Settings) -> Any:
+    """The device-readings subscriber in this (main) process, beside uvicorn."""
+    from medarchive.app import build_services
+    from medarchive.devices.alerts import ingest_with_alerts
+    from medarchive.devices.mqtt import DeviceSubscriber, MqttOptions
+
+    services = build_services(settings)
+    subscriber = DeviceSubscriber(
+        MqttOptions(settings.mqtt_url, topic=settings.mqtt_topic,
+                    batch_size=settings.device_batch_size, batch_ms=settings.device_batch_ms),
+        lambda items: ingest_with_alerts(items, services.router,
+                                         batch_size=settings.device_batch_size))
+    subscriber.start()
+    console.print(f"  Devices:    MQTT {settings.mqtt_url} topic {settings.mqtt_topic}")
+    return subscriber

@@ -6,7 +6,8 @@ validates what is about to be stored and hands the changes to the store in one a
 Optimistic locking comes from the store (``VersionConflict``); here a plain update is retried
 on a fresh read, while a client that named a version with If-Match gets 412 instead. Reads raise
 404 for unknown and 410 for deleted resources. Time and ids are injected so tests are
-deterministic. Authorization and audit will hook in here (house rule 6).
+deterministic. Authorization hooks in here (house rule 6) through ``guard`` (security.guard):
+visibility of loaded versions, search narrowing inside the query, and checks on every commit.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class Repository:
         self.validate_writes = validate_writes and validator is not None
         self.retries = retries
         self._sleep = sleep
+        self.guard: Any = None  # security.guard.Guard: authorization hooks (security on)
 
     # -- checks ---------------------------------------------------------------------------
 
@@ -119,12 +121,16 @@ class Repository:
     # -- reads ----------------------------------------------------------------------------
 
     def current(self, resource_type: str, id: str) -> Version | None:
-        """The current version, deletion markers included; None if never created."""
-        return self.store.read(resource_type, id)
+        """The current version, deletion markers included; None if never created (or not
+        visible to the acting patient-scoped actor)."""
+        version = self.store.read(resource_type, id)
+        if self.guard is not None and not self.guard.visible(version):
+            return None
+        return version
 
     def read(self, resource_type: str, id: str) -> Version:
         """The current version (R4 §3.1.0.2 read): 404 if never created, 410 if deleted."""
-        version = self.store.read(resource_type, id)
+        version = self.current(resource_type, id)
         if version is None:
             raise NotFound(f"{resource_type}/{id} not found")
         if version.deleted:
@@ -134,6 +140,8 @@ class Repository:
     def vread(self, resource_type: str, id: str, version_id: int) -> Version:
         """One version (R4 §3.1.0.3 vread): 404 if unknown, 410 if it is a deletion."""
         version = self.store.vread(resource_type, id, version_id)
+        if self.guard is not None and not self.guard.visible(version):
+            version = None
         if version is None:
             raise NotFound(f"{resource_type}/{id}/_history/{version_id} not found")
         if version.deleted:
@@ -141,12 +149,17 @@ class Repository:
         return version
 
     def search(self, query: SearchQuery) -> list[Version]:
-        """Matching current resources (R4 §3.1.1); authorization will narrow the query here."""
-        return self.store.search(query)
+        """Matching current resources (R4 §3.1.1), narrowed inside the query to what the
+        acting actor may see (house rule 6)."""
+        return self.store.search(self.narrow(query))
+
+    def narrow(self, query: SearchQuery) -> SearchQuery:
+        """``query`` with the authorization predicates of the acting actor added."""
+        return self.guard.narrow(query) if self.guard is not None else query
 
     def count(self, query: SearchQuery) -> int:
-        """How many resources match (Bundle.total, R4 §3.1.1.3)."""
-        return self.store.count(query)
+        """How many resources match (Bundle.total, R4 §3.1.1.3), narrowed like ``search``."""
+        return self.store.count(self.narrow(query))
 
     def history(self, query: HistoryQuery) -> list[Version]:
         """Versions newest first (R4 §3.1.0.9 history)."""
@@ -169,7 +182,8 @@ class Repository:
             raise BadRequest(f"{what}: unknown search parameter(s) {', '.join(parsed.unknown)}")
         if not parsed.query.predicates:
             raise BadRequest(f"{what} needs search criteria")
-        return self.store.search(replace(parsed.query, count=2, offset=0, sort=()))
+        return self.store.search(self.narrow(replace(parsed.query, count=2, offset=0,
+                                                     sort=())))
 
     # -- building changes -----------------------------------------------------------------
 
@@ -216,7 +230,10 @@ class Repository:
 
     def commit(self, changes: Sequence[Change], *,
                idempotency_key: str | None = None) -> list[Version]:
-        """Write all changes atomically (the store raises VersionConflict, writing nothing)."""
+        """Write all changes atomically (the store raises VersionConflict, writing nothing);
+        every change must be allowed for the acting actor (transaction entries included)."""
+        if self.guard is not None:
+            self.guard.check_changes(changes, self.store.read)
         return self.store.write(changes, idempotency_key=idempotency_key)
 
     def backoff(self, attempt: int) -> None:

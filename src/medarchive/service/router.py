@@ -108,11 +108,20 @@ class Router:
         self.bundles = BundleProcessor(self, repository)
         self._capability = capability
         self._capability_cache: bytes | None = None
+        self.guard: Any = None  # security.guard.Guard, installed by the composition root
 
     # -- entry points ---------------------------------------------------------------------
 
-    def handle(self, request: FhirRequest) -> FhirResponse:
-        """Run one interaction and return its response; errors become OperationOutcomes."""
+    def handle(self, request: FhirRequest, actor: Any = None) -> FhirResponse:
+        """Run one interaction and return its response; errors become OperationOutcomes.
+        With a guard (security on) the interaction is authorized and audited as ``actor``
+        (a ``security.actor.Actor``; default the one already bound, else the system)."""
+        if self.guard is not None:
+            response: FhirResponse = self.guard.run(self._handle, request, actor, error_response)
+            return response
+        return self._handle(request)
+
+    def _handle(self, request: FhirRequest) -> FhirResponse:
         try:
             return self.route(request)
         except NotAllowed as exc:

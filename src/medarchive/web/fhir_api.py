@@ -9,6 +9,8 @@ content negotiation and error statuses, is decided by ``service.router``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.concurrency import run_in_threadpool
@@ -16,7 +18,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from medarchive.errors import BadRequest, FhirError
+from medarchive.errors import BadRequest, FhirError, Unauthorized
 from medarchive.service.request import FhirRequest
 from medarchive.service.router import Router
 from medarchive.web.asgi import internal_error, render, render_error
@@ -38,19 +40,34 @@ def header_map(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     return headers
 
 
-def fhir_routes(router: Router, prefix: str = "/fhir") -> list[BaseRoute]:
-    """Routes for the FHIR base ``prefix`` and everything below it (R4 §3.1.0 RESTful API)."""
+def fhir_routes(router: Router, prefix: str = "/fhir",
+                authenticate: Callable[[FhirRequest, str | None], Any] | None = None
+                ) -> list[BaseRoute]:
+    """Routes for the FHIR base ``prefix`` and everything below it (R4 §3.1.0 RESTful API).
+    ``authenticate(request, client address)`` returns the acting Actor (None: public path)
+    or raises Unauthorized, answered with 401 and ``WWW-Authenticate`` (RFC 6750 §3)."""
 
     async def endpoint(request: Request) -> Response:
         try:
             method = request.method
-            body = await request.body() if method in WITH_BODY else b""
             raw_query = request.scope["query_string"]
             query = tuple(parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True)) \
                 if raw_query else ()
-            fhir_request = FhirRequest(method, request.path_params.get("path", ""), query,
-                                       header_map(request.scope["headers"]), body)
-            return render(await run_in_threadpool(router.handle, fhir_request))
+            path = request.path_params.get("path", "")
+            headers = header_map(request.scope["headers"])
+            actor = None
+            if authenticate is not None:  # before the body: strangers don't get to upload
+                address = request.client.host if request.client else None
+                actor = await run_in_threadpool(authenticate,
+                                                FhirRequest(method, path, query, headers),
+                                                address)
+            body = await request.body() if method in WITH_BODY else b""
+            fhir_request = FhirRequest(method, path, query, headers, body)
+            return render(await run_in_threadpool(router.handle, fhir_request, actor))
+        except Unauthorized as exc:
+            response = render_error(exc)
+            response.headers["WWW-Authenticate"] = 'Bearer realm="medarchive"'
+            return response
         except FhirError as exc:
             return render_error(exc)
         except ClientDisconnect:

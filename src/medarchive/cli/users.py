@@ -1,0 +1,165 @@
+"""``medarchive users``: people's accounts (add, list, disable, enable, reset, totp).
+
+Works directly on the security tables of the configured database (migration 0004); the
+server picks changes up on the next login. Passwords are read from stdin, never from the
+command line, where they would end up in shell history and process listings.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+
+from medarchive.cli.context import echo_json, fail, reported, state
+
+app = typer.Typer(help="User accounts (see docs/security.md).", no_args_is_help=True)
+
+
+@contextmanager
+def security_db(ctx: typer.Context) -> Iterator[object]:
+    """The configured SQL database, migrated, closed afterwards."""
+    from medarchive.store.sql.database import open_database
+    from medarchive.store.sql.migrations import migrate
+
+    settings = state(ctx).settings()
+    if settings.database_url.startswith("memory:"):
+        fail("accounts need a SQL database (sqlite:/// or postgresql://), not memory://")
+    db = open_database(settings.database_url)
+    try:
+        migrate(db)
+        yield db
+    finally:
+        db.close()
+
+
+def accounts(db: object):  # type: ignore[no-untyped-def]
+    from medarchive.app import utc_now
+    from medarchive.security.accounts import Accounts
+    return Accounts(db, utc_now)  # type: ignore[arg-type]
+
+
+def audit_admin(db: object, detail: str) -> None:
+    """Record an administrative change in the audit trail (as the local operating-system user);
+    raises if it cannot be written, so the command fails loudly."""
+    import getpass
+
+    from medarchive.app import utc_now
+    from medarchive.security.actor import Actor
+    from medarchive.security.audit import AuditTrail, audit_event
+    who = Actor("system", f"cli:{getpass.getuser()}", "administrator", ())
+    AuditTrail(db, utc_now).record(  # type: ignore[arg-type]
+        audit_event(who, "admin", utc_now(), status=200, detail=detail))
+
+
+def read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(typer.prompt("password", hide_input=True, confirmation_prompt=True))
+
+
+@app.command("add")
+def add(ctx: typer.Context, username: str,
+        role: Annotated[str, typer.Option(help="Role, e.g. physician, nurse, administrator.")],
+        password_stdin: Annotated[bool, typer.Option(
+            "--password-stdin", help="Read the password from the first line of stdin.")] = False,
+        patient: Annotated[str | None, typer.Option(
+            help="Patient id a patient user may see.")] = None) -> None:
+    """Create a user with a role and a password (argon2id; see the policy in docs)."""
+    password = read_password(password_stdin)
+    with reported(), security_db(ctx) as db:
+        user = accounts(db).add_user(username, role, password, patient_id=patient)
+        audit_admin(db, f"users add {username} role={role}")
+    typer.echo(f"user {user.username} added with role {user.role}")
+
+
+@app.command("list")
+def list_users(ctx: typer.Context,
+               json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False) -> None:
+    """List users with role, status and two-factor enrolment."""
+    with reported(), security_db(ctx) as db:
+        found = accounts(db).users()
+    if json:
+        echo_json([{"username": u.username, "role": u.role, "patient": u.patient_id,
+                    "disabled": u.disabled, "totp": u.totp_enrolled,
+                    "locked_until": u.locked_until} for u in found])
+        return
+    for u in found:
+        flags = " ".join(f for f, on in (("disabled", u.disabled), ("totp", u.totp_enrolled))
+                         if on)
+        typer.echo(f"{u.username}\t{u.role}\t{flags}".rstrip())
+
+
+@app.command("disable")
+def disable(ctx: typer.Context, username: str) -> None:
+    """Refuse all further logins of a user (existing tokens expire on their own)."""
+    with reported(), security_db(ctx) as db:
+        accounts(db).set_disabled(username, True)
+        audit_admin(db, f"users disable {username}")
+    typer.echo(f"user {username} disabled")
+
+
+@app.command("enable")
+def enable(ctx: typer.Context, username: str) -> None:
+    """Allow a disabled user to log in again."""
+    with reported(), security_db(ctx) as db:
+        accounts(db).set_disabled(username, False)
+        audit_admin(db, f"users enable {username}")
+    typer.echo(f"user {username} enabled")
+
+
+@app.command("reset")
+def reset(ctx: typer.Context, username: str,
+          password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False) -> None:
+    """Set a new password and clear the lockout."""
+    password = read_password(password_stdin)
+    with reported(), security_db(ctx) as db:
+        accounts(db).reset_password(username, password)
+        audit_admin(db, f"users reset {username}")
+    typer.echo(f"password of {username} reset")
+
+
+@app.command("totp")
+def totp(ctx: typer.Context, username: str) -> None:
+    """Enrol a user in two-factor login; prints the otpauth:// URI for an authenticator app."""
+    from medarchive.security.totp import provisioning_uri
+    with reported(), security_db(ctx) as db:
+        secret = accounts(db).enroll_totp(username)
+        audit_admin(db, f"users totp {username}")
+    typer.echo(provisioning_uri(secret, username))
+
+
+DEMO_USERS = (("admin", "administrator"), ("doctor", "physician"))
+
+
+def demo_logins(database_url: str, base: str) -> list[str]:
+    """Create the demo's administrator and physician (once) and say how to log in."""
+    import secrets
+
+    from medarchive.errors import Conflict
+    from medarchive.store.sql.database import open_database
+    from medarchive.store.sql.migrations import migrate
+
+    if database_url.startswith("memory:"):
+        return []
+    db = open_database(database_url)
+    lines = []
+    try:
+        migrate(db)
+        for username, role in DEMO_USERS:
+            password = "demo-" + secrets.token_urlsafe(12)
+            try:
+                accounts(db).add_user(username, role, password)
+            except Conflict:
+                lines.append(f"  {username} ({role}): exists; `medarchive users reset "
+                             f"{username}` sets a new password")
+                continue
+            lines.append(f"  {username} ({role}): password {password}")
+    finally:
+        db.close()
+    lines.append(f"log in: curl -s -X POST {base}/auth/login -d username=doctor "
+                 "-d password=... ; then send Authorization: Bearer <access_token>")
+    return lines

@@ -1,0 +1,1 @@
+"""Bedside and wearable devices: readings in, vital-signs Observations out (docs/ingestion.md)."""

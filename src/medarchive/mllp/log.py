@@ -1,0 +1,150 @@
+"""The HL7 v2 message log and dead-letter store: what the gateway did with every message.
+
+"No silent loss" (issue 6) needs a record outside the FHIR store: a message that was refused
+never reaches it, and an accepted one should still say which resources it created or changed and
+which fields were not mapped. Every message gets one row; rows whose outcome is AE or AR are the
+dead letters, listed and replayed by ``medarchive hl7 deadletter``. The tables are created here
+(``CREATE TABLE IF NOT EXISTS``) so the log works beside any store migration level; the memory
+twin defines the semantics for tests.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from medarchive.store.sql.database import Database, open_database
+
+DEAD_OUTCOMES = ("AE", "AR")
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One received message and what became of it.
+
+    ``outcome``: the MSA-1 sent (AA, AE, AR; AA also for a redelivered duplicate, with
+    ``duplicate`` set). ``resources``: ``Type/id`` (with ``/_history/n``) created or changed.
+    ``status``: ``done``, ``dead`` (refused, waiting for a fix) or ``replayed``.
+    """
+
+    id: int
+    received: str
+    key: str
+    outcome: str
+    status: str
+    error: str
+    resources: tuple[str, ...]
+    unmapped: tuple[str, ...]
+    raw: str
+    duplicate: bool = False
+
+
+class MessageLog(Protocol):
+    def record(self, entry: LogEntry) -> int: ...
+    def get(self, entry_id: int) -> LogEntry | None: ...
+    def entries(self, *, status: str | None = None, limit: int = 100) -> list[LogEntry]: ...
+    def set_status(self, entry_id: int, status: str) -> None: ...
+    def close(self) -> None: ...
+
+
+def open_message_log(url: str, *, pool_size: int = 4) -> MessageLog:
+    """The log for the store at ``url``: the same database, or memory for ``memory://``."""
+    if url.startswith("memory:"):
+        return MemoryMessageLog()
+    return SqlMessageLog(open_database(url, pool_size=pool_size))
+
+
+class MemoryMessageLog:
+    """The in-memory twin of ``SqlMessageLog``."""
+
+    def __init__(self) -> None:
+        self._rows: list[LogEntry] = []
+        self._lock = threading.Lock()
+
+    def record(self, entry: LogEntry) -> int:
+        with self._lock:
+            stored = replace(entry, id=len(self._rows) + 1)
+            self._rows.append(stored)
+            return stored.id
+
+    def get(self, entry_id: int) -> LogEntry | None:
+        with self._lock:
+            return self._rows[entry_id - 1] if 0 < entry_id <= len(self._rows) else None
+
+    def entries(self, *, status: str | None = None, limit: int = 100) -> list[LogEntry]:
+        with self._lock:
+            rows = [r for r in self._rows if status is None or r.status == status]
+        return rows[:limit]
+
+    def set_status(self, entry_id: int, status: str) -> None:
+        with self._lock:
+            self._rows[entry_id - 1] = replace(self._rows[entry_id - 1], status=status)
+
+    def close(self) -> None:
+        pass
+
+
+_SCHEMA = {
+    "sqlite": """CREATE TABLE IF NOT EXISTS hl7_message_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, received TEXT NOT NULL, msg_key TEXT NOT NULL,
+        outcome TEXT NOT NULL, status TEXT NOT NULL, error TEXT NOT NULL, resources TEXT NOT NULL,
+        unmapped TEXT NOT NULL, raw TEXT NOT NULL, duplicate INTEGER NOT NULL)""",
+    "postgresql": """CREATE TABLE IF NOT EXISTS hl7_message_log (
+        id BIGSERIAL PRIMARY KEY, received TEXT NOT NULL, msg_key TEXT NOT NULL,
+        outcome TEXT NOT NULL, status TEXT NOT NULL, error TEXT NOT NULL, resources TEXT NOT NULL,
+        unmapped TEXT NOT NULL, raw TEXT NOT NULL, duplicate INTEGER NOT NULL)""",
+}
+_INDEX = "CREATE INDEX IF NOT EXISTS hl7_message_log_status ON hl7_message_log (status, id)"
+_COLUMNS = "id, received, msg_key, outcome, status, error, resources, unmapped, raw, duplicate"
+
+
+class SqlMessageLog:
+    """The log in SQLite or PostgreSQL (its own connection pool on the store's database)."""
+
+    def __init__(self, database: Database) -> None:
+        self.db = database
+        with self.db.writing() as cur:
+            cur.execute(_SCHEMA[database.dialect])
+            cur.execute(_INDEX)
+
+    def record(self, entry: LogEntry) -> int:
+        values = (entry.received, entry.key, entry.outcome, entry.status, entry.error,
+                  json.dumps(entry.resources), json.dumps(entry.unmapped), entry.raw,
+                  int(entry.duplicate))
+        with self.db.writing() as cur:
+            cur.execute(self.db.sql(
+                "INSERT INTO hl7_message_log (received, msg_key, outcome, status, error, "
+                "resources, unmapped, raw, duplicate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "RETURNING id"), values)
+            return int(cur.fetchone()[0])
+
+    def get(self, entry_id: int) -> LogEntry | None:
+        with self.db.reading() as cur:
+            cur.execute(self.db.sql(f"SELECT {_COLUMNS} FROM hl7_message_log WHERE id = ?"),
+                        (entry_id,))
+            row = cur.fetchone()
+        return _entry(row) if row else None
+
+    def entries(self, *, status: str | None = None, limit: int = 100) -> list[LogEntry]:
+        where, params = ("WHERE status = ?", [status]) if status else ("", [])
+        with self.db.reading() as cur:
+            cur.execute(self.db.sql(f"SELECT {_COLUMNS} FROM hl7_message_log {where} "
+                                    "ORDER BY id LIMIT ?"), (*params, limit))
+            return [_entry(row) for row in cur.fetchall()]
+
+    def set_status(self, entry_id: int, status: str) -> None:
+        with self.db.writing() as cur:
+            cur.execute(self.db.sql("UPDATE hl7_message_log SET status = ? WHERE id = ?"),
+                        (status, entry_id))
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _entry(row: Sequence[Any]) -> LogEntry:
+    return LogEntry(id=int(row[0]), received=row[1], key=row[2], outcome=row[3], status=row[4],
+                    error=row[5], resources=tuple(json.loads(row[6])),
+                    unmapped=tuple(json.loads(row[7])), raw=row[8], duplicate=bool(row[9]))

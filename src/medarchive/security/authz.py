@@ -1,0 +1,139 @@
+"""Authorization decisions: role permissions (data) intersected with SMART scopes, plus the
+patient compartment for patient-scoped actors.
+
+An interaction needs one permission letter (SMART v2 ``cruds``: create, read, update, delete,
+search) on a resource type. It is allowed when the actor's role grants the letter on the type
+AND one of the token's scopes does (SMART App Launch 2.0 §3.0.2: scopes only ever narrow what
+the user may do). Patient-scoped actors are further confined to one patient's compartment
+(R4 §3.3 Compartments, CompartmentDefinition patient): reads and writes are checked on the
+resource, searches are narrowed by a predicate inside the query (``compartment_params``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from medarchive.errors import Forbidden
+from medarchive.security.actor import Actor
+
+ALL = "*"
+CLINICAL = frozenset({
+    "Observation", "Condition", "Procedure", "Encounter", "AllergyIntolerance", "CarePlan",
+    "CareTeam", "DiagnosticReport", "DocumentReference", "Immunization", "ImagingStudy",
+    "MedicationRequest", "MedicationAdministration", "MedicationStatement",
+    "MedicationDispense", "ServiceRequest", "Specimen", "Goal", "ClinicalImpression",
+    "FamilyMemberHistory", "Composition", "QuestionnaireResponse", "RiskAssessment",
+    "NutritionOrder", "Communication", "Flag"})
+DEMOGRAPHIC = frozenset({"Patient", "RelatedPerson", "Practitioner", "PractitionerRole",
+                         "Organization", "Location", "HealthcareService", "Coverage",
+                         "Appointment", "Schedule", "Slot", "Encounter", "EpisodeOfCare"})
+MEDICATION = frozenset({"Medication", "MedicationRequest", "MedicationDispense",
+                        "MedicationAdministration", "MedicationStatement"})
+DEVICE_DATA = frozenset({"Observation", "Device", "DeviceMetric"})
+RESTRICTED = frozenset({"AuditEvent"})  # the trail is written by the server, never by clients
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """``letters`` (from cruds) on ``types`` (``*``: every type outside RESTRICTED)."""
+
+    types: frozenset[str] | str
+    letters: frozenset[str]
+
+    def allows(self, letter: str, resource_type: str | None) -> bool:
+        if letter not in self.letters:
+            return False
+        if self.types == ALL:
+            return resource_type not in RESTRICTED
+        return resource_type is not None and resource_type in self.types
+
+
+def _g(types: frozenset[str] | str, letters: str) -> Grant:
+    return Grant(types, frozenset(letters))
+
+
+# Role permissions as data: edit this table (or pass another to Policy) to change them.
+ROLES: Mapping[str, tuple[Grant, ...]] = {
+    "administrator": (_g(ALL, "cruds"),),
+    "physician": (_g(CLINICAL | DEMOGRAPHIC, "cruds"), _g(ALL, "rs")),
+    "nurse": (_g(CLINICAL, "crus"), _g(ALL, "rs")),
+    "pharmacist": (_g(MEDICATION, "cruds"), _g(ALL, "rs")),
+    "records_clerk": (_g(DEMOGRAPHIC, "cruds"), _g(ALL, "rs")),
+    "researcher": (_g(ALL, "rs"),),
+    "auditor": (_g(frozenset({"AuditEvent"}), "rs"),),
+    "patient": (_g(ALL, "rs"),),
+    "integration": (_g(ALL, "cruds"),),
+    "device": (_g(DEVICE_DATA, "cru"),),
+    "system": (_g(ALL, "cruds"),),
+}
+
+# Which search parameter puts a resource of each type in the patient compartment, for
+# narrowing searches; types not listed cannot be searched by patient-scoped actors.
+_REFERENCE_FIELDS = ("subject", "patient", "beneficiary", "individual")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The authorization policy: role table in, allow/deny decisions out."""
+
+    roles: Mapping[str, tuple[Grant, ...]] = field(default_factory=lambda: ROLES)
+
+    def allowed(self, actor: Actor, letter: str, resource_type: str | None) -> bool:
+        """True when both the role and a scope grant ``letter`` on ``resource_type``."""
+        grants = self.roles.get(actor.role, ())
+        if not any(g.allows(letter, resource_type) for g in grants):
+            return False
+        return any(s.allows(letter, resource_type) for s in actor.scopes)
+
+    def require(self, actor: Actor, letter: str, resource_type: str | None) -> None:
+        """Raise 403 unless ``allowed`` (SMART: insufficient scope)."""
+        if not self.allowed(actor, letter, resource_type):
+            what = resource_type or "all resource types"
+            name = {"c": "create", "r": "read", "u": "update", "d": "delete",
+                    "s": "search"}[letter]
+            raise Forbidden(f"{actor.kind} {actor.id!r} (role {actor.role}) may not {name} "
+                            f"{what}")
+
+
+def patient_refs(resource: Mapping[str, Any]) -> set[str]:
+    """The patient ids a resource is about: its own id for a Patient, else the Patient
+    references in its subject/patient/beneficiary/individual elements."""
+    if resource.get("resourceType") == "Patient":
+        return {str(resource.get("id"))}
+    found: set[str] = set()
+    for key in _REFERENCE_FIELDS:
+        value = resource.get(key)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, dict):
+                ref = item.get("reference")
+                if isinstance(ref, str) and ref.startswith("Patient/"):
+                    found.add(ref.split("/")[1])
+    return found
+
+
+def in_compartment(actor: Actor, resource: Mapping[str, Any]) -> bool:
+    """True unless the actor is patient-scoped and the resource is outside its patient's
+    compartment (R4 CompartmentDefinition patient, approximated by the fields above)."""
+    if not actor.patient_scoped:
+        return True
+    return actor.patient is not None and actor.patient in patient_refs(resource)
+
+
+def compartment_params(actor: Actor, resource_type: str | None,
+                       search_params: Mapping[str, Any]) -> list[tuple[str, str]] | None:
+    """Extra search parameters confining a search to the actor's patient; None when the
+    actor is not patient-scoped; 403 when the search cannot be confined."""
+    if not actor.patient_scoped:
+        return None
+    if actor.patient is None:
+        raise Forbidden("a patient-scoped actor without a patient context may not search")
+    if resource_type is None:
+        raise Forbidden("patient-scoped actors may only search one resource type")
+    if resource_type == "Patient":
+        return [("_id", actor.patient)]
+    for name in ("patient", "subject", "beneficiary"):
+        if name in search_params:
+            return [(name, f"Patient/{actor.patient}")]
+    raise Forbidden(f"{resource_type} cannot be confined to a patient compartment")

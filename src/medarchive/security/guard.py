@@ -1,0 +1,209 @@
+"""The enforcement point: authorization and audit of every FHIR interaction, in one place.
+
+``Guard.run`` wraps the router's entry: it binds the actor, classifies the interaction (R4
+§3.1.0 summary table), checks the role x scope permission for its type, runs it, and appends
+one AuditEvent with the outcome. If the AuditEvent cannot be written the response is replaced
+by a 500 (fail closed). Batch entries re-enter the router and are authorized and audited one by
+one under the caller's identity. The repository calls the instance-level checks: whether a
+loaded resource is visible to the actor, whether changes about to be committed (including
+transaction entries) are allowed, and the compartment predicate narrowing every search.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import parse_qsl
+
+from medarchive.errors import FhirError, Forbidden
+from medarchive.fhir.search.parse import parse_search
+from medarchive.fhir.search.query import SearchQuery
+from medarchive.security.actor import SYSTEM, Actor, acting, bound_actor, current_actor
+from medarchive.security.audit import AuditTrail, audit_event
+from medarchive.security.authz import Policy, compartment_params, in_compartment
+from medarchive.store.base import Change, Version
+
+log = logging.getLogger(__name__)
+PUBLIC = frozenset({"metadata", ".well-known"})
+WIDENING = ("_include", "_revinclude", "_has", "_type")
+
+
+@dataclass(frozen=True, slots=True)
+class Interaction:
+    """What a request does: interaction name, permission letter (None: decided per entry),
+    resource type and id; ``conditional`` when it first searches (needs ``s`` too)."""
+
+    name: str
+    letter: str | None
+    resource_type: str | None = None
+    id: str | None = None
+    conditional: bool = False
+    public: bool = False
+
+
+def classify(method: str, path: str, has_if_none_exist: bool = False) -> Interaction:
+    """The interaction of a request (R4 §3.1.0, http.html summary table)."""
+    method = "GET" if method.upper() == "HEAD" else method.upper()
+    parts = [p for p in path.strip("/").split("/") if p]
+    if not parts:
+        return Interaction("search", "s") if method == "GET" else Interaction("batch", None)
+    first = parts[0]
+    if first in PUBLIC:
+        return Interaction("metadata", None, public=True)
+    if first == "_history":
+        return Interaction("history", "s")
+    if first.startswith("$"):
+        return Interaction("operation", "r")
+    if len(parts) == 1:
+        if method == "GET":
+            return Interaction("search", "s", first)
+        if method == "POST":
+            return Interaction("create", "c", first, conditional=has_if_none_exist)
+        if method in ("PUT", "PATCH"):
+            return Interaction("update" if method == "PUT" else "patch", "u", first,
+                               conditional=True)
+        return Interaction("delete", "d", first, conditional=True)
+    second = parts[1]
+    if second == "_search":
+        return Interaction("search", "s", first)
+    if second == "_history":
+        return Interaction("history", "s", first)
+    if second.startswith("$"):
+        return Interaction("operation", "r", first)
+    if len(parts) == 2:
+        name, letter = {"GET": ("read", "r"), "PUT": ("update", "u"), "PATCH": ("patch", "u"),
+                        "DELETE": ("delete", "d")}.get(method, ("operation", "r"))
+        return Interaction(name, letter, first, second)
+    if len(parts) == 4 and parts[2] == "_history":
+        return Interaction("vread", "r", first, second)
+    if parts[2] == "_history":
+        return Interaction("history", "r", first, second)
+    return Interaction("operation", "r", first, second)
+
+
+def search_params(request: Any) -> list[tuple[str, str]]:
+    """URL parameters plus a form-encoded POST body (``_search``), as the router reads them."""
+    params = list(request.query)
+    body = getattr(request, "body", b"")
+    if request.method.upper() == "POST" and body:
+        params += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return params
+
+
+def _search_count(response: Any) -> int | None:
+    body = response.resource
+    if isinstance(body, dict) and body.get("resourceType") == "Bundle":
+        return len(body.get("entry") or ())
+    return None
+
+
+class Guard:
+    """Authorization (``policy``) and audit (``trail``) for one router and repository."""
+
+    def __init__(self, policy: Policy, trail: AuditTrail, spec: Any) -> None:
+        self.policy = policy
+        self.trail = trail
+        self.spec = spec
+
+    # -- router entry ---------------------------------------------------------------------
+
+    def run(self, handle: Callable[[Any], Any], request: Any, actor: Actor | None,
+            render_error: Callable[[FhirError], Any]) -> Any:
+        """Authorize, run and audit one interaction as ``actor`` (default: the bound one).
+        ``request``/``handle`` are the service layer's FhirRequest and router entry (passed
+        in: this layer sits below the service); ``render_error`` turns a FhirError into a
+        response."""
+        who = actor or bound_actor() or SYSTEM
+        what = classify(request.method, request.path, request.header("if-none-exist") is not None)
+        if what.public:
+            return handle(request)
+        with acting(who):
+            try:
+                self.authorize(who, what, request)
+                response = handle(request)
+            except FhirError as exc:
+                response = render_error(exc)
+            except Exception:  # a bug: still audited (outcome 8), details only in the log
+                log.exception("unhandled error on %s %s", request.method, request.path)
+                response = render_error(FhirError("internal server error; the incident was "
+                                                  "logged"))
+            entities = []
+            if what.resource_type and what.id:
+                entities.append(f"{what.resource_type}/{what.id}")
+            elif isinstance(response.version, Version):
+                entities.append(f"{response.version.resource_type}/{response.version.id}")
+            query = "&".join(f"{k}={v}" for k, v in search_params(request)) \
+                if what.letter == "s" else None
+            event = audit_event(who, what.name, self.trail.now(), status=response.status,
+                                entities=entities, query=query, count=_search_count(response))
+            try:
+                self.trail.record(event)
+            except Exception:
+                log.critical("audit trail write failed; refusing %s %s", request.method,
+                             request.path, exc_info=True)
+                return render_error(FhirError("the audit trail could not be written; the "
+                                                "request was refused"))
+            return response
+
+    def authorize(self, actor: Actor, what: Interaction, request: Any) -> None:
+        """403 unless ``actor`` may perform ``what`` (type level; instances are checked by
+        the repository)."""
+        if what.letter is None:
+            return
+        self.policy.require(actor, what.letter, what.resource_type)
+        if what.conditional:
+            self.policy.require(actor, "s", what.resource_type)
+        if actor.patient_scoped:
+            params = search_params(request) if what.letter == "s" else request.query
+            if any(name.split(":")[0] in WIDENING for name, _ in params):
+                raise Forbidden("_include, _revinclude, _has and _type are not available to "
+                                "patient-scoped actors")
+            if what.name == "history" and what.id is None:
+                raise Forbidden("patient-scoped actors may not read type or system history")
+            if what.name == "operation" and (what.resource_type, what.id) != (
+                    "Patient", actor.patient):
+                raise Forbidden("patient-scoped actors may only run operations on their own "
+                                "Patient (e.g. Patient/<id>/$everything)")
+
+    # -- repository checks ----------------------------------------------------------------
+
+    def visible(self, version: Version | None) -> bool:
+        """True when the current actor may see this loaded version."""
+        actor = current_actor()
+        if version is None or not actor.patient_scoped:
+            return True
+        if version.deleted:
+            return False
+        return in_compartment(actor, version.resource())
+
+    def narrow(self, query: SearchQuery) -> SearchQuery:
+        """``query`` confined to the actor's patient compartment, inside the query itself."""
+        actor = current_actor()
+        if not actor.patient_scoped:
+            return query
+        params = self.spec.search_params(query.resource_type) if query.resource_type else {}
+        extra = compartment_params(actor, query.resource_type, params)
+        if not extra:
+            return query
+        confined = parse_search(self.spec, query.resource_type, extra, default_count=1,
+                                max_count=1)
+        return replace(query, predicates=query.predicates + confined.query.predicates)
+
+    def check_changes(self, changes: Sequence[Change],
+                      read: Callable[[str, str], Version | None]) -> None:
+        """403 unless the actor may make every change (transaction entries included)."""
+        actor = current_actor()
+        if actor is SYSTEM:
+            return
+        for change in changes:
+            letter = "d" if change.deleted else ("c" if change.expected_version == 0 else "u")
+            self.policy.require(actor, letter, change.resource_type)
+            if not actor.patient_scoped:
+                continue
+            if change.resource is not None and not in_compartment(actor, change.resource):
+                raise Forbidden("patient-scoped actors may only write their own compartment")
+            if change.expected_version and not self.visible(read(change.resource_type,
+                                                                  change.id)):
+                raise Forbidden("patient-scoped actors may only change their own compartment")

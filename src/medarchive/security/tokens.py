@@ -1,0 +1,157 @@
+"""Signed JWT access tokens (RFC 9068 profile) and the server's signing keys (JWKS).
+
+The server signs with RS256 under a key kept in ``sec_key`` (made on first use), so every worker
+process and restart shares it; ``jwks`` publishes the public half (RFC 7517). Verification
+accepts only RS256 under one of our key ids: ``alg=none``, other algorithms, a wrong
+signature, a wrong issuer or audience, and expired tokens are all refused. Revoked token ids
+(RFC 7009) live in ``sec_jti`` until the token would have expired anyway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from medarchive.errors import Unauthorized
+from medarchive.store.sql.database import Database
+
+ALGORITHM = "RS256"
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    kid: str
+    private: Any  # cryptography RSAPrivateKey
+
+
+class TokenService:
+    """Issues and verifies access tokens for ``issuer`` (the FHIR base URL)."""
+
+    def __init__(self, db: Database, issuer: str, now: Callable[[], datetime],
+                 lifetime_s: int = 3600) -> None:
+        self.db = db
+        self.issuer = issuer
+        self.now = now
+        self.lifetime_s = lifetime_s
+        self._sql = db.sql
+        self._keys: dict[str, SigningKey] | None = None
+
+    # -- keys -----------------------------------------------------------------------------
+
+    def keys(self) -> dict[str, SigningKey]:
+        """Signing keys by kid; the first call creates one when the table is empty."""
+        if self._keys is None:
+            with self.db.reading() as cur:
+                cur.execute("SELECT kid, private_pem FROM sec_key ORDER BY created")
+                rows = cur.fetchall()
+            if not rows:
+                rows = [self._new_key()]
+            self._keys = {kid: SigningKey(kid, serialization.load_pem_private_key(
+                pem.encode(), password=None)) for kid, pem in rows}
+        return self._keys
+
+    def _new_key(self) -> tuple[str, str]:
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = private.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()).decode()
+        public = private.public_key().public_bytes(serialization.Encoding.DER,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+        kid = hashlib.sha256(public).hexdigest()[:16]
+        with self.db.writing() as cur:
+            cur.execute("SELECT kid, private_pem FROM sec_key ORDER BY created")
+            existing = cur.fetchall()
+            if existing:  # another process made one first
+                return tuple(existing[0])  # type: ignore[return-value]
+            cur.execute(self._sql("INSERT INTO sec_key (kid, private_pem, created) "
+                                  "VALUES (?, ?, ?)"), (kid, pem, int(self.now().timestamp())))
+        return kid, pem
+
+    def jwks(self) -> dict[str, Any]:
+        """The public keys as a JWK Set (RFC 7517 §5)."""
+        found = []
+        for key in self.keys().values():
+            jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.private.public_key()))
+            found.append({**jwk, "kid": key.kid, "use": "sig", "alg": ALGORITHM})
+        return {"keys": found}
+
+    # -- tokens ---------------------------------------------------------------------------
+
+    def issue(self, subject: str, *, kind: str, role: str, scope: str,
+              client_id: str | None = None, patient: str | None = None) -> dict[str, Any]:
+        """A signed access token and its OAuth token response fields (RFC 6749 §5.1)."""
+        key = next(iter(self.keys().values()))
+        now = int(self.now().timestamp())
+        claims: dict[str, Any] = {
+            "iss": self.issuer, "aud": self.issuer, "sub": subject, "iat": now,
+            "exp": now + self.lifetime_s, "jti": secrets.token_hex(16), "scope": scope,
+            "kind": kind, "role": role}
+        if client_id:
+            claims["client_id"] = client_id
+        if patient:
+            claims["patient"] = patient
+        token = jwt.encode(claims, key.private, algorithm=ALGORITHM, headers={"kid": key.kid})
+        response: dict[str, Any] = {"access_token": token, "token_type": "Bearer",
+                                    "expires_in": self.lifetime_s, "scope": scope}
+        if patient:
+            response["patient"] = patient
+        return response
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The claims of a valid, unexpired, unrevoked token of ours; 401 otherwise."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Unauthorized("malformed access token") from None
+        key = self.keys().get(str(header.get("kid")))
+        if header.get("alg") != ALGORITHM or key is None:
+            raise Unauthorized("access token not signed by this server")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token, key.private.public_key(), algorithms=[ALGORITHM], audience=self.issuer,
+                issuer=self.issuer, leeway=0,
+                options={"require": ["exp", "iat", "jti", "sub", "scope"],
+                         "verify_exp": False})
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"invalid access token: {exc}") from None
+        if int(claims["exp"]) <= int(self.now().timestamp()):
+            raise Unauthorized("the access token has expired")
+        if self.used(str(claims["jti"])):
+            raise Unauthorized("the access token was revoked")
+        return claims
+
+    def revoke(self, jti: str, expires: int) -> None:
+        """Refuse the token ``jti`` from now on (RFC 7009)."""
+        self.remember(jti, expires)
+
+    def remember(self, jti: str, expires: int) -> bool:
+        """Record a one-time id; False when it was already recorded (replay)."""
+        try:
+            with self.db.writing() as cur:
+                if secrets.randbelow(100) == 0:  # now and then, forget ids that have expired
+                    cur.execute(self._sql("DELETE FROM sec_jti WHERE expires < ?"),
+                                (int(self.now().timestamp()),))
+                cur.execute(self._sql("SELECT 1 FROM sec_jti WHERE jti = ?"), (jti,))
+                if cur.fetchone():
+                    return False
+                cur.execute(self._sql("INSERT INTO sec_jti (jti, expires) VALUES (?, ?)"),
+                            (jti, expires))
+        except Exception:  # a concurrent insert of the same id: a replay as well
+            if self.used(jti):
+                return False
+            raise
+        return True
+
+    def used(self, jti: str) -> bool:
+        with self.db.reading() as cur:
+            cur.execute(self._sql("SELECT 1 FROM sec_jti WHERE jti = ?"), (jti,))
+            return cur.fetchone() is not None

@@ -1,0 +1,250 @@
+"""HTTP endpoints of the security layer: SMART configuration, JWKS, OAuth token endpoint,
+introspection, revocation and login; and the bearer-token check in front of the FHIR API.
+
+``/fhir/.well-known/smart-configuration`` (SMART App Launch 2.0 §2.0.8) and ``/fhir/metadata``
+stay public as the specifications require; every other FHIR path needs ``Authorization:
+Bearer``. OAuth errors are answered as RFC 6749 §5.2 JSON, not OperationOutcomes, because OAuth
+clients expect that shape. Database work runs in worker threads like the FHIR routes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from medarchive.errors import FhirError
+from medarchive.security.actor import Actor
+from medarchive.security.oauth import OAuthError
+from medarchive.security.service import TOKEN_PATH, Security
+from medarchive.service.request import FhirRequest
+from medarchive.service.router import Router
+from medarchive.web.fhir_api import fhir_routes
+
+FORM = "application/x-www-form-urlencoded"
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+PUBLIC_PATHS = frozenset({"metadata", ".well-known/smart-configuration"})
+
+
+def _address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The urlencoded (or JSON, for login) body as a dict; repeated names: the last wins."""
+    body = await request.body()
+    media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if media == "application/json":
+        try:
+            value = orjson.loads(body or b"{}")
+        except orjson.JSONDecodeError:
+            raise OAuthError("invalid_request", "malformed JSON body") from None
+        if not isinstance(value, dict):
+            raise OAuthError("invalid_request", "the body must be a JSON object")
+        return {str(k): str(v) for k, v in value.items()}
+    if media != FORM:
+        raise OAuthError("invalid_request", f"the body must be {FORM}")
+    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+
+
+def _oauth_error(exc: FhirError) -> Response:
+    if isinstance(exc, OAuthError):
+        body = exc.body()
+    else:
+        body = {"error": "invalid_grant" if exc.status == 401 else "invalid_request",
+                "error_description": str(exc)}
+    headers = dict(NO_STORE)
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="medarchive"'
+    return JSONResponse(body, status_code=exc.status, headers=headers)
+
+
+def smart_configuration(base: str, fhir_base: str) -> dict[str, Any]:
+    """The SMART configuration document (SMART App Launch 2.0 §2.0.8 / Backend Services)."""
+    return {
+        "issuer": fhir_base,
+        "jwks_uri": f"{base}/auth/jwks",
+        "token_endpoint": f"{base}{TOKEN_PATH}",
+        "introspection_endpoint": f"{base}/auth/introspect",
+        "revocation_endpoint": f"{base}/auth/revoke",
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic",
+                                                  "client_secret_post"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384", "RS256"],
+        "scopes_supported": ["system/*.rs", "system/*.cruds", "user/*.rs", "user/*.cruds",
+                             "patient/*.rs", "system/*.read", "user/*.read", "patient/*.read"],
+        "response_types_supported": ["token"],
+        "capabilities": ["client-confidential-symmetric", "client-confidential-asymmetric",
+                         "permission-v1", "permission-v2"],
+    }
+
+
+def auth_routes(security: Security, fhir_prefix: str = "/fhir") -> list[BaseRoute]:
+    """The security endpoints; SMART configuration under the FHIR base, the rest under /auth."""
+    oauth = security.oauth
+    fhir_base = security.tokens.issuer
+
+    def base_of(request: Request) -> str:
+        return fhir_base.rsplit(fhir_prefix, 1)[0] if fhir_base.endswith(fhir_prefix) \
+            else str(request.base_url).rstrip("/")
+
+    async def configuration(request: Request) -> Response:
+        return JSONResponse(smart_configuration(base_of(request), fhir_base))
+
+    async def jwks(request: Request) -> Response:
+        return JSONResponse(await run_in_threadpool(security.tokens.jwks))
+
+    async def token(request: Request) -> Response:
+        try:
+            form = await _form(request)
+            body = await run_in_threadpool(oauth.token, form, dict(request.headers),
+                                           _address(request))
+        except FhirError as exc:
+            return _oauth_error(exc)
+        return JSONResponse(body, headers=NO_STORE)
+
+    async def login(request: Request) -> Response:
+        try:
+            form = await _form(request)
+            body = await run_in_threadpool(oauth.login, form.get("username", ""),
+                                           form.get("password", ""), form.get("code"),
+                                           _address(request))
+        except FhirError as exc:
+            return _oauth_error(exc)
+        return JSONResponse(body, headers=NO_STORE)
+
+    async def introspect(request: Request) -> Response:
+        try:
+            form = await _form(request)
+            body = await run_in_threadpool(oauth.introspect, form, dict(request.headers))
+        except FhirError as exc:
+            return _oauth_error(exc)
+        return JSONResponse(body, headers=NO_STORE)
+
+    async def revoke(request: Request) -> Response:
+        try:
+            form = await _form(request)
+            await run_in_threadpool(oauth.revoke, form, dict(request.headers))
+        except FhirError as exc:
+            return _oauth_error(exc)
+        return Response(status_code=200, headers=NO_STORE)
+
+    return [
+        Route(fhir_prefix + "/.well-known/smart-configuration", configuration, methods=["GET"]),
+        Route("/auth/jwks", jwks, methods=["GET"]),
+        Route(TOKEN_PATH, token, methods=["POST"]),
+        Route("/auth/login", login, methods=["POST"]),
+        Route("/auth/introspect", introspect, methods=["POST"]),
+        Route("/auth/revoke", revoke, methods=["POST"]),
+    ]
+
+
+def audit_search(security: Security, actor: Actor, params: list[tuple[str, str]],
+                 fhir_base: str) -> dict[str, Any]:
+    """``GET /fhir/AuditEvent``: the trail as a searchset Bundle (R4 §3.1.1), for actors
+    allowed to search AuditEvent (auditors). Parameters: ``_count`` (default 50, at most
+    1000) and ``_after`` (a record number: page on from there). The search is itself audited."""
+    from medarchive.errors import BadRequest
+    from medarchive.security.audit import audit_event
+
+    status, found = 200, 0
+    try:
+        security.guard.policy.require(actor, "s", "AuditEvent")
+        values = dict(params)
+        try:
+            count = min(max(int(values.get("_count", "50")), 1), 1000)
+            after = max(int(values.get("_after", "0")), 0)
+        except ValueError:
+            raise BadRequest("_count and _after must be integers") from None
+        unknown = sorted(set(values) - {"_count", "_after"})
+        if unknown:
+            raise BadRequest(f"unsupported AuditEvent search parameter(s): {', '.join(unknown)}")
+        events = security.trail.events(after, count)
+        found = len(events)
+    except FhirError as exc:
+        status = exc.status
+        raise
+    finally:
+        security.trail.record(audit_event(
+            actor, "search", security.trail.now(), status=status, count=found,
+            query="AuditEvent?" + "&".join(f"{k}={v}" for k, v in params)))
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "entry": [
+        {"fullUrl": f"{fhir_base}/AuditEvent/{seq}", "resource": {**event, "id": str(seq)},
+         "search": {"mode": "match"}} for seq, event in events]}
+    links = [{"relation": "self", "url": f"{fhir_base}/AuditEvent?_count={count}"
+              f"&_after={after}"}]
+    if len(events) == count:
+        links.append({"relation": "next", "url": f"{fhir_base}/AuditEvent?_count={count}"
+                      f"&_after={events[-1][0]}"})
+    bundle["link"] = links
+    return bundle
+
+
+def protected_fhir_routes(router: Router, security: Security,
+                          prefix: str = "/fhir") -> list[BaseRoute]:
+    """The FHIR routes behind bearer-token authentication (RFC 6750); public paths open.
+    ``GET {prefix}/AuditEvent`` is answered from the audit trail, for auditors only."""
+    from medarchive.web.asgi import render_error
+    from medarchive.web.fhir_api import header_map
+
+    async def audit_events(request: Request) -> Response:
+        raw = request.scope["query_string"].decode("latin-1")
+        params = parse_qsl(raw, keep_blank_values=True)
+        try:
+            actor = await run_in_threadpool(security.oauth.actor_for,
+                                            header_map(request.scope["headers"]).get(
+                                                "authorization"), _address(request))
+            bundle = await run_in_threadpool(audit_search, security, actor, params,
+                                             security.tokens.issuer)
+        except FhirError as exc:
+            response = render_error(exc)
+            if exc.status == 401:
+                response.headers["WWW-Authenticate"] = 'Bearer realm="medarchive"'
+            return response
+        return Response(orjson.dumps(bundle), media_type="application/fhir+json")
+
+    def authenticate(request: FhirRequest, address: str | None) -> Actor | None:
+        if request.path.strip("/") in PUBLIC_PATHS:
+            return None
+        return security.oauth.actor_for(request.header("authorization"), address)
+
+    audit_route: list[BaseRoute] = [Route(prefix + "/AuditEvent", audit_events,
+                                          methods=["GET"])]
+    return audit_route + fhir_routes(router, prefix, authenticate=authenticate)
+
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+]
+HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+
+
+class SecurityHeaders:
+    """Adds the usual security headers to every HTTP response (OWASP Secure Headers), and
+    HSTS (RFC 6797) when the request came over TLS. Pure ASGI middleware."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = SECURITY_HEADERS + ([HSTS] if scope.get("scheme") == "https" else [])
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                message["headers"] = list(message.get("headers", [])) + [
+                    (name, value) for name, value in extra if name not in present]
+            await send(message)
+
+        await self.app(scope, receive, sending)

@@ -1,0 +1,81 @@
+"""Access tokens: issued tokens verify; alg=none, foreign signatures, expiry, revocation and a
+wrong audience are refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from medarchive.errors import Unauthorized
+from medarchive.security.service import Security
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+
+
+def _token(security: Security) -> str:
+    return str(security.tokens.issue("c1", kind="client", role="integration",
+                                     scope="system/*.rs", client_id="c1")["access_token"])
+
+
+def test_issued_token_verifies(security: Security) -> None:
+    claims = security.tokens.verify(_token(security))
+    assert claims["sub"] == "c1" and claims["scope"] == "system/*.rs"
+    jwks = security.tokens.jwks()
+    assert jwks["keys"][0]["kty"] == "RSA" and "d" not in jwks["keys"][0]
+
+
+def test_alg_none_is_refused(security: Security) -> None:
+    claims = jwt.decode(_token(security), options={"verify_signature": False})
+    forged = jwt.encode(claims, None, algorithm="none")  # type: ignore[arg-type]
+    with pytest.raises(Unauthorized):
+        security.tokens.verify(forged)
+
+
+def test_wrong_signature_is_refused(security: Security) -> None:
+    token = _token(security)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    kid = jwt.get_unverified_header(token)["kid"]
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = jwt.encode({**claims, "scope": "system/*.cruds"}, other, algorithm="RS256",
+                        headers={"kid": kid})
+    with pytest.raises(Unauthorized):
+        security.tokens.verify(forged)
+    with pytest.raises(Unauthorized):
+        security.tokens.verify(token[:-4] + "AAAA")
+
+
+def test_hs256_with_public_key_is_refused(security: Security) -> None:
+    token = _token(security)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    kid = jwt.get_unverified_header(token)["kid"]
+    forged = jwt.encode(claims, "secret", algorithm="HS256", headers={"kid": kid})
+    with pytest.raises(Unauthorized):
+        security.tokens.verify(forged)
+
+
+def test_expired_token_is_refused(security: Security, clock: Any) -> None:
+    token = _token(security)
+    clock.advance(601)
+    with pytest.raises(Unauthorized, match="expired"):
+        security.tokens.verify(token)
+
+
+def test_revoked_token_is_refused(security: Security) -> None:
+    token = _token(security)
+    claims = security.tokens.verify(token)
+    security.tokens.revoke(claims["jti"], claims["exp"])
+    with pytest.raises(Unauthorized, match="revoked"):
+        security.tokens.verify(token)
+
+
+def test_wrong_audience_is_refused(security: Security) -> None:
+    token = _token(security)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    key = next(iter(security.tokens.keys().values()))
+    forged = jwt.encode({**claims, "aud": "http://elsewhere/fhir"}, key.private,
+                        algorithm="RS256", headers={"kid": key.kid})
+    with pytest.raises(Unauthorized):
+        security.tokens.verify(forged)
