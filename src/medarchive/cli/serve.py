@@ -45,7 +45,7 @@ def serve(
                       "local development only", highlight=False)
     base = f"http://{settings.host}:{settings.port}"
     console.print(f"MedArchive on [bold]{base}[/]  (database {settings.database_url})")
-    console.print(f"  FHIR API:   {base}/fhir   e.g. {base}/fhir/Patient?_count=10")
+    console.print(f"  FHIR API:   {base}/fhir   e.g. {base}/fhir/Patient?_count=10", soft_wrap=True)
     console.print(f"  Capability: {base}/fhir/metadata")
     listener = _start_mllp(settings) if settings.mllp_port else None
     subscriber = _start_mqtt(settings) if settings.mqtt_url else None
