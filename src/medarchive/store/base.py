@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import orjson
 
 from medarchive.fhir.search.entries import IndexEntries
-from medarchive.fhir.search.query import SearchQuery
+from medarchive.fhir.search.query import Include, SearchQuery
 
 Indexer = Callable[[dict[str, Any]], IndexEntries]
 """Extracts the search-index entries from one resource (see ``fhir.search.index``)."""
@@ -71,6 +71,21 @@ class Change:
 
 
 @dataclass(frozen=True, slots=True)
+class ReindexProgress:
+    """Where a ``reindex`` job stands: ``done`` of ``total`` current resources re-extracted,
+    resumed after ``last_rid`` (the store's internal row order) on the next run."""
+
+    job: str
+    done: int
+    total: int
+    last_rid: int
+    finished: bool
+
+
+ReindexCallback = Callable[[ReindexProgress], None]
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryQuery:
     """A history request (R4 §3.1.0.9): newest first, optionally bounded for stable paging."""
 
@@ -114,11 +129,30 @@ class Store(Protocol):
         ...
 
     def search(self, query: SearchQuery) -> list[Version]:
-        """Current, not deleted versions matching the query, ordered by query.sort then id."""
+        """Current, not deleted versions matching the query (one page: count/offset), ordered
+        by query.sort, then storage (creation) order."""
         ...
 
     def count(self, query: SearchQuery) -> int:
         """How many resources ``search`` would return without count/offset."""
+        ...
+
+    def estimate(self, query: SearchQuery) -> int:
+        """A cheap approximation of ``count`` (``_total=estimate``); may be exact."""
+        ...
+
+    def include(self, keys: Sequence[tuple[str, str]], include: Include,
+                limit: int) -> list[Version]:
+        """Current resources one ``_include``/``_revinclude`` step reaches from the resources
+        ``keys`` (type, id) name, ordered by storage order, at most ``limit`` (R4 §3.1.1.5.14)."""
+        ...
+
+    def reindex(self, *, job: str = "reindex", batch: int = 500, restart: bool = False,
+                progress: ReindexCallback | None = None) -> ReindexProgress:
+        """Re-extract the search index of every current resource with the store's indexer, in
+        batches of ``batch`` resources, each in its own transaction; progress is recorded per
+        ``job`` so an interrupted run resumes where it stopped (``restart`` starts over).
+        ``progress`` is called after every batch. Writes during a reindex stay correct."""
         ...
 
     def changes(self, after_seq: int = 0, limit: int = 1000) -> list[Version]:

@@ -8,14 +8,25 @@ whatever this does is what they must do.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any
 
 from medarchive.errors import AlreadyApplied, VersionConflict
+from medarchive.fhir.search.clauses import ClauseMatcher
 from medarchive.fhir.search.entries import IndexEntries
-from medarchive.fhir.search.match import predicate_matches, sort_value
-from medarchive.fhir.search.query import SearchQuery
-from medarchive.store.base import Change, HistoryQuery, Indexer, Version, to_micros
+from medarchive.fhir.search.match import sort_value
+from medarchive.fhir.search.query import Include, SearchQuery
+from medarchive.store.base import (
+    Change,
+    HistoryQuery,
+    Indexer,
+    ReindexCallback,
+    ReindexProgress,
+    Version,
+    to_micros,
+)
 
 
 @dataclass
@@ -23,6 +34,18 @@ class _Current:
     rid: int
     version: Version
     entries: IndexEntries
+
+    @property
+    def resource_type(self) -> str:
+        return self.version.resource_type
+
+    @property
+    def id(self) -> str:
+        return self.version.id
+
+    @property
+    def micros(self) -> int:
+        return to_micros(self.version.last_updated)
 
 
 class MemoryStore:
@@ -36,6 +59,7 @@ class MemoryStore:
         self._log: list[Version] = []
         self._next_rid = 1
         self._keys: set[str] = set()
+        self._jobs: dict[str, ReindexProgress] = {}
 
     def read(self, resource_type: str, id: str) -> Version | None:
         with self._lock:
@@ -115,22 +139,22 @@ class MemoryStore:
         with self._lock:
             return len(self._history_rows(query))
 
+    def current(self, resource_type: str | None) -> Iterator[_Current]:
+        """Current, not deleted resources in storage order (the ``Corpus`` of the matcher)."""
+        for current in list(self._current.values()):  # insertion order is rid order
+            if not current.version.deleted and (
+                    resource_type is None or current.version.resource_type == resource_type):
+                yield current
+
     def _matches(self, query: SearchQuery) -> list[_Current]:
-        hits = []
-        for current in self._current.values():
-            version = current.version
-            if version.deleted:
-                continue
-            if query.resource_type and version.resource_type != query.resource_type:
-                continue
-            micros = to_micros(version.last_updated)
-            if all(predicate_matches(current.entries, version.id, micros, predicate)
-                   for predicate in query.predicates):
-                hits.append(current)
-        hits.sort(key=lambda c: c.rid)
+        matcher = ClauseMatcher(self)
+        types = set(query.types)
+        hits = [current for current in self.current(query.resource_type)
+                if (not types or current.resource_type in types)
+                and all(matcher.matches(current, clause) for clause in query.predicates)]
         for key in reversed(query.sort):
-            hits.sort(key=lambda c, key=key: _sort_key(c, key.param, key.kind, key.descending),
-                      reverse=key.descending)
+            hits.sort(key=partial(_sort_key, param=key.param, kind=key.kind,
+                                  descending=key.descending), reverse=key.descending)
         return hits
 
     def search(self, query: SearchQuery) -> list[Version]:
@@ -141,6 +165,60 @@ class MemoryStore:
     def count(self, query: SearchQuery) -> int:
         with self._lock:
             return len(self._matches(replace(query, sort=())))
+
+    def estimate(self, query: SearchQuery) -> int:
+        return self.count(query)
+
+    def include(self, keys: Sequence[tuple[str, str]], include: Include,
+                limit: int) -> list[Version]:
+        with self._lock:
+            wanted = set(keys)
+            found: dict[int, _Current] = {}
+            if include.reverse:
+                targets = {k for k in wanted
+                           if include.target_type is None or k[0] == include.target_type}
+                for current in self.current(include.source_type):
+                    if any((include.param is None or e.param == include.param)
+                           and (e.target_type, e.target_id) in targets
+                           for e in current.entries.references):
+                        found[current.rid] = current
+            else:
+                for rtype, rid in wanted:
+                    source = self._current.get((rtype, rid))
+                    if rtype != include.source_type or source is None or \
+                            source.version.deleted:
+                        continue
+                    for e in source.entries.references:
+                        if (include.param is not None and e.param != include.param) or \
+                                e.target_type is None or e.target_id is None or \
+                                (include.target_type and e.target_type != include.target_type):
+                            continue
+                        target = self._current.get((e.target_type, e.target_id))
+                        if target is not None and not target.version.deleted:
+                            found[target.rid] = target
+            return [found[rid].version for rid in sorted(found)[:limit]]
+
+    def reindex(self, *, job: str = "reindex", batch: int = 500, restart: bool = False,
+                progress: ReindexCallback | None = None) -> ReindexProgress:
+        with self._lock:
+            state = self._jobs.get(job)
+            if state is None or restart:
+                state = ReindexProgress(job, 0, 0, 0, False)
+            if state.finished:
+                return state
+            pending = [c for c in self.current(None) if c.rid > state.last_rid]
+            state = replace(state, total=state.done + len(pending))
+            for start in range(0, len(pending), max(batch, 1)):
+                chunk = pending[start:start + max(batch, 1)]
+                for current in chunk:
+                    current.entries = self._indexer(current.version.resource())
+                state = replace(state, done=state.done + len(chunk), last_rid=chunk[-1].rid)
+                self._jobs[job] = state
+                if progress is not None:
+                    progress(state)
+            state = replace(state, finished=True)
+            self._jobs[job] = state
+            return state
 
     def changes(self, after_seq: int = 0, limit: int = 1000) -> list[Version]:
         with self._lock:
@@ -154,7 +232,7 @@ class MemoryStore:
         """Nothing to release."""
 
 
-def _sort_key(current: _Current, param: str, kind: str, descending: bool) -> tuple[int, object]:
+def _sort_key(current: _Current, param: str, kind: str, descending: bool) -> tuple[int, Any]:
     """Missing values sort last in both directions, as most servers do."""
     if param == "_id":
         return (0, current.version.id)

@@ -23,6 +23,8 @@ from medarchive.fhir.search.query import (
 @dataclass(frozen=True)
 class Param:
     type: str
+    targets: tuple[str, ...] = ()
+    components: tuple[tuple[str, str], ...] = ()
 
 
 class FakeSpec:
@@ -86,7 +88,12 @@ def test_prefixes_and_numbers() -> None:
     assert pred.values == (RangeValue("eq", pytest.approx(0.75), pytest.approx(0.85)),)
     [pred] = parse("Observation", ("value-quantity", "lt5.4|http://unitsofmeasure.org|mg")
                    ).query.predicates
-    assert pred.values == (QuantityValue("lt", 5.4, 5.4, "http://unitsofmeasure.org", "mg"),)
+    # UCUM units that convert are searched in base units: 5.4 mg is 0.0054 g
+    assert pred.values == (QuantityValue("lt", 0.0054, 0.0054, "http://unitsofmeasure.org", "g",
+                                         True),)
+    [pred] = parse("Observation", ("value-quantity", "5.4||mg")).query.predicates
+    assert pred.values == (QuantityValue("eq", pytest.approx(5.35), pytest.approx(5.45), None,
+                                         "mg"),)
 
 
 def test_and_or_count_sort_offset() -> None:
@@ -100,9 +107,10 @@ def test_and_or_count_sort_offset() -> None:
 
 
 def test_unknown_and_unsupported_are_reported() -> None:
-    parsed = parse("Patient", ("nonsense", "1"), ("general-practitioner.name", "x"))
-    assert parsed.unknown == ("nonsense", "general-practitioner.name")
-    assert parse("Observation", ("code-value-quantity", "x$1")).unknown == ("code-value-quantity",)
+    # general-practitioner has no known targets in this fake spec, so its chain is unknown
+    parsed = parse("Patient", ("nonsense", "1"), ("general-practitioner.name", "x"),
+                   ("name.family", "x"))
+    assert parsed.unknown == ("nonsense", "general-practitioner.name", "name.family")
 
 
 @pytest.mark.parametrize("pair", [("birthdate", "yesterday"), ("_count", "-1"), ("_count", "x"),
@@ -116,8 +124,10 @@ def test_malformed_values_are_400(pair: tuple[str, str]) -> None:
 
 def test_system_search_with_type() -> None:
     assert parse(None, ("_type", "Patient"), ("name", "x")).query.resource_type == "Patient"
-    with pytest.raises(FhirError):
-        parse(None, ("_type", "Patient,Observation"))
+    several = parse(None, ("_type", "Patient,Observation"), ("name", "x")).query
+    assert several.resource_type is None and several.types == ("Patient", "Observation")
+    with pytest.raises(BadRequest):
+        parse(None, ("_type", "Patient,Nonsense"))
 
 
 NAMES = st.sampled_from(["identifier", "name", "birthdate", "general-practitioner", "_id",

@@ -1,191 +1,197 @@
-"""Compile a ``SearchQuery`` to SQL that means exactly what ``fhir.search.match`` means.
+"""The search statements: a page of matches, their count, and ``_include``/``_revinclude``.
 
-Every predicate becomes ``r.rid [NOT] IN (SELECT rid FROM idx_<kind> WHERE ...)`` against the
-typed index tables, so each is answered from its own index and the planner combines them. The
-statement text uses ``?`` placeholders; ``Database.sql`` adapts it per driver.
+Clauses compile through ``store.sql.predicates``. A page is selected in two steps inside one
+statement: the inner query finds the page's row ids from ``resource`` and the index tables only
+(sorting and skipping never touch resource bodies), the outer one joins just those rows to their
+current version. Sort values follow ``fhir.search.match.sort_value`` (a resource's smallest value
+ascending, largest descending, resources without a value last), ties are broken by ``rid`` so
+paging is stable. The statement text uses ``?`` placeholders; ``Database.sql`` adapts it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from medarchive.fhir.search.query import (
-    Predicate,
-    QuantityValue,
-    RangeValue,
-    ReferenceValue,
-    SearchQuery,
-    SortKey,
-    StringValue,
-    TokenValue,
-    UriValue,
-)
+from medarchive.fhir.search.query import Include, Predicate, SearchQuery, SortKey
+from medarchive.store.sql.predicates import TABLES, Compiler, plain_index, range_sql
 
-_TABLES = {"token": "idx_token", "string": "idx_string", "reference": "idx_reference",
-           "date": "idx_date", "number": "idx_number", "quantity": "idx_quantity",
-           "uri": "idx_uri"}
+__all__ = ["SELECT_VERSION", "count_sql", "include_sql", "matches_sql", "range_sql",
+           "search_sql"]
 
 SELECT_VERSION = ("SELECT r.res_type, r.res_id, v.version, v.last_updated, v.deleted, v.body, "
                   "v.seq FROM resource r JOIN resource_version v "
                   "ON v.rid = r.rid AND v.version = r.version")
-
-
-def range_sql(prefix: str, low: str, high: str, vlow: Any, vhigh: Any) -> tuple[str, list[Any]]:
-    """SQL for ``fhir.search.match.range_matches`` over columns ``low``/``high``."""
-    if prefix == "eq":
-        return f"({low} >= ? AND {high} <= ?)", [vlow, vhigh]
-    if prefix == "ne":
-        return f"NOT ({low} >= ? AND {high} <= ?)", [vlow, vhigh]
-    if prefix == "gt":
-        return f"{high} > ?", [vhigh]
-    if prefix == "lt":
-        return f"{low} < ?", [vlow]
-    if prefix == "ge":
-        return f"{high} >= ?", [vlow]
-    if prefix == "le":
-        return f"{low} <= ?", [vhigh]
-    if prefix == "sa":
-        return f"{low} > ?", [vhigh]
-    if prefix == "eb":
-        return f"{high} < ?", [vlow]
-    if prefix == "ap":
-        return f"({high} >= ? AND {low} <= ?)", [vlow, vhigh]
-    raise ValueError(f"unknown prefix {prefix}")
-
-
-def _prefix_bounds(prefix: str) -> tuple[str, str]:
-    return prefix, prefix + "\U0010ffff"
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _value_sql(predicate: Predicate, value: Any) -> tuple[str, list[Any]]:
-    kind = predicate.kind
-    if kind == "token":
-        assert isinstance(value, TokenValue)
-        parts, params = [], []
-        if value.code is not None:
-            parts.append("code = ?")
-            params.append(value.code)
-        if value.system == "":
-            parts.append("system IS NULL")
-        elif value.system is not None:
-            parts.append("system = ?")
-            params.append(value.system)
-        return ("(" + " AND ".join(parts) + ")" if parts else "1=1"), params
-    if kind == "string":
-        assert isinstance(value, StringValue)
-        if predicate.modifier == "exact":
-            return "exact = ?", [value.value]
-        if predicate.modifier == "contains":
-            return "value LIKE ? ESCAPE '\\'", [f"%{_escape_like(value.value)}%"]
-        low, high = _prefix_bounds(value.value)
-        return "(value >= ? AND value < ?)", [low, high]
-    if kind == "reference":
-        assert isinstance(value, ReferenceValue)
-        if value.url is not None:
-            return "url = ?", [value.url]
-        if value.target_type is None:
-            return "target_id = ?", [value.target_id]
-        return "(target_id = ? AND target_type = ?)", [value.target_id, value.target_type]
-    if kind in ("date", "number"):
-        assert isinstance(value, RangeValue)
-        return range_sql(value.prefix, "low", "high", value.low, value.high)
-    if kind == "quantity":
-        assert isinstance(value, QuantityValue)
-        clause, params = range_sql(value.prefix, "low", "high", value.low, value.high)
-        if value.code is not None:
-            clause += " AND code = ?"
-            params.append(value.code)
-        if value.system is not None:
-            clause += " AND system = ?"
-            params.append(value.system)
-        return f"({clause})", params
-    if kind == "uri":
-        assert isinstance(value, UriValue)
-        return "value = ?", [value.value]
-    raise ValueError(f"unknown search kind {kind}")
-
-
-def _predicate_sql(predicate: Predicate, resource_type: str | None) -> tuple[str, list[Any]]:
-    scope, scope_params = ("res_type = ? AND ", [resource_type]) if resource_type else ("", [])
-    if predicate.missing is not None:
-        negate = "" if not predicate.missing else "NOT "
-        return (f"r.rid {negate}IN (SELECT rid FROM idx_param WHERE {scope}param = ?)",
-                [*scope_params, predicate.param])
-    negate = "NOT " if predicate.modifier == "not" else ""
-    if predicate.kind == "id":
-        ids = [v.code for v in predicate.values if isinstance(v, TokenValue)]
-        return f"r.res_id {negate}IN ({', '.join('?' * len(ids))})", list(ids)
-    if predicate.kind == "lastUpdated":
-        parts, params = [], []
-        for value in predicate.values:
-            assert isinstance(value, RangeValue)
-            clause, p = range_sql(value.prefix, "r.last_updated", "r.last_updated",
-                                  int(value.low), int(value.high))
-            parts.append(clause)
-            params.extend(p)
-        return f"{negate}({' OR '.join(parts)})", params
-    table = _TABLES[predicate.kind]
-    alternatives, params = [], []
-    for value in predicate.values:
-        clause, p = _value_sql(predicate, value)
-        alternatives.append(clause)
-        params.extend(p)
-    return (f"r.rid {negate}IN (SELECT rid FROM {table} WHERE {scope}param = ? "
-            f"AND ({' OR '.join(alternatives)}))", [*scope_params, predicate.param, *params])
-
-
-def where_sql(query: SearchQuery) -> tuple[str, list[Any]]:
-    clauses = ["r.deleted = ?"]
-    params: list[Any] = [False]
-    if query.resource_type:
-        clauses.append("r.res_type = ?")
-        params.append(query.resource_type)
-    for predicate in query.predicates:
-        clause, p = _predicate_sql(predicate, query.resource_type)
-        clauses.append(clause)
-        params.extend(p)
-    return " AND ".join(clauses), params
-
-
 _SORT_COLUMNS = {"string": "value", "token": "code", "number": "value", "quantity": "value",
                  "uri": "value", "reference": "target_type || '/' || target_id"}
+_NEVER_NULL = ("_id", "_lastUpdated")
+_SORT_PRESENT = {"token": " AND code IS NOT NULL", "reference": " AND target_id IS NOT NULL"}
 
 
-def _sort_sql(key: SortKey) -> tuple[str, list[Any]]:
-    direction = " DESC" if key.descending else ""
+def _where(compiler: Compiler, query: SearchQuery, alias: str = "r") -> str:
+    compiler.params.append(False)
+    clauses = [f"{alias}.deleted = ?"]
+    if query.resource_type:
+        clauses.append(f"{alias}.res_type = ?")
+        compiler.params.append(query.resource_type)
+    elif query.types:
+        clauses.append(f"{alias}.res_type IN ({', '.join('?' * len(query.types))})")
+        compiler.params += list(query.types)
+    for clause in query.predicates:
+        clauses.append(compiler.clause(clause, alias, query.resource_type))
+    return " AND ".join(clauses)
+
+
+def _collate(compiler: Compiler, expression: str) -> str:
+    """Text sorts by code point on both backends (PostgreSQL's default collation does not)."""
+    return f'({expression}) COLLATE "C"' if compiler.dialect == "postgresql" else expression
+
+
+def _sort_expression(compiler: Compiler, key: SortKey) -> str:
     if key.param == "_id":
-        return f"r.res_id{direction}", []
+        return _collate(compiler, "r.res_id")
     if key.param == "_lastUpdated":
-        return f"r.last_updated{direction}", []
+        return "r.last_updated"
     aggregate = "MAX" if key.descending else "MIN"
     if key.kind == "date":
         column = "high" if key.descending else "low"
     else:
         column = _SORT_COLUMNS[key.kind]
-    extra = " AND target_id IS NOT NULL" if key.kind == "reference" else (
-        " AND code IS NOT NULL" if key.kind == "token" else "")
-    expr = (f"(SELECT {aggregate}({column}) FROM {_TABLES[key.kind]} s "
-            f"WHERE s.rid = r.rid AND s.param = ?{extra})")
-    return f"{expr} IS NULL, {expr}{direction}", [key.param, key.param]
+        if key.kind in ("token", "reference"):
+            column = _collate(compiler, column)
+    compiler.params.append(key.param)
+    return (f"(SELECT {aggregate}({column}) FROM {TABLES[key.kind]} s "
+            f"WHERE s.rid = r.rid AND s.param = ?{_SORT_PRESENT.get(key.kind, '')})")
 
 
-def search_sql(query: SearchQuery) -> tuple[str, list[Any]]:
-    where, params = where_sql(query)
-    order = []
-    for key in query.sort:
-        clause, p = _sort_sql(key)
-        order.append(clause)
-        params.extend(p)
-    order.append("r.rid")
-    params.extend([query.count, query.offset])
-    return (f"{SELECT_VERSION} WHERE {where} ORDER BY {', '.join(order)} LIMIT ? OFFSET ?",
-            params)
+_DRIVER_RANK = {"reference": 0, "token": 1, "uri": 2, "composite": 3, "string": 4,
+                "quantity": 5, "number": 5, "date": 6}
 
 
-def count_sql(query: SearchQuery) -> tuple[str, list[Any]]:
-    where, params = where_sql(query)
-    return f"SELECT COUNT(*) FROM resource r WHERE {where}", params
+def _driver(query: SearchQuery) -> Predicate | None:
+    """The predicate to read the page from, in rid order, when the query has no sort.
+
+    Index rows exist only for current, not deleted resources of their own type, so a page of an
+    unsorted search can be read from one predicate's index rows directly: with an equality on
+    the leading index columns (a token code, a reference target, a uri) the rows come out in
+    rid order and the first page is read without looking at the rest of the matches. The
+    other clauses then only filter those rows.
+    """
+    if not query.resource_type or query.sort:
+        return None
+    candidates = [c for c in query.predicates if isinstance(c, Predicate) and plain_index(c)
+                  and c.kind in _DRIVER_RANK]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda c: (_DRIVER_RANK[c.kind] + (0 if len(c.values) == 1
+                                                                  else 10)))
+
+
+def _driven(compiler: Compiler, query: SearchQuery, driver: Predicate) -> tuple[str, str]:
+    """(FROM ... WHERE ...) reading matches from the driver's index rows, and the column of
+    their rid."""
+    source = compiler.rid_query(driver, query.resource_type)
+    others = [c for c in query.predicates if c is not driver]
+    if not others:
+        return f"FROM ({source}) d", "d.rid"
+    conditions = " AND ".join(compiler.clause(c, "r", query.resource_type) for c in others)
+    return f"FROM ({source}) d JOIN resource r ON r.rid = d.rid WHERE {conditions}", "d.rid"
+
+
+def search_sql(query: SearchQuery, dialect: str = "sqlite") -> tuple[str, list[Any]]:
+    """One page of current versions matching ``query``, in its sort order (R4 §3.1.1.4.3)."""
+    compiler = Compiler(dialect)
+    driver = _driver(query)
+    if driver is not None:
+        source, rid = _driven(compiler, query, driver)
+        compiler.params += [query.count, query.offset]
+        inner = f"SELECT DISTINCT {rid} AS rid {source} ORDER BY {rid} LIMIT ? OFFSET ?"
+        return _page(inner, "p.rid"), compiler.params
+    columns = [f", {_sort_expression(compiler, key)} AS s{n}"
+               for n, key in enumerate(query.sort)]
+    where = _where(compiler, query)
+    params = compiler.params
+    if query.sort:
+        def order(alias: str) -> str:
+            return ", ".join(("" if key.param in _NEVER_NULL else f"({alias}.s{n} IS NULL), ")
+                             + f"{alias}.s{n}{' DESC' if key.descending else ''}"
+                             for n, key in enumerate(query.sort)) + f", {alias}.rid"
+        inner = (f"SELECT q.* FROM (SELECT r.rid AS rid{''.join(columns)} FROM resource r "
+                 f"WHERE {where}) q ORDER BY {order('q')} LIMIT ? OFFSET ?")
+        outer_order = order("p")
+    else:
+        inner = f"SELECT r.rid FROM resource r WHERE {where} ORDER BY r.rid LIMIT ? OFFSET ?"
+        outer_order = "p.rid"
+    params += [query.count, query.offset]
+    return _page(inner, outer_order), params
+
+
+def _page(inner: str, order: str) -> str:
+    """The current versions of the rids ``inner`` selects, in ``order``."""
+    return (f"SELECT r.res_type, r.res_id, v.version, v.last_updated, v.deleted, v.body, v.seq "
+            f"FROM ({inner}) p JOIN resource r ON r.rid = p.rid "
+            f"JOIN resource_version v ON v.rid = r.rid AND v.version = r.version "
+            f"ORDER BY {order}")
+
+
+def count_sql(query: SearchQuery, dialect: str = "sqlite") -> tuple[str, list[Any]]:
+    """How many current resources match (Bundle.total, R4 §3.1.1.3)."""
+    compiler = Compiler(dialect)
+    driver = _driver(query)
+    if driver is not None:
+        source, rid = _driven(compiler, query, driver)
+        return f"SELECT COUNT(DISTINCT {rid}) {source}", compiler.params
+    where = _where(compiler, query)
+    return f"SELECT COUNT(*) FROM resource r WHERE {where}", compiler.params
+
+
+def matches_sql(query: SearchQuery, dialect: str = "sqlite", *,
+                distinct: bool = True) -> tuple[str, list[Any]]:
+    """The rids of every match, unordered (what ``count_sql`` counts); without ``distinct``
+    a rid may repeat when several index rows of the leading predicate match."""
+    compiler = Compiler(dialect)
+    driver = _driver(query)
+    if driver is not None:
+        source, rid = _driven(compiler, query, driver)
+        return f"SELECT {'DISTINCT ' if distinct else ''}{rid} {source}", compiler.params
+    where = _where(compiler, query)
+    return f"SELECT r.rid FROM resource r WHERE {where}", compiler.params
+
+
+def include_sql(keys: Sequence[tuple[str, str]], include: Include, limit: int,
+                dialect: str = "sqlite") -> tuple[str, list[Any]]:
+    """Current resources an ``_include`` reaches from ``keys`` (forward: the targets of their
+    references; reverse: the resources referring to them), by rid, at most ``limit``."""
+    params: list[Any] = [False]
+    by_type: dict[str, list[str]] = {}
+    for rtype, rid in keys:
+        by_type.setdefault(rtype, []).append(rid)
+    if include.reverse:
+        groups = []
+        for rtype, ids in sorted(by_type.items()):
+            if include.target_type and rtype != include.target_type:
+                continue
+            groups.append(f"(x.target_type = ? AND x.target_id IN ({', '.join('?' * len(ids))}))")
+            params += [rtype, *ids]
+        inner = "SELECT x.rid FROM idx_reference x WHERE x.res_type = ? AND "
+        params.insert(1, include.source_type)
+        if include.param is not None:
+            inner += "x.param = ? AND "
+            params.insert(2, include.param)
+        inner += "(" + (" OR ".join(groups) or "1=0") + ")"
+    else:
+        ids = by_type.get(include.source_type, [])
+        inner = ("SELECT t.rid FROM idx_reference x JOIN resource t ON "
+                 "t.res_type = x.target_type AND t.res_id = x.target_id WHERE x.rid IN "
+                 f"(SELECT s.rid FROM resource s WHERE s.res_type = ? AND s.res_id IN "
+                 f"({', '.join('?' * len(ids)) or 'NULL'}))")
+        params += [include.source_type, *ids]
+        if include.param is not None:
+            inner += " AND x.param = ?"
+            params.append(include.param)
+        if include.target_type is not None:
+            inner += " AND x.target_type = ?"
+            params.append(include.target_type)
+    params.append(limit)
+    return f"{SELECT_VERSION} WHERE r.deleted = ? AND r.rid IN ({inner}) ORDER BY r.rid " \
+           f"LIMIT ?", params

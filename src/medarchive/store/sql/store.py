@@ -15,22 +15,22 @@ from typing import Any
 
 from medarchive.errors import AlreadyApplied, VersionConflict
 from medarchive.fhir.search.entries import IndexEntries
-from medarchive.fhir.search.query import SearchQuery
-from medarchive.store.base import Change, HistoryQuery, Indexer, Version, from_micros, to_micros
+from medarchive.fhir.search.query import Include, SearchQuery
+from medarchive.store.base import (
+    Change,
+    HistoryQuery,
+    Indexer,
+    ReindexCallback,
+    ReindexProgress,
+    Version,
+    from_micros,
+    to_micros,
+)
 from medarchive.store.sql.database import Database
+from medarchive.store.sql.indexing import estimate_sql, replace_index, run_reindex
 from medarchive.store.sql.migrations import migrate
-from medarchive.store.sql.query import SELECT_VERSION, count_sql, search_sql
+from medarchive.store.sql.query import SELECT_VERSION, count_sql, include_sql, search_sql
 
-_INDEX_INSERTS = {
-    "tokens": ("idx_token", "param, system, code, display"),
-    "strings": ("idx_string", "param, value, exact"),
-    "references": ("idx_reference", "param, target_type, target_id, url"),
-    "dates": ("idx_date", "param, low, high"),
-    "numbers": ("idx_number", "param, value, low, high"),
-    "quantities": ("idx_quantity", "param, system, code, value, low, high"),
-    "uris": ("idx_uri", "param, value"),
-}
-_INDEX_TABLES = [table for table, _ in _INDEX_INSERTS.values()] + ["idx_param"]
 _CHUNK = 200
 
 
@@ -147,26 +147,9 @@ class SqlStore:
                  entries: list[IndexEntries]) -> None:
         stale = [rid for change, rid in zip(changes, rids, strict=True)
                  if change.expected_version]
-        for start in range(0, len(stale), _CHUNK):
-            chunk = stale[start:start + _CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            for table in _INDEX_TABLES:
-                cur.execute(self._sql(f"DELETE FROM {table} WHERE rid IN ({marks})"), chunk)
-        rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in _INDEX_INSERTS}
-        params: list[tuple[Any, ...]] = []
-        for change, rid, found in zip(changes, rids, entries, strict=True):
-            head = (rid, change.resource_type)
-            for name in _INDEX_INSERTS:
-                rows[name] += [head + _fields(entry) for entry in getattr(found, name)]
-            params += [(*head, param) for param in sorted(found.params)]
-        for name, (table, columns) in _INDEX_INSERTS.items():
-            if rows[name]:
-                marks = ", ".join("?" * (2 + columns.count(",") + 1))
-                cur.executemany(self._sql(f"INSERT INTO {table} (rid, res_type, {columns}) "
-                                          f"VALUES ({marks})"), rows[name])
-        if params:
-            cur.executemany(self._sql("INSERT INTO idx_param (rid, res_type, param) "
-                                      "VALUES (?, ?, ?)"), params)
+        replace_index(cur, self._sql, stale,
+                      [(rid, change.resource_type, found)
+                       for change, rid, found in zip(changes, rids, entries, strict=True)])
 
     def _history_where(self, query: HistoryQuery) -> tuple[str, list[Any]]:
         clauses: list[str] = ["1=1"]
@@ -202,16 +185,46 @@ class SqlStore:
             return int(cur.fetchone()[0])
 
     def search(self, query: SearchQuery) -> list[Version]:
-        sql, params = search_sql(query)
+        sql, params = search_sql(query, self.db.dialect)
         with self.db.reading() as cur:
             cur.execute(self._sql(sql), params)
             return [_version(row) for row in cur.fetchall()]
 
     def count(self, query: SearchQuery) -> int:
-        sql, params = count_sql(query)
+        sql, params = count_sql(query, self.db.dialect)
         with self.db.reading() as cur:
             cur.execute(self._sql(sql), params)
             return int(cur.fetchone()[0])
+
+    def estimate(self, query: SearchQuery) -> int:
+        """PostgreSQL: the planner's row estimate; SQLite has none, so the exact count."""
+        if self.db.dialect != "postgresql":
+            return self.count(query)
+        sql, params = estimate_sql(query, self.db.dialect)
+        with self.db.reading() as cur:
+            cur.execute(self._sql(sql), params)
+            plan = cur.fetchone()[0]
+        return int(plan[0]["Plan"]["Plan Rows"])
+
+    def include(self, keys: Sequence[tuple[str, str]], include: Include,
+                limit: int) -> list[Version]:
+        if not keys or limit <= 0:
+            return []
+        found: dict[tuple[str, str], Version] = {}
+        for start in range(0, len(keys), _CHUNK * 4):
+            sql, params = include_sql(keys[start:start + _CHUNK * 4], include, limit,
+                                      self.db.dialect)
+            with self.db.reading() as cur:
+                cur.execute(self._sql(sql), params)
+                for row in cur.fetchall():
+                    version = _version(row)
+                    found.setdefault((version.resource_type, version.id), version)
+        return list(found.values())[:limit]
+
+    def reindex(self, *, job: str = "reindex", batch: int = 500, restart: bool = False,
+                progress: ReindexCallback | None = None) -> ReindexProgress:
+        return run_reindex(self.db, self._indexer, job=job, batch=batch, restart=restart,
+                           progress=progress)
 
     def changes(self, after_seq: int = 0, limit: int = 1000) -> list[Version]:
         sql = ("SELECT r.res_type, r.res_id, v.version, v.last_updated, v.deleted, v.body, v.seq "
@@ -228,7 +241,3 @@ class SqlStore:
 
     def close(self) -> None:
         self.db.close()
-
-
-def _fields(entry: Any) -> tuple[Any, ...]:
-    return tuple(getattr(entry, name) for name in entry.__slots__)

@@ -1,0 +1,300 @@
+"""Search latency on generated patients, beside hand-written SQL over the same index tables.
+
+Loads ``medarchive.demo.generate_ndjson(N, seed)`` through the SQL store with the real R4
+indexer (extraction runs in ``--workers`` processes, writes in the store's own transactions),
+then times each search workload through ``service.search_engine`` (the path the REST layer
+uses: parse, store query, includes, total) and, where it applies, the same query shape written
+by hand against the index tables: the floor the database sets. Prints one JSON object.
+
+    python benchmarks/search.py --backend sqlite --patients 1000 --load
+    python benchmarks/search.py --backend postgresql --patients 1000 --load --runs 200
+
+The database is kept between runs (``--data`` folder for SQLite, schema ``bench_search_<N>`` for
+PostgreSQL); ``--load`` loads it only when it is empty.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import random
+import statistics
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from medarchive.demo import generate_ndjson
+from medarchive.fhir.search.entries import IndexEntries
+from medarchive.fhir.search.index import Indexer, build_indexer
+from medarchive.fhir.spec import load_spec
+from medarchive.service.search_engine import everything, execute_search
+from medarchive.store import open_store
+from medarchive.store.base import Change, Store, from_micros
+from medarchive.store.sql.store import SqlStore
+
+PG = "postgresql://postgres@127.0.0.1:5432/test"
+ROOT = Path(__file__).resolve().parents[1]
+CHUNK = 4000
+_WORKER_INDEXER: Indexer | None = None
+
+
+def _index_chunk(chunk: list[dict[str, Any]]) -> list[IndexEntries]:
+    global _WORKER_INDEXER
+    if _WORKER_INDEXER is None:
+        _WORKER_INDEXER = build_indexer(load_spec())
+    return [_WORKER_INDEXER(resource) for resource in chunk]
+
+
+class Prepared:
+    """The store's indexer during the load: entries computed by the worker processes."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, str], IndexEntries] = {}
+
+    def __call__(self, resource: dict[str, Any]) -> IndexEntries:
+        return self.entries.pop((resource["resourceType"], resource["id"]))
+
+
+def _chunks(patients: int, seed: int) -> Iterator[list[dict[str, Any]]]:
+    chunk: list[dict[str, Any]] = []
+    for resource in generate_ndjson(patients, seed=seed):
+        chunk.append(resource)
+        if len(chunk) >= CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def database_url(backend: str, patients: int, data: Path) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{data / f'search-{patients}.db'}"
+    import psycopg
+    schema = f"bench_search_{patients}"
+    with psycopg.connect(PG, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    return f"{PG}?options=-csearch_path%3D{schema}"
+
+
+def load(url: str, patients: int, seed: int, workers: int) -> dict[str, Any]:
+    """Load the generated patients unless the database already holds resources."""
+    prepared = Prepared()
+    store = open_store(url, prepared)
+    try:
+        if store.last_seq() > 0:
+            return {"loaded": False}
+        start = time.perf_counter()
+        count = 0
+        when = from_micros(1_700_000_000_000_000)
+        with multiprocessing.Pool(workers) as pool:
+            pending: deque[tuple[list[dict[str, Any]], Any]] = deque()
+            for chunk in _chunks(patients, seed):
+                pending.append((chunk, pool.apply_async(_index_chunk, (chunk,))))
+                if len(pending) > workers * 2:  # bounded read-ahead: memory stays flat
+                    count += _write(store, prepared, *pending.popleft(), when)
+            while pending:
+                count += _write(store, prepared, *pending.popleft(), when)
+        elapsed = time.perf_counter() - start
+        analyze(store)
+        return {"loaded": True, "resources": count, "seconds": round(elapsed, 1),
+                "resources_per_second": round(count / elapsed)}
+    finally:
+        store.close()
+
+
+def _write(store: Store, prepared: Prepared, chunk: list[dict[str, Any]], result: Any,
+           when: Any) -> int:
+    for resource, found in zip(chunk, result.get(), strict=True):
+        prepared.entries[(resource["resourceType"], resource["id"])] = found
+    store.write([Change(r["resourceType"], r["id"], 1, 0, when, False, orjson.dumps(r), r)
+                 for r in chunk])
+    return len(chunk)
+
+
+def analyze(store: Store) -> None:
+    """Planner statistics (and, on PostgreSQL, the visibility map index-only scans need)."""
+    assert isinstance(store, SqlStore)
+    with store.db.reading() as cur:  # autocommit: VACUUM cannot run inside a transaction
+        cur.execute("VACUUM ANALYZE" if store.db.dialect == "postgresql" else "ANALYZE")
+
+
+class Sample:
+    """Search values drawn from the loaded data, so every query finds something."""
+
+    def __init__(self, store: SqlStore, seed: int) -> None:
+        self.rng = random.Random(seed)
+        with store.db.reading() as cur:
+            cur.execute("SELECT res_id FROM resource WHERE res_type = 'Patient' ORDER BY rid")
+            self.patients = [row[0] for row in cur.fetchall()]
+            cur.execute("SELECT code FROM idx_token WHERE res_type = 'Patient' AND "
+                        "param = 'identifier' AND system LIKE '%mrn'")
+            self.mrns = [row[0] for row in cur.fetchall()]
+            cur.execute("SELECT DISTINCT exact FROM idx_string WHERE res_type = 'Patient' AND "
+                        "param = 'family'")
+            self.families = sorted(row[0] for row in cur.fetchall())
+            cur.execute("SELECT code, COUNT(*) FROM idx_token WHERE res_type = 'Observation' "
+                        "AND param = 'code' AND system = 'http://loinc.org' GROUP BY code")
+            counts = dict(cur.fetchall())
+            self.codes = sorted(counts)
+            self.top_code = max(counts, key=lambda code: counts[code])
+            self.top_count = counts[self.top_code]
+            cur.execute("SELECT DISTINCT code FROM idx_token WHERE res_type = 'Condition' AND "
+                        "param = 'code' AND system = 'http://snomed.info/sct'")
+            self.conditions = sorted(row[0] for row in cur.fetchall())
+            cur.execute("SELECT DISTINCT exact FROM idx_string WHERE res_type = 'Practitioner' "
+                        "AND param = 'family'")
+            self.doctors = sorted(row[0] for row in cur.fetchall())
+
+    def pick(self, values: list[str]) -> str:
+        return self.rng.choice(values)
+
+    def day(self) -> str:
+        year, month, day = self.rng.randint(2015, 2024), self.rng.randint(1, 12), \
+            self.rng.randint(1, 28)
+        return f"{year}-{month:02d}-{day:02d}"
+
+
+Workload = Callable[[Sample], tuple[str | None, list[tuple[str, str]]]]
+
+
+def workloads() -> dict[str, Workload]:
+    """name -> a function drawing one concrete search (resource type, parameters)."""
+    return {
+        "token_selective": lambda s: ("Patient", [("identifier", s.pick(s.mrns))]),
+        "token_common": lambda s: ("Observation", [("code", f"http://loinc.org|{s.pick(s.codes)}")]),
+        "date_day": lambda s: ("Encounter", [("date", s.day())]),
+        "date_range_sorted": lambda s: ("Observation", [("date", f"ge{s.day()}"),
+                                                        ("_sort", "date")]),
+        "reference": lambda s: ("Observation", [("subject", f"Patient/{s.pick(s.patients)}")]),
+        "string_prefix": lambda s: ("Patient", [("family", s.pick(s.families)[:3])]),
+        "summary_count_common": lambda s: ("Observation", [
+            ("code", f"http://loinc.org|{s.pick(s.codes)}"), ("_summary", "count")]),
+        "summary_count_reference": lambda s: ("Observation", [
+            ("subject", f"Patient/{s.pick(s.patients)}"), ("_summary", "count")]),
+        "chain_one_level": lambda s: ("Observation", [
+            ("subject:Patient.identifier", s.pick(s.mrns))]),
+        "chain_two_level": lambda s: ("Observation", [
+            ("encounter.subject:Patient.identifier", s.pick(s.mrns))]),
+        "chain_common_target": lambda s: ("Encounter", [
+            ("participant:Practitioner.family", s.pick(s.doctors)), ("_count", "20")]),
+        "reverse_chain": lambda s: ("Patient", [
+            ("_has:Condition:subject:code", s.pick(s.conditions))]),
+        "include": lambda s: ("Encounter", [
+            ("subject", f"Patient/{s.pick(s.patients)}"), ("_include", "Encounter:subject"),
+            ("_include", "Encounter:participant"), ("_revinclude", "Condition:encounter")]),
+        "deep_page": lambda s: ("Observation", [
+            ("code", f"http://loinc.org|{s.top_code}"),
+            ("_offset", str(s.rng.randint(s.top_count // 2, s.top_count - 20))),
+            ("_total", "none")]),
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def timed(runs: int, call: Callable[[], Any]) -> dict[str, float]:
+    call()  # warm the caches once
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1000)
+    return {"p50_ms": round(statistics.median(times), 2),
+            "p99_ms": round(percentile(times, 0.99), 2),
+            "max_ms": round(max(times), 2)}
+
+
+def run(url: str, runs: int, seed: int) -> dict[str, Any]:
+    spec = load_spec()
+    store = open_store(url, build_indexer(spec))
+    assert isinstance(store, SqlStore)
+    try:
+        sample = Sample(store, seed)
+        results: dict[str, Any] = {}
+        for name, draw in workloads().items():
+            queries = [draw(sample) for _ in range(runs + 1)]
+            found: list[int] = []
+
+            def one(queries: list[Any] = queries, found: list[int] = found) -> None:
+                rtype, params = queries[len(found) % len(queries)]
+                result = execute_search(store, spec, rtype, params, default_count=20,
+                                        max_count=1000, strict=True)
+                found.append(len(result.matches) + len(result.included))
+            results[name] = {**timed(runs, one), "mean_results": round(
+                statistics.mean(found), 1)}
+        patients = sample.patients
+        counter = [0]
+
+        def everything_once() -> None:
+            counter[0] += 1
+            everything(store, spec, patients[counter[0] * 7919 % len(patients)], count=1000)
+        results["everything"] = timed(runs, everything_once)
+        results["reference_sql"] = reference(store, sample, runs)
+        return results
+    finally:
+        store.close()
+
+
+def reference(store: SqlStore, sample: Sample, runs: int) -> dict[str, Any]:
+    """Hand-written SQL with the same shape against the same index tables (the floor)."""
+    sql = store.db.sql
+    fetch = ("SELECT v.body FROM resource r JOIN resource_version v ON v.rid = r.rid AND "
+             "v.version = r.version WHERE r.rid IN ({})")
+    shapes = {
+        "token_common": ("SELECT DISTINCT rid FROM idx_token WHERE res_type = 'Observation' "
+                         "AND param = 'code' AND code = ? AND system = 'http://loinc.org' "
+                         "ORDER BY rid LIMIT 21", lambda: [sample.pick(sample.codes)]),
+        "reference": ("SELECT DISTINCT rid FROM idx_reference WHERE res_type = 'Observation' "
+                      "AND param = 'subject' AND target_id = ? AND target_type = 'Patient' "
+                      "ORDER BY rid LIMIT 21", lambda: [sample.pick(sample.patients)]),
+        "summary_count_common": ("SELECT COUNT(DISTINCT rid) FROM idx_token WHERE "
+                                 "res_type = 'Observation' AND param = 'code' AND code = ? AND "
+                                 "system = 'http://loinc.org'",
+                                 lambda: [sample.pick(sample.codes)]),
+    }
+    out = {}
+    for name, (statement, params) in shapes.items():
+        def once(statement: str = statement, params: Any = params) -> None:
+            with store.db.reading() as cur:
+                cur.execute(sql(statement), params())
+                rids = [row[0] for row in cur.fetchall()]
+                if rids and "COUNT" not in statement:
+                    cur.execute(sql(fetch.format(", ".join("?" * len(rids)))), rids)
+                    cur.fetchall()
+        out[name] = timed(runs, once)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--patients", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", type=Path, default=ROOT / "benchmarks" / ".data")
+    parser.add_argument("--load", action="store_true", help="load the data set if empty")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=200)
+    args = parser.parse_args()
+    args.data.mkdir(parents=True, exist_ok=True)
+    url = database_url(args.backend, args.patients, args.data)
+    report: dict[str, Any] = {"backend": args.backend, "patients": args.patients,
+                              "runs": args.runs}
+    if args.load:
+        report["load"] = load(url, args.patients, args.seed, args.workers)
+    store = open_store(url, build_indexer(load_spec()))
+    report["resources"] = store.count(__import__("medarchive.fhir.search.query",
+                                                 fromlist=["SearchQuery"]).SearchQuery(None))
+    store.close()
+    report["search"] = run(url, args.runs, args.seed)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Words for the full-text searches ``_text`` and ``_content``.
+
+R4 Search §3.1.1.5.14 / §3.1.1.4 leave full-text matching to the server. MedArchive keeps it
+portable and identical on every backend: text is cut into words (letters and digits, normalised
+like string search: case-folded, accents removed), each distinct word becomes one index row, and
+a searched phrase matches when every one of its words is the start of some indexed word. So
+``_content=heart fail`` finds "Heart failure", on SQLite, PostgreSQL and in memory alike.
+
+``_text`` indexes the narrative (``Resource.text.div`` without its markup). ``_content`` indexes
+the narrative plus the human-readable text of the resource: every string under one of the
+``_HUMAN`` element names (display, text, name parts, titles, descriptions, comments, string
+values), which is what a person would search for; codes, ids, URLs and dates are left out.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from medarchive.fhir.search.normalize import normalize_string
+
+MAX_WORDS = 256  # per resource and parameter: keeps one odd resource from bloating the index
+_WORD = re.compile(r"\w+")
+_TAG = re.compile(r"<[^>]*>")
+_HUMAN = frozenset({"display", "text", "family", "given", "prefix", "suffix", "title",
+                    "description", "comment", "comments", "summary", "valueString",
+                    "valueMarkdown", "name", "alias", "line", "city", "district", "state",
+                    "country", "purpose", "note", "instruction", "patientInstruction",
+                    "conclusion", "question", "answer", "label", "detail"})
+
+
+def words(text: str) -> list[str]:
+    """The distinct normalised words of ``text``, in order of first appearance."""
+    return list(dict.fromkeys(_WORD.findall(normalize_string(text))))
+
+
+def narrative_text(resource: dict[str, Any]) -> str:
+    """The plain text of the narrative ``text.div`` (markup and entities removed)."""
+    narrative = resource.get("text")
+    div = narrative.get("div") if isinstance(narrative, dict) else None
+    if not isinstance(div, str):
+        return ""
+    return html.unescape(_TAG.sub(" ", div))
+
+
+def _human_strings(value: Any, key: str | None) -> Iterator[str]:
+    if isinstance(value, str):
+        if key in _HUMAN:
+            yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _human_strings(item, key)
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            if name in ("div", "contained", "extension", "modifierExtension"):
+                continue
+            if name == "text" and isinstance(item, dict):  # a Narrative, or note.text's parent
+                continue
+            yield from _human_strings(item, name)
+
+
+def capped(found: Iterable[str]) -> list[str]:
+    """Distinct words, at most ``MAX_WORDS`` of them."""
+    return list(dict.fromkeys(found))[:MAX_WORDS]
+
+
+def text_words(resource: dict[str, Any]) -> list[str]:
+    """Words of ``_text``: the narrative."""
+    return capped(words(narrative_text(resource)))
+
+
+def content_words(resource: dict[str, Any]) -> list[str]:
+    """Words of ``_content``: the narrative and the human-readable strings of the resource."""
+    found = words(narrative_text(resource))
+    for text in _human_strings(resource, None):
+        found += words(text)
+    return capped(found)
