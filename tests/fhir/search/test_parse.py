@@ -153,3 +153,15 @@ def test_split_round_trips_escaped_commas(parts: list[str]) -> None:
     escaped = [p.replace("\\", "\\\\").replace(",", "\\,") for p in parts]
     assert [s.replace("\\,", ",").replace("\\\\", "\\") for s in split_values(",".join(escaped))
             ] == parts
+
+
+@given(st.text(max_size=20))
+def test_ascii_fast_path_normalises_like_the_general_one(text: str) -> None:
+    import unicodedata
+
+    from medarchive.fhir.search.normalize import normalize_string
+
+    decomposed = unicodedata.normalize("NFKD", text)
+    general = " ".join("".join(c for c in decomposed if not unicodedata.combining(c))
+                       .casefold().split())
+    assert normalize_string(text) == general
