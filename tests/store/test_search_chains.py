@@ -129,3 +129,15 @@ def test_include_step(store: Store) -> None:
                                                       reverse=True), 10) == []
     delete(store, "Patient", "p2")
     assert store.include(keys("o2"), subject, 10) == []
+
+
+def test_system_search_over_several_types(store: Store) -> None:
+    put(store, patient("tagged", meta={"tag": [{"system": "urn:t", "code": "x"}]}),
+        observation("tagged-obs", meta={"tag": [{"system": "urn:t", "code": "x"}]}),
+        {"resourceType": "Organization", "id": "tagged-org",
+         "meta": {"tag": [{"system": "urn:t", "code": "x"}]}})
+    assert find(store, None, "_type=Patient,Observation&_tag=urn:t|x") == \
+        ["tagged", "tagged-obs"]
+    assert find(store, None, "_tag=x&_sort=-_id") == ["tagged-org", "tagged-obs", "tagged"]
+    assert find(store, None, "_type=Patient,Organization&_id=acme,p1,o1") == ["acme", "p1"]
+    assert find(store, None, "_type=Observation&subject:Patient.name=jones") == ["o2"]

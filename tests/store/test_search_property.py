@@ -33,7 +33,7 @@ FAMILIES = ["Smith", "Smithers", "Müller", "Mueller", "Ångström", "王", "O'B
 CODES = ["1-1", "2-2", "3-3"]
 SYSTEMS = ["urn:a", "urn:b"]
 UNITS = ["mg", "g", "kg", "mm[Hg]"]
-MAX_EXAMPLES = 40
+MAX_EXAMPLES = 60
 TABLES = ("idx_token", "idx_string", "idx_reference", "idx_date", "idx_number",
           "idx_quantity", "idx_uri", "idx_composite", "idx_param", "resource_version",
           "resource")

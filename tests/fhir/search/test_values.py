@@ -152,3 +152,15 @@ def test_any_observation_parameter_parses_or_is_a_clean_error(name: str, text: s
     for clause in parsed.query.predicates:
         assert isinstance(clause, Predicate | Chain | Has | AnyOf)
     assert ReferenceValue  # the module's value types stay importable together
+
+
+@given(st.sampled_from(["_include", "_revinclude", "_include:iterate", "_include:bogus"]),
+       st.text(alphabet="ObservationPatient:subject*x", max_size=30))
+def test_any_include_parses_or_is_a_400(name: str, text: str) -> None:
+    try:
+        include = parse_include(SPEC, name, text)
+    except FhirError as exc:
+        assert exc.status == 400
+        return
+    assert SPEC.is_resource_type(include.source_type)
+    assert include.reverse == name.startswith("_revinclude")

@@ -46,6 +46,7 @@ class ClauseMatcher:
         self._referenced: dict[Has, frozenset[tuple[str, str]]] = {}
 
     def matches(self, item: Indexed, clause: Clause) -> bool:
+        """Whether ``item`` satisfies ``clause`` (R4 §3.1.1.5.11-12 for chains and _has)."""
         if isinstance(clause, Predicate):
             return predicate_matches(item.entries, item.id, item.micros, clause)
         if isinstance(clause, Chain):

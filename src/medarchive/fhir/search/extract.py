@@ -47,6 +47,7 @@ def strings(value: Any) -> Iterator[str]:
 
 
 def string_rows(param: str, value: Any) -> list[StringEntry]:
+    """String rows: normalised for matching, as written for ``:exact`` (§3.1.1.5.8)."""
     return [StringEntry(param, normalize_string(text), text) for text in strings(value)]
 
 
@@ -157,6 +158,7 @@ def date_ranges(value: Any) -> Iterator[tuple[int, int]]:
 
 
 def number_rows(param: str, value: Any) -> list[NumberEntry]:
+    """A number row with the range its precision implies (§3.1.1.5.9)."""
     if isinstance(value, bool):
         return []
     try:
@@ -216,4 +218,5 @@ def _quantity(param: str, quantity: dict[str, Any], number: Decimal,
 
 
 def uri_rows(param: str, value: Any) -> list[UriEntry]:
+    """A uri row, matched as written (§3.1.1.5.13)."""
     return [UriEntry(param, value)] if isinstance(value, str) else []

@@ -59,6 +59,7 @@ def _split(text: str, separator: str, *, keep_escapes: bool) -> list[str]:
 
 
 def unescape(text: str) -> str:
+    """Drop the escaping backslashes of a value (R4 §3.1.1.5.6 "Escaping")."""
     if "\\" not in text:
         return text
     out, i = [], 0
@@ -71,12 +72,14 @@ def unescape(text: str) -> str:
 
 
 def prefixed(text: str) -> tuple[str, str]:
+    """(prefix, rest) of an ordered value; ``eq`` when none is given (§3.1.1.5.6)."""
     if len(text) > 2 and text[:2] in PREFIXES:
         return text[:2], text[2:]
     return "eq", text
 
 
 def token(text: str) -> TokenValue:
+    """``[code]``, ``[system]|[code]``, ``|[code]`` or ``[system]|`` (§3.1.1.5.10)."""
     parts = split_on(text, "|")
     if len(parts) == 1:
         return TokenValue(None, parts[0] or None)
@@ -99,6 +102,7 @@ def _bounds(prefix: str, number: tuple[Decimal, Decimal, Decimal]) -> tuple[Deci
 
 
 def number(text: str) -> RangeValue:
+    """``[prefix]number`` with its implied precision range (§3.1.1.5.9)."""
     prefix, rest = prefixed(text)
     low, high = _bounds(prefix, _decimal(rest))
     return RangeValue(prefix, float(low), float(high))
@@ -123,12 +127,14 @@ def quantity(text: str) -> QuantityValue:
 
 
 def date(text: str) -> RangeValue:
+    """``[prefix]date`` as the range its precision covers (§3.1.1.5.7)."""
     prefix, rest = prefixed(text)
     low, high = search_date_range(rest)
     return RangeValue(prefix, low, high)
 
 
 def reference(text: str, type_modifier: str | None) -> ReferenceValue:
+    """``Type/id``, ``id`` (any type or the type modifier's) or an absolute URL (§3.1.1.5.11)."""
     plain = unescape(text)
     if "://" in plain or plain.startswith("urn:"):
         return ReferenceValue(None, None, plain.split("|")[0])
@@ -145,6 +151,7 @@ def reference(text: str, type_modifier: str | None) -> ReferenceValue:
 
 
 def string(text: str, exact: bool) -> StringValue:
+    """A string value, normalised unless ``:exact`` (§3.1.1.5.8)."""
     plain = unescape(text)
     value = plain if exact else normalize_string(plain)
     if not value:
