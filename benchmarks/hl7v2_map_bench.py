@@ -4,7 +4,8 @@ Workloads: every ADT sample of ../shared/conformance/hl7v2/fhir-converter whose 
 maps (A01-A05, A08, A11, A13, A28, A31, A40) and every ORU^R01 sample. For each: messages per
 second for parse alone, map alone (already parsed) and parse + map, single-threaded, best of
 several rounds. ``python_hl7_split`` and ``plain_split`` time only the splitting into
-fields/components on the same normalised text, to show what python-hl7 costs inside the parse.
+fields/components on the same normalised text: the measurement that replaced python-hl7 inside
+``parse_message`` by a plain split (docs/ingestion.md, "Splitting without python-hl7").
 Prints one JSON object.
 
     python benchmarks/hl7v2_map_bench.py [--rounds 5]

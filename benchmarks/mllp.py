@@ -1,12 +1,21 @@
 """HL7 v2 over MLLP: acknowledged messages per second on 1 and on 8 connections.
 
 The listener runs in this process in front of a fresh database (full path: parse, map,
-validate, one transaction per message, message log, ACK after commit). Senders run in separate
-processes (so they do not share the listener's interpreter) and wait for each ACK before the next
-message, as MLLP senders do. Messages alternate ADT^A01 and ORU^R01, each for its own patient.
-Prints one JSON object per connection count.
+validate, index, message log, ACK after commit). Senders run in separate processes (so they do
+not share the listener's interpreter) and wait for each ACK before the next message, as MLLP
+senders do. Messages alternate ADT^A01 and ORU^R01, each for its own patient. Modes:
+
+- ``group``: what ``medarchive serve`` runs (``app.build_gateway``): one transaction per
+  message holding its resources, idempotency key and log row, grouped across connections;
+- ``single``: the earlier composition, for comparison in the same run: the store and the log
+  each commit on their own, one message at a time;
+- ``echo``: the reference, an MLLP listener that answers AA without doing anything (the cost of
+  the transport and the senders).
+
+Prints one JSON object per mode and connection count.
 
     python benchmarks/mllp.py [--backend sqlite|postgresql] [--messages 2000]
+                              [--modes echo,single,group]
 """
 
 from __future__ import annotations
@@ -16,13 +25,14 @@ import json
 import multiprocessing
 import socket
 import time
+from typing import Any
 
 from bench_database import throwaway_url
 
-from medarchive.app import build_services
+from medarchive.app import build_gateway, build_services
 from medarchive.mllp.framing import FrameDecoder, encode_frame
-from medarchive.mllp.gateway import Gateway
-from medarchive.mllp.log import open_message_log
+from medarchive.mllp.gateway import Gateway, Outcome
+from medarchive.mllp.log import MemoryMessageLog, open_message_log
 from medarchive.mllp.server import BackgroundListener, MllpServer, ServerOptions
 from medarchive.settings import Settings
 
@@ -43,29 +53,43 @@ def message(conn: int, i: int, run: str) -> bytes:
     return encode_frame("\r".join(segs) + "\r")
 
 
-def sender(port: int, conn: int, count: int, run: str, result: multiprocessing.Queue) -> None:
+def sender(port: int, conn: int, count: int, run: str, ready: multiprocessing.Queue,
+           go: Any, result: multiprocessing.Queue) -> None:
     acked = 0
+    frames_out = [message(conn, i, run) for i in range(count)]
     with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
         decoder = FrameDecoder()
-        for i in range(count):
-            sock.sendall(message(conn, i, run))
+        ready.put(conn)
+        go.wait()
+        for frame in frames_out:
+            sock.sendall(frame)
             frames: list[bytes] = []
             while not frames:
-                frames = decoder.feed(sock.recv(65536))
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("the listener closed the connection without an ACK")
+                frames = decoder.feed(chunk)
             acked += b"MSA|AA" in frames[0]
     result.put(acked)
 
 
 def run(port: int, connections: int, total: int, tag: str) -> dict[str, object]:
+    """Time from the moment every sender is connected and ready (process start-up and
+    imports excluded) to the last ACK."""
     ctx = multiprocessing.get_context("spawn")
-    queue: multiprocessing.Queue = ctx.Queue()
+    ready: multiprocessing.Queue = ctx.Queue()
+    results: multiprocessing.Queue = ctx.Queue()
+    go = ctx.Event()
     per = total // connections
-    procs = [ctx.Process(target=sender, args=(port, c, per, tag, queue))
+    procs = [ctx.Process(target=sender, args=(port, c, per, tag, ready, go, results))
              for c in range(connections)]
-    start = time.perf_counter()
     for proc in procs:
         proc.start()
-    acked = sum(queue.get() for _ in procs)
+    for _ in procs:
+        ready.get()
+    start = time.perf_counter()
+    go.set()
+    acked = sum(results.get() for _ in procs)
     elapsed = time.perf_counter() - start
     for proc in procs:
         proc.join()
@@ -73,22 +97,55 @@ def run(port: int, connections: int, total: int, tag: str) -> dict[str, object]:
             "seconds": round(elapsed, 3), "acked_per_s": round(acked / elapsed, 1)}
 
 
+class EchoGateway(Gateway):
+    """The reference: answers every message AA at once, stores nothing."""
+
+    def handle(self, data: bytes) -> Outcome:
+        return Outcome("AA", "MSH|^~\\&|A|B|C|D|20240101||ACK|1|P|2.5.1\rMSA|AA|1\r", 1)
+
+
+def listen(gateway: Gateway) -> tuple[BackgroundListener, int]:
+    listener = BackgroundListener(MllpServer(gateway, ServerOptions(port=0, threads=8)))
+    return listener, listener.start()
+
+
+def measure(mode: str, backend: str, total: int, tag: str) -> None:
+    with throwaway_url(backend) as url:
+        settings = Settings(database_url=url, auth="off")
+        if mode == "echo":
+            services = None
+            gateway: Gateway = EchoGateway(lambda *a, **k: {}, MemoryMessageLog())
+        elif mode == "single":
+            services = build_services(settings)
+            gateway = Gateway(services.submit, open_message_log(url), max_group=1)
+        else:
+            gateway, services = build_gateway(settings)
+        listener, port = listen(gateway)
+        for connections in (1, 8):
+            figures = run(port, connections, total, f"{tag}{mode}c{connections}")
+            print(json.dumps({"benchmark": "mllp", "backend": backend, "mode": mode,
+                              **figures}), flush=True)
+        listener.stop()
+        gateway.close()
+        if mode == "group":
+            print(json.dumps({"benchmark": "mllp", "backend": backend, "mode": mode,
+                              "groups": gateway.committer.groups,
+                              "messages_per_group": round(gateway.committer.committed
+                                                          / max(gateway.committer.groups, 1),
+                                                          2)}), flush=True)
+        if services is not None:
+            services.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--backend", default="sqlite", choices=["sqlite", "postgresql"])
     parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--modes", default="echo,single,group")
     args = parser.parse_args()
-    with throwaway_url(args.backend) as url:
-        services = build_services(Settings(database_url=url, auth="off"))
-        gateway = Gateway(services.submit, open_message_log(url))
-        listener = BackgroundListener(MllpServer(gateway, ServerOptions(port=0, threads=8)))
-        port = listener.start()
-        tag = str(int(time.time()))
-        for connections in (1, 8):
-            figures = run(port, connections, args.messages, f"{tag}c{connections}")
-            print(json.dumps({"benchmark": "mllp", "backend": args.backend, **figures}))
-        listener.stop()
-        services.close()
+    tag = str(int(time.time()))
+    for mode in args.modes.split(","):
+        measure(mode, args.backend, args.messages, tag)
 
 
 if __name__ == "__main__":

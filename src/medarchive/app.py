@@ -61,6 +61,7 @@ class Services:
     repository: Repository
     router: Router
     security: Any = None  # security.service.Security when settings.auth is on
+    bulk: Any = None  # service.bulk.runner.BulkExports when serving HTTP (its workers)
 
     def submit(self, bundle: dict[str, Any], idempotency_key: str | None = None
                ) -> dict[str, Any]:
@@ -70,6 +71,8 @@ class Services:
 
     def close(self) -> None:
         """Release the store (connections, pools)."""
+        if self.bulk is not None:
+            self.bulk.close()
         if self.security is not None:
             self.security.close()
         self.store.close()
@@ -104,6 +107,49 @@ def build_services(settings: Settings, *, store: Store | None = None, spec: Any 
     return Services(settings, spec, store, repository, router, security)
 
 
+def build_gateway(settings: Settings, **inject: Any) -> tuple[Any, Services]:
+    """The HL7 v2 gateway (docs/ingestion.md) and the services behind it. On SQL databases the
+    gateway's store and its message log share one ``SharedTransaction``, so a message's
+    resources, idempotency key and log row commit together, grouped with the messages that
+    arrived meanwhile (one fsync for the group). Close with ``gateway.close()`` then
+    ``services.close()``."""
+    from medarchive.mllp.gateway import Gateway, mapping_config
+    from medarchive.mllp.log import MemoryMessageLog, SqlMessageLog
+    from medarchive.mllp.transaction import SharedTransaction
+
+    url = settings.database_url
+    message_log: Any
+    if url.startswith("memory:") or "store" in inject:
+        services = build_services(settings, **inject)
+        message_log, transactions = MemoryMessageLog(), None
+        if not url.startswith("memory:"):
+            from medarchive.mllp.log import open_message_log
+            message_log = open_message_log(url)
+    else:
+        from medarchive.fhir.search.index import build_indexer
+        from medarchive.store.sql.database import open_database
+        from medarchive.store.sql.store import SqlStore
+        spec = inject.pop("spec", None)
+        if spec is None:
+            from medarchive.fhir.spec import load_spec
+            spec = load_spec()
+        transactions = SharedTransaction(open_database(
+            url, busy_timeout_ms=settings.sqlite_busy_timeout_ms, pool_size=settings.pool_size))
+        services = build_services(settings, store=SqlStore(transactions, build_indexer(spec)),
+                                  spec=spec, **inject)
+        message_log = SqlMessageLog(transactions)
+    try:
+        config = mapping_config(services.router, settings.hl7_concept_maps)
+    except BaseException:
+        message_log.close()
+        services.close()
+        raise
+    gateway = Gateway(services.submit, message_log, transactions=transactions, config=config,
+                      max_group=settings.mllp_group_max,
+                      group_wait_ms=settings.mllp_group_wait_ms)
+    return gateway, services
+
+
 def _security(settings: Settings, store: Store, spec: Any,
               now: Callable[[], datetime]) -> Any:
     """Identity, access control and audit (docs/security.md); None when auth is off."""
@@ -130,9 +176,15 @@ def create_app(settings: Settings, *, services: Services | None = None,
         from medarchive.web.auth_routes import auth_routes, protected_fhir_routes
         routes = auth_routes(built.security, FHIR_PREFIX) + protected_fhir_routes(
             built.router, built.security, FHIR_PREFIX)
+    # -- Bulk Data $export/$import (issue 7; docs/bulk-data.md): before the FHIR catch-all --
+    from medarchive.web.bulk_api import install_bulk
+    routes = install_bulk(built) + routes
     # -- device readings (issue 6; docs/ingestion.md) --
     from medarchive.web.devices_api import device_routes
     routes = routes + device_routes(built)
+    # -- the clinician web UI at / (issue 8; docs/ui.md) --
+    from medarchive.web.ui.routes import ui_routes
+    routes = routes + ui_routes(built, idle_s=settings.ui_idle_timeout)
     app = build_asgi(routes,
                      max_request_bytes=settings.max_request_bytes, on_shutdown=built.close,
                      worker_threads=settings.worker_threads)

@@ -59,6 +59,9 @@ class Settings:
                           "local development only: the server then binds to loopback only."})
     access_token_lifetime: int = field(
         default=3600, metadata={"help": "Lifetime of issued access tokens, in seconds."})
+    ui_idle_timeout: int = field(
+        default=900, metadata={"help": "Web UI: a session idle for this many seconds ends "
+                                       "(docs/ui.md)."})
     # -- HL7 v2 over MLLP (issue 6; docs/ingestion.md) --
     mllp_port: int = field(
         default=0, metadata={"help": "Port of the HL7 v2 MLLP listener (2575 is usual); "
@@ -75,7 +78,18 @@ class Settings:
         default="", metadata={"help": "PEM private key for mllp_tls_cert (empty when the "
                                       "certificate file holds it)."})
     mllp_threads: int = field(
-        default=8, metadata={"help": "Threads applying HL7 v2 messages to the store."})
+        default=8, metadata={"help": "Threads parsing and mapping HL7 v2 messages (one "
+                                     "writer thread applies them to the store)."})
+    mllp_group_max: int = field(
+        default=64, metadata={"help": "Most HL7 v2 messages committed together in one "
+                                      "transaction (group commit)."})
+    mllp_group_wait_ms: int = field(
+        default=2, metadata={"help": "Longest wait, in milliseconds, for messages still "
+                                     "being parsed to join a group commit."})
+    hl7_concept_maps: str = field(
+        default="", metadata={"help": "Canonical URLs (comma-separated) of the ConceptMaps "
+                                      "in the store that translate local HL7 v2 codes; read "
+                                      "when the gateway starts."})
     # -- device readings (issue 6; docs/ingestion.md) --
     mqtt_url: str = field(
         default="", metadata={"help": "MQTT broker for device readings, mqtt://HOST:PORT; "
@@ -92,6 +106,40 @@ class Settings:
         default=30, metadata={"help": "Raw device readings older than this many days are "
                                       "compacted into per-minute summaries "
                                       "(medarchive devices compact)."})
+    # -- backup and restore (issue 5; docs/operations.md) --
+    backup_dir: str = field(
+        default="var/backups", metadata={"help": "Folder of backups (medarchive backup create "
+                                                  "and the server's scheduled backups)."})
+    backup_key_file: str = field(
+        default="var/backup.key",
+        metadata={"help": "Key file that encrypts and signs backups (created 0600 on first "
+                          "use); keep an escrow copy elsewhere."})
+    backup_schedule: str = field(
+        default="", metadata={"help": "Interval of backups the server takes itself (30m, 6h, "
+                                      "1d); empty: none."})
+    backup_full_every: int = field(
+        default=7, metadata={"help": "Scheduled backups: every Nth is full, the others "
+                                     "incremental."})
+    backup_keep_daily: int = field(
+        default=7, metadata={"help": "Retention: newest backup of each of the last N days."})
+    backup_keep_weekly: int = field(
+        default=4, metadata={"help": "Retention: newest backup of each of the last N weeks."})
+    backup_keep_monthly: int = field(
+        default=12, metadata={"help": "Retention: newest backup of each of the last N months."})
+    # -- Bulk Data and the warehouse (issue 7; docs/bulk-data.md, docs/analytics.md) --
+    bulk_dir: str = field(
+        default="var/bulk", metadata={"help": "Folder of Bulk Data $export files (one "
+                                              "sub-folder per job)."})
+    bulk_workers: int = field(
+        default=1, metadata={"help": "Threads per server process that run $export jobs; 0 "
+                                     "runs none in this process."})
+    warehouse_path: str = field(
+        default="var/warehouse.duckdb",
+        metadata={"help": "DuckDB file of medarchive warehouse build/sql (the Spark engine "
+                          "writes Parquet datasets into a folder of the same name + .parquet)."})
+    spark_master: str = field(
+        default="local[2]", metadata={"help": "Spark master URL for the spark engine "
+                                              "(local[N], spark://HOST:7077, yarn...)."})
 
     def public_base(self) -> str:
         return (self.base_url or f"http://{self.host}:{self.port}").rstrip("/")

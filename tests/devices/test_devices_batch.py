@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from medarchive.app import Services
 from medarchive.devices.batch import ingest_readings
 
@@ -46,3 +50,17 @@ def test_redelivered_reading_is_stored_once(services: Services) -> None:
     ingest_readings([reading], services.router)
     ingest_readings([reading], services.router)
     assert len(observations(services)) == 1
+
+
+@pytest.mark.parametrize("database_url", ["memory"], indirect=True)
+def test_refused_reading_is_logged_with_its_reasons(services: Services,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="medarchive.devices.batch"):
+        result = ingest_readings([{"device": "MON-1", "kind": "spo2", "value": "high",
+                                   "time": "yesterday"}], services.router)
+    assert result.stored == 0
+    [record] = caplog.records
+    assert "reading 0 refused" in record.getMessage()
+    assert "value must be a finite number" in record.getMessage()
+    assert "time must be an ISO 8601" in record.getMessage()
+    assert observations(services) == []

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from medarchive.errors import BadRequest
 from medarchive.hl7v2 import Hl7Error, Hl7ParseError, parse_message, split_messages
-from medarchive.hl7v2.message import read_separators, version_tuple
+from medarchive.hl7v2.message import encode_message, read_separators, version_tuple
 
 
 def test_header_fields_are_exposed() -> None:
@@ -179,3 +179,20 @@ def test_random_bytes_never_raise_anything_else(data: bytes) -> None:
 def test_random_bytes_after_a_valid_msh_never_raise_anything_else(data: bytes) -> None:
     with contextlib.suppress(Hl7ParseError):
         parse_message(b"MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5\r" + data)
+
+
+@given(st.sampled_from(["", "8859/1", "UNICODE UTF-8", "ASCII"]),
+       st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FF,
+                                      exclude_characters="|^~\\&"), max_size=20))
+def test_encode_message_round_trips_in_the_declared_charset(charset: str, name: str) -> None:
+    text = ("MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5.1" + "|" * 6 + charset
+            + f"\rPID|1||7^^^H^MR||{name}\r")
+    encoded = encode_message(text)
+    declared = {"8859/1": "latin-1", "ASCII": "ascii"}.get(charset, "utf-8")
+    try:
+        expected = text.encode(declared)
+    except UnicodeEncodeError:
+        expected = text.encode("utf-8")  # does not fit the declared set: UTF-8
+    assert encoded == expected
+    if expected.decode(declared, "replace") == text:
+        assert parse_message(encoded).raw == parse_message(text).raw

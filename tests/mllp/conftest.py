@@ -14,23 +14,19 @@ from itertools import count
 import pytest
 from mllp_builders import Archive
 
-from medarchive.app import build_services
-from medarchive.mllp.gateway import Gateway
-from medarchive.mllp.log import open_message_log
+from medarchive.app import build_gateway
 from medarchive.mllp.server import BackgroundListener, MllpServer, ServerOptions
 from medarchive.settings import Settings
 
 
 @pytest.fixture
 def archive(database_url: str) -> Iterator[Archive]:
-    services = build_services(Settings(database_url=database_url, auth="off"))
-    message_log = open_message_log(database_url)
+    gateway, services = build_gateway(Settings(database_url=database_url, auth="off"))
     ticks = count()
-    gateway = Gateway(services.submit, message_log,
-                      now=lambda: datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
-                      control_id=lambda: f"ACK{next(ticks)}")
-    yield Archive(services, message_log, gateway)
-    message_log.close()
+    gateway.now = lambda: datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    gateway.control_id = lambda: f"ACK{next(ticks)}"
+    yield Archive(services, gateway.log, gateway)
+    gateway.close()
     services.close()
 
 

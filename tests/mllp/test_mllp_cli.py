@@ -28,6 +28,11 @@ def test_list_and_replay_a_fixed_message(tmp_path: Path) -> None:
     assert listed.exit_code == 0, listed.output
     [row] = [orjson.loads(line) for line in listed.stdout.splitlines()]
     assert row["outcome"] == "AE" and row["key"] == "hl7:CITYHOSP|HIS|D1"
+    shown = runner.invoke(app, ["hl7", "deadletter", "show", str(row["id"])], env=env)
+    assert shown.exit_code == 0, shown.output
+    detail = orjson.loads(shown.stdout)
+    assert detail["status"] == "dead" and detail["raw"].startswith("MSH|")
+    assert "store down" not in detail["raw"] and "OSError" in detail["error"]
     fixed = tmp_path / "fixed.hl7"
     fixed.write_text(adt("D1", family="Fixed"))
     replayed = runner.invoke(app, ["hl7", "deadletter", "replay", str(row["id"]),
@@ -38,3 +43,9 @@ def test_list_and_replay_a_fixed_message(tmp_path: Path) -> None:
     assert again.stdout.strip() == ""
     missing = runner.invoke(app, ["hl7", "deadletter", "replay", "999"], env=env)
     assert missing.exit_code == 1
+    assert runner.invoke(app, ["hl7", "deadletter", "show", "999"], env=env).exit_code == 1
+    # the replayed message's own row lists what it wrote
+    replay_row = orjson.loads(runner.invoke(app, ["hl7", "deadletter", "show", "2"],
+                                            env=env).stdout)
+    assert replay_row["outcome"] == "AA" and replay_row["status"] == "done"
+    assert any(r.startswith("Patient/") for r in replay_row["resources"])

@@ -59,3 +59,39 @@ def test_key_and_bundle_reach_the_service() -> None:
     assert gw.handle(adt("OK1").encode()).code == "AA"
     assert seen == [("transaction", "hl7:CITYHOSP|HIS|OK1")]
     assert log.entries()[0].resources == ("Patient/p1/_history/1",)
+
+
+def test_latin1_message_is_logged_acked_and_replayed_in_its_charset() -> None:
+    seen: list[str] = []
+
+    def submit(bundle: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
+        patient = next(e["resource"] for e in bundle["entry"]
+                       if e["resource"]["resourceType"] == "Patient")
+        seen.append(patient["name"][0]["family"])
+        if len(seen) == 1:
+            raise Unprocessable("refused once")
+        return {"entry": []}
+
+    gw, log = gateway(submit)
+    text = adt("L1", family="Müller", extra="||||||8859/1")
+    outcome = gw.handle(text.encode("latin-1"))
+    assert outcome.code == "AE" and outcome.charset == "latin-1"
+    assert outcome.ack_bytes() == (outcome.ack or "").encode("latin-1")
+    [dead] = log.entries(status="dead")
+    assert "Müller" in dead.raw
+    assert gw.replay(dead.id).code == "AA"
+    assert seen == ["Müller", "Müller"]
+
+
+def test_nothing_committed_means_no_ack() -> None:
+    def submit(bundle: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
+        return {"entry": []}
+
+    gw, log = gateway(submit)
+
+    def broken(entry: object) -> int:
+        raise OSError("database gone")
+
+    log.record = broken  # type: ignore[method-assign]
+    outcome = gw.handle(adt("N1").encode())
+    assert (outcome.code, outcome.ack, outcome.log_id) == ("", None, 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from hl7.client import MLLPClient
 from mllp_builders import Archive, adt
 
@@ -129,3 +130,15 @@ def test_many_connections_each_patient_in_order(archive: Archive, listener: int)
         if version.resource_type == "Patient":
             latest = version.resource()
     assert latest["name"][0]["family"] == "Fam3"
+
+
+@pytest.mark.parametrize("database_url", ["memory"], indirect=True)
+def test_connection_closes_without_ack_when_nothing_could_be_committed(
+        archive: Archive, listener: int) -> None:
+    def broken(entry: object) -> int:
+        raise OSError("database gone")
+
+    archive.log.record = broken  # type: ignore[method-assign]
+    with socket.create_connection(("127.0.0.1", listener), timeout=10) as sock:
+        sock.sendall(encode_frame(adt("Z1")))
+        assert sock.recv(65536) == b""  # closed, no ACK: the sender will resend

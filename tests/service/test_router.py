@@ -55,8 +55,9 @@ def test_read_returns_stored_bytes(call: Any, router: Router) -> None:
 @pytest.mark.parametrize(("path", "status", "code"), [
     ("Patient/nope", 404, "not-found"), ("Nope/1", 404, "not-found"),
     ("Patient/bad$id!", 400, "invalid"), ("Patient/a/_history/x", 400, "invalid"),
-    ("Patient/a/_history/1/more", 404, "not-found"), ("Patient/a/$everything", 501,
-                                                      "not-supported"),
+    ("Patient/a/_history/1/more", 404, "not-found"), ("Patient/a/$everything", 404,
+                                                      "not-found"),
+    ("Patient/a/$meta", 501, "not-supported"),
     ("$export", 501, "not-supported"), ("Patient/$match", 501, "not-supported")])
 def test_read_errors(memory_call: Any, path: str, status: int, code: str) -> None:
     call = memory_call

@@ -70,7 +70,9 @@ def test_pretty_and_json_format(memory_client: Any) -> None:
     ("POST", "/fhir/Patient", {"json": {"resourceType": "Observation"}}, 400),
     ("POST", "/fhir/Patient", {"json": {"resourceType": "Patient", "gender": "x"}}, 422),
     ("POST", "/fhir/Patient/abc", {"json": {"resourceType": "Patient"}}, 405),
-    ("GET", "/fhir/Patient/a/$everything", {}, 501),
+    ("GET", "/fhir/Patient/a/$meta", {}, 501),
+    ("GET", "/fhir/Patient/a/$everything", {}, 404),
+    ("GET", "/fhir/Patient/a/Nope", {}, 404),
     ("PUT", "/fhir/Patient/a", {"json": {"resourceType": "Patient", "id": "b"}}, 400),
 ])
 def test_every_failure_is_an_operation_outcome(memory_client: Any, method: str, url: str,

@@ -1,10 +1,14 @@
-"""``medarchive db``: schema migrations of the configured database."""
+"""``medarchive db``: schema migrations and search reindexing of the configured database."""
 
 from __future__ import annotations
 
+import time
+from typing import Annotated
+
 import typer
 
-from medarchive.cli.context import console, reported, state
+from medarchive.cli.context import console, fail, reported, state
+from medarchive.cli.progress import progress_bar
 from medarchive.store.sql.database import open_database
 from medarchive.store.sql.migrations import applied, available, migrate
 
@@ -41,3 +45,47 @@ def status_command(ctx: typer.Context) -> None:
                 typer.echo(f"{migration.version:04d} {migration.name}: {mark}")
         finally:
             db.close()
+
+
+@app.command("reindex")
+def reindex_command(
+    ctx: typer.Context,
+    restart: Annotated[bool, typer.Option(
+        help="Start the job over instead of resuming it (needed to rerun a finished job).")
+                       ] = False,
+    job: Annotated[str, typer.Option(help="Job name; progress is kept per job.")] = "reindex",
+    batch: Annotated[int, typer.Option(help="Resources per transaction.", min=1)] = 500,
+) -> None:
+    """Re-extract the search index of every current resource (R4 §3.1.1: after a search
+    parameter or the indexer changed). Resumable: an interrupted run continues after the last
+    committed batch when started again with the same job name."""
+    from medarchive.app import build_services
+    from medarchive.store.base import ReindexProgress
+
+    settings = state(ctx).settings()
+    if settings.database_url.startswith("memory:"):
+        fail("reindex needs a SQLite or PostgreSQL database (database_url)")
+    started = time.perf_counter()
+    with reported():
+        services = build_services(settings)
+        try:
+            batches = []
+            with progress_bar() as bar:
+                task = bar.add_task(f"reindex ({job})", total=None, rate="")
+
+                def show(state: ReindexProgress) -> None:
+                    batches.append(state.done)
+                    rate = state.done / max(time.perf_counter() - started, 1e-6)
+                    bar.update(task, total=state.total, completed=state.done,
+                               rate=f"{rate:,.0f} res/s")
+                final = services.store.reindex(job=job, batch=batch, restart=restart,
+                                               progress=show)
+                bar.update(task, total=max(final.total, 1), completed=final.total)
+        finally:
+            services.close()
+    if not batches:
+        console.print(f"job {job!r} had already finished ({final.done} resources); use "
+                      "--restart to run it again")
+    else:
+        console.print(f"reindexed {final.done} resources (job {job!r}) in "
+                      f"{time.perf_counter() - started:.1f} s")

@@ -1,16 +1,19 @@
-"""``medarchive export``: the current record as NDJSON, one file per resource type."""
+"""``medarchive export``: the current record as NDJSON, one file per resource type.
+
+It reads the store with the Bulk Data export stream (``service.bulk.export``: keyset pages of
+the change feed, so a million resources cost no more per page than a thousand, and memory
+stays at one page), as of the moment it starts; files are written as ``.partial`` and renamed
+when the whole export succeeded.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import IO, Annotated
 
 import typer
 
 from medarchive.cli.context import console, reported, state
-from medarchive.fhir.search.query import SearchQuery, SortKey
-
-PAGE = 1000
 
 
 def export(
@@ -22,6 +25,7 @@ def export(
 ) -> None:
     """Write every current (not deleted) resource as NDJSON, one file per type."""
     from medarchive.app import build_services
+    from medarchive.service.bulk.export import stream
 
     settings = state(ctx).settings()
     with reported():
@@ -32,31 +36,24 @@ def export(
             if unknown:
                 raise ValueError(f"unknown resource type(s): {', '.join(unknown)}")
             out.mkdir(parents=True, exist_ok=True)
+            params = {"level": "system", "types": wanted, "type_filters": {}, "since": None}
+            repository = services.repository
+            handles: dict[str, IO[bytes]] = {}
             written = 0
-            for rtype in wanted:
-                written += _export_type(services.store, rtype, out)
+            try:
+                for version in stream(repository, params, after_seq=0,
+                                      max_seq=repository.last_seq()):
+                    handle = handles.get(version.resource_type)
+                    if handle is None:
+                        handle = handles[version.resource_type] = (
+                            out / f"{version.resource_type}.ndjson.partial").open("wb")
+                    handle.write(version.body + b"\n")
+                    written += 1
+            finally:
+                for handle in handles.values():
+                    handle.close()
+            for rtype in handles:
+                (out / f"{rtype}.ndjson.partial").replace(out / f"{rtype}.ndjson")
         finally:
             services.close()
     console.print(f"exported {written} resources to {out}")
-
-
-def _export_type(store: object, rtype: str, out: Path) -> int:
-    count = 0
-    target = out / f"{rtype}.ndjson"
-    partial = target.with_suffix(".ndjson.partial")
-    offset = 0
-    with partial.open("wb") as handle:
-        while True:
-            page = store.search(SearchQuery(rtype, sort=(SortKey("_id", "_id"),),  # type: ignore[attr-defined]
-                                            count=PAGE, offset=offset))
-            for version in page:
-                handle.write(version.body + b"\n")
-            count += len(page)
-            offset += len(page)
-            if len(page) < PAGE:
-                break
-    if count:
-        partial.replace(target)
-    else:
-        partial.unlink()
-    return count

@@ -13,16 +13,21 @@ import typer
 
 from medarchive.cli import (
     audit,
+    backup,
     clients,
     db,
     demo,
     devices,
+    drill,
     export,
     hl7,
     imports,
+    restore,
     serve,
     users,
     validate,
+    views,
+    warehouse,
 )
 from medarchive.cli.context import CliState
 
@@ -35,11 +40,16 @@ app.add_typer(clients.app, name="clients")
 app.add_typer(audit.app, name="audit")
 app.add_typer(hl7.app, name="hl7")
 app.add_typer(devices.app, name="devices")
+app.add_typer(views.app, name="views")
+app.add_typer(warehouse.app, name="warehouse")
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
 app.command("import")(imports.import_command)
 app.command("export")(export.export)
 app.command("validate")(validate.validate)
+app.add_typer(backup.app, name="backup")
+app.command("restore")(restore.restore_command)
+app.command("drill")(drill.drill)
 
 
 @app.callback()

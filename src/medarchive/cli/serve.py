@@ -47,8 +47,10 @@ def serve(
     console.print(f"MedArchive on [bold]{base}[/]  (database {settings.database_url})")
     console.print(f"  FHIR API:   {base}/fhir   e.g. {base}/fhir/Patient?_count=10", soft_wrap=True)
     console.print(f"  Capability: {base}/fhir/metadata")
+    console.print(f"  Web UI:     {base}/   (log in with a demo login)")
     listener = _start_mllp(settings) if settings.mllp_port else None
     subscriber = _start_mqtt(settings) if settings.mqtt_url else None
+    backups = _start_backups(settings) if settings.backup_schedule else None
     uvicorn.run("medarchive.app:asgi_factory", factory=True, host=settings.host,
                 port=settings.port, workers=settings.workers if settings.workers > 1 else None,
                 log_level=settings.log_level, access_log=False, server_header=False)
@@ -56,17 +58,16 @@ def serve(
         listener.stop()
     if subscriber is not None:
         subscriber.stop()
+    if backups is not None:
+        backups.stop()
 
 
 def _start_mllp(settings: Settings) -> Any:
     """The HL7 v2 MLLP listener in this (main) process, beside uvicorn (docs/ingestion.md)."""
-    from medarchive.app import build_services
-    from medarchive.mllp.gateway import Gateway
-    from medarchive.mllp.log import open_message_log
+    from medarchive.app import build_gateway
     from medarchive.mllp.server import BackgroundListener, MllpServer, options_from_settings
 
-    services = build_services(settings)
-    gateway = Gateway(services.submit, open_message_log(settings.database_url))
+    gateway, _services = build_gateway(settings)
     listener = BackgroundListener(MllpServer(gateway, options_from_settings(settings)))
     port = listener.start()
     scheme = "MLLP/TLS" if settings.mllp_tls_cert else "MLLP"
@@ -89,3 +90,17 @@ def _start_mqtt(settings: Settings) -> Any:
     subscriber.start()
     console.print(f"  Devices:    MQTT {settings.mqtt_url} topic {settings.mqtt_topic}")
     return subscriber
+
+
+def _start_backups(settings: Settings) -> Any:
+    """Scheduled backups in this (main) process, beside uvicorn (docs/operations.md)."""
+    from medarchive.backup.schedule import BackupSchedule
+
+    try:
+        schedule = BackupSchedule(settings)
+    except ValueError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    schedule.start()
+    console.print(f"  Backups:    every {settings.backup_schedule} into {settings.backup_dir}")
+    return schedule

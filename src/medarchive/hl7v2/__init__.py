@@ -13,12 +13,21 @@ from medarchive.hl7v2.mapping import (
     MappingConfig,
     MappingResult,
     check_message,
+    concept_map_table,
     map_message,
 )
-from medarchive.hl7v2.message import Message, Segment, parse_message, split_messages
+from medarchive.hl7v2.message import (
+    Message,
+    Segment,
+    encode_message,
+    parse_message,
+    split_messages,
+)
 
 __all__ = [
     "SUPPORTED", "Hl7Error", "Hl7ParseError", "Location", "MappingConfig", "MappingResult",
     "Message", "Segment", "Separators", "ack_wanted", "build_ack", "build_nak_for_unparseable",
-    "check_message", "escape", "map_message", "parse_message", "split_messages", "unescape",
+    "check_message", "concept_map_table", "encode_message", "escape", "map_message",
+    "parse_message",
+    "split_messages", "unescape",
 ]

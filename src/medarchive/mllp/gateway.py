@@ -1,37 +1,48 @@
 """The HL7 v2 gateway: one framed message in, one acknowledgement out, nothing lost.
 
-Transport-neutral (the MLLP server calls ``handle`` from a worker thread): parse → map → submit
-the transaction Bundle through the same service path as the REST API, with the idempotency key
-``hl7:{sending facility}|{sending application}|{MSH-10}`` so a redelivered message is
-acknowledged without being applied twice. AA is built only after the store committed; a crash
-before that leaves the sender without an ACK, so it retries. Messages for one patient are applied
-in order (a lock per patient identifier); every message is written to the message log with its
-outcome, and refused ones become dead letters that can be fixed and replayed.
+Transport-neutral (the MLLP server calls ``handle`` from a worker thread): parse and map in
+the caller's thread, then hand the message to the group committer (``mllp.commit``), which
+submits its transaction Bundle through the same service path as the REST API, with the
+idempotency key ``hl7:{sending facility}|{sending application}|{MSH-10}``, and writes its
+message-log row in the SAME database transaction (``mllp.transaction``), together with the
+other messages that arrived meanwhile. AA is built only after that transaction committed; a
+crash before it leaves the sender without an ACK, so it retries, and a redelivered message is
+acknowledged without being applied twice. Messages are applied one at a time in the order they
+were queued, so a patient's messages keep their order; refused ones become dead letters that
+can be fixed and replayed.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from medarchive.errors import AlreadyApplied, FhirError
 from medarchive.hl7v2 import (
     Hl7Error,
     Hl7ParseError,
     MappingConfig,
+    MappingResult,
     Message,
     ack_wanted,
     build_ack,
     build_nak_for_unparseable,
+    concept_map_table,
+    encode_message,
     map_message,
     parse_message,
 )
+from medarchive.mllp.commit import GroupCommitter
 from medarchive.mllp.log import LogEntry, MessageLog
+from medarchive.mllp.transaction import GroupBroken, NoTransaction, TransactionScope
+from medarchive.service.request import FhirRequest
+from medarchive.service.router import Router
 
 log = logging.getLogger(__name__)
 _ENHANCED = {"AA": "CA", "AE": "CE", "AR": "CR"}
@@ -50,98 +61,161 @@ def message_key(message: Message) -> str:
 @dataclass(frozen=True)
 class Outcome:
     """What the gateway did: the ACK to send (None when the sender asked for none) and the log
-    entry id."""
+    entry id. ``log_id`` 0 (and ``code`` empty) means nothing could be committed, not even the
+    log row: the transport must not answer and should drop the connection, so the sender
+    sends the message again."""
 
     code: str
     ack: str | None
     log_id: int
     duplicate: bool = False
+    charset: str = "utf-8"
+
+    def ack_bytes(self) -> bytes:
+        """The ACK in the character set of the message it answers (MSH-18, HL7 v2.8
+        §2.15.9.18), so a receiver reading it as declared sees the right text."""
+        return (self.ack or "").encode(self.charset, "replace")
 
 
-class PatientLocks:
-    """One lock per patient key, so two connections cannot reorder a patient's messages."""
+@dataclass(frozen=True)
+class Prepared:
+    """A message parsed and mapped, or refused before reaching the store (``error``)."""
 
-    def __init__(self) -> None:
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
+    data: bytes
+    received: str
+    raw: str
+    message: Message | None
+    key: str
+    result: MappingResult | None
+    error: Hl7Error | None
 
-    def lock(self, key: str) -> threading.Lock:
-        with self._guard:
-            found = self._locks.get(key)
-            if found is None:
-                found = self._locks[key] = threading.Lock()
-            return found
+
+@dataclass(frozen=True)
+class Applied:
+    """What the committed transaction holds for one message."""
+
+    code: str
+    log_id: int
+    error: Hl7Error | None = None
+    duplicate: bool = False
 
 
 class Gateway:
-    """Applies HL7 v2 messages to the archive. ``submit`` is ``Services.submit``."""
+    """Applies HL7 v2 messages to the archive. ``submit`` is ``Services.submit``;
+    ``transactions`` the scope shared by the store and ``message_log`` (see
+    ``app.build_gateway``), or None when they cannot share a transaction (each write then
+    commits on its own)."""
 
     def __init__(self, submit: Callable[..., dict[str, Any]], message_log: MessageLog, *,
                  config: MappingConfig | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 control_id: Callable[[], str] = new_control_id) -> None:
+                 control_id: Callable[[], str] = new_control_id,
+                 transactions: TransactionScope | None = None,
+                 max_group: int = 64, group_wait_ms: float = 2.0) -> None:
         self.submit = submit
         self.log = message_log
         self.config = config or MappingConfig()
         self.now = now
         self.control_id = control_id
-        self.locks = PatientLocks()
+        self.transactions = transactions or NoTransaction()
+        self.committer = GroupCommitter(self.transactions, max_group=max_group,
+                                        wait_ms=group_wait_ms)
 
     def handle(self, data: bytes) -> Outcome:
         """Process one message (HL7 v2.8 §2.9 acknowledgement rules) and log what happened."""
+        return self._handle(data, None)
+
+    def replay(self, entry_id: int, fixed: bytes | None = None) -> Outcome:
+        """Apply a dead letter again, as sent or as ``fixed``; on AA it is marked replayed in
+        the same transaction."""
+        entry = self.log.get(entry_id)
+        if entry is None:
+            raise KeyError(f"no HL7 message log entry {entry_id}")
+        return self._handle(fixed if fixed is not None else encode_message(entry.raw),
+                            entry_id)
+
+    def close(self) -> None:
+        """Commit what is queued and stop the writer thread."""
+        self.committer.close()
+
+    def _handle(self, data: bytes, replaces: int | None) -> Outcome:
+        with self.committer.preparing():
+            prepared = self.prepare(data)
+        future = self.committer.submit(lambda: self._apply(prepared, replaces))
+        try:
+            applied: Applied = future.result()
+        except Exception as exc:
+            # Not even the log row could be committed: no ACK at all, so the sender keeps the
+            # message and sends it again (HL7 v2.8 Appendix C §C.4: no ACK, resend).
+            log.error("HL7 message %s could not be committed or logged: %s",
+                      prepared.key or "?", exc)
+            return Outcome("", None, 0, charset=_charset(prepared))
+        return self._answer(prepared, applied)
+
+    def prepare(self, data: bytes) -> Prepared:
+        """Parse and map (no I/O): HL7 v2.8 §2.9.2 accept checks, then the mapping."""
         received = self.now().isoformat()
         raw = data.decode("utf-8", "replace")
         try:
             message = parse_message(data)
         except Hl7ParseError as exc:
-            ack = build_nak_for_unparseable(data, exc.user_message, now=self.now(),
-                                            control_id=self.control_id(), hl7_code=exc.hl7_code,
-                                            location=exc.location)
-            entry = LogEntry(0, received, "", "AR", "dead", str(exc), (), (), raw)
-            return Outcome("AR", ack, self.log.record(entry))
-        key = message_key(message)
+            return Prepared(data, received, raw, None, "", None, exc)
+        key, raw = message_key(message), message.raw
         try:
             result = map_message(message, self.config)
         except Hl7Error as exc:
-            return self._refuse(message, key, received, raw, exc, ())
-        patient = result.patient_identifiers[0] if result.patient_identifiers else key
-        duplicate = False
+            return Prepared(data, received, raw, message, key, None, exc)
+        return Prepared(data, received, raw, message, key, result, None)
+
+    def _apply(self, prepared: Prepared, replaces: int | None) -> Applied:
+        """Runs in the committer's transaction: the message's writes and its log row."""
+        if prepared.result is None:
+            assert prepared.error is not None
+            return self._refuse(prepared, prepared.error, ())
+        result = prepared.result
         try:
-            with self.locks.lock(patient):
-                response = self.submit(result.bundle, idempotency_key=key)
-            resources = _locations(response)
+            with self.transactions.savepoint():
+                response = self.submit(result.bundle, idempotency_key=prepared.key)
+                entry = LogEntry(0, prepared.received, prepared.key, "AA", "done", "",
+                                 _locations(response), result.unmapped, prepared.raw)
+                log_id = self.log.record(entry)
+                if replaces is not None:
+                    self.log.set_status(replaces, "replayed")
+            return Applied("AA", log_id)
         except AlreadyApplied:
-            duplicate, resources = True, ()
+            entry = LogEntry(0, prepared.received, prepared.key, "AA", "done", "", (),
+                             result.unmapped, prepared.raw, True)
+            return Applied("AA", self.log.record(entry), duplicate=True)
+        except GroupBroken:
+            raise
         except Hl7Error as exc:
-            return self._refuse(message, key, received, raw, exc, result.unmapped)
+            return self._refuse(prepared, exc, result.unmapped)
         except FhirError as exc:
             error = Hl7Error(f"refused by the archive: {exc}", hl7_code=207, ack_code="AE")
-            return self._refuse(message, key, received, raw, error, result.unmapped)
+            return self._refuse(prepared, error, result.unmapped)
         except Exception as exc:  # a store outage must not kill the connection
-            log.exception("HL7 message %s could not be applied", key)
+            log.exception("HL7 message %s could not be applied", prepared.key)
             error = Hl7Error(f"internal error: {type(exc).__name__}", hl7_code=207,
                              ack_code="AE")
-            return self._refuse(message, key, received, raw, error, result.unmapped)
-        entry = LogEntry(0, received, key, "AA", "done", "", resources, result.unmapped, raw,
-                         duplicate)
-        log_id = self.log.record(entry)
-        return Outcome("AA", self._ack(message, "AA", None), log_id, duplicate)
+            return self._refuse(prepared, error, result.unmapped)
 
-    def replay(self, entry_id: int, fixed: bytes | None = None) -> Outcome:
-        """Apply a dead letter again, as sent or as ``fixed``; marks it replayed on AA."""
-        entry = self.log.get(entry_id)
-        if entry is None:
-            raise KeyError(f"no HL7 message log entry {entry_id}")
-        outcome = self.handle(fixed if fixed is not None else entry.raw.encode("utf-8"))
-        if outcome.code == "AA":
-            self.log.set_status(entry_id, "replayed")
-        return outcome
+    def _refuse(self, prepared: Prepared, error: Hl7Error,
+                unmapped: tuple[str, ...]) -> Applied:
+        entry = LogEntry(0, prepared.received, prepared.key, error.ack_code, "dead", str(error),
+                         (), unmapped, prepared.raw)
+        return Applied(error.ack_code, self.log.record(entry), error)
 
-    def _refuse(self, message: Message, key: str, received: str, raw: str, error: Hl7Error,
-                unmapped: tuple[str, ...]) -> Outcome:
-        entry = LogEntry(0, received, key, error.ack_code, "dead", str(error), (), unmapped, raw)
-        log_id = self.log.record(entry)
-        return Outcome(error.ack_code, self._ack(message, error.ack_code, error), log_id)
+    def _answer(self, prepared: Prepared, applied: Applied) -> Outcome:
+        message, error = prepared.message, applied.error
+        if message is None:
+            error = prepared.error
+            assert isinstance(error, Hl7ParseError)
+            ack: str | None = build_nak_for_unparseable(
+                prepared.data, error.user_message, now=self.now(),
+                control_id=self.control_id(), hl7_code=error.hl7_code, location=error.location)
+        else:
+            ack = self._ack(message, applied.code, error)
+        return Outcome(applied.code, ack, applied.log_id, applied.duplicate, _charset(prepared))
 
     def _ack(self, message: Message, code: str, error: Hl7Error | None) -> str | None:
         """Original mode: the application ACK. Enhanced mode (MSH-15 set): the accept ACK
@@ -155,6 +229,29 @@ class Gateway:
                 return None
         return build_ack(message, code, error=error, now=self.now(),
                          control_id=self.control_id())
+
+
+def mapping_config(router: Router, urls: str) -> MappingConfig:
+    """The mapping rules with the site's ConceptMaps (setting ``hl7_concept_maps``: canonical
+    URLs) read from the store through the service path (R4 §3.1.1.4 search, ConceptMap.url).
+    A URL naming no ConceptMap is a configuration error, raised at start-up."""
+    maps: list[dict[str, Any]] = []
+    for url in (part.strip() for part in urls.split(",")):
+        if not url:
+            continue
+        response = router.handle(FhirRequest("GET", "ConceptMap", query=(("url", url),),
+                                             headers={"accept": "application/fhir+json"}))
+        content = response.content()
+        bundle = orjson.loads(content) if content and response.status == 200 else {}
+        found = [e["resource"] for e in bundle.get("entry", ()) if "resource" in e]
+        if not found:
+            raise ValueError(f"hl7_concept_maps: no ConceptMap with url {url!r} in the store")
+        maps += found
+    return MappingConfig(concept_maps=concept_map_table(maps))
+
+
+def _charset(prepared: Prepared) -> str:
+    return prepared.message.charset if prepared.message is not None else "utf-8"
 
 
 def _locations(response: dict[str, Any]) -> tuple[str, ...]:

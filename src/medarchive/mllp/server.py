@@ -104,8 +104,12 @@ class MllpServer:
                 for frame in frames:
                     outcome = await loop.run_in_executor(self.executor, self.gateway.handle,
                                                          frame)
+                    if outcome.log_id == 0:
+                        log.warning("MLLP connection from %s closed without ACK: the message "
+                                    "could not be committed; the sender will resend", peer)
+                        return
                     if outcome.ack is not None:
-                        writer.write(encode_frame(outcome.ack))
+                        writer.write(encode_frame(outcome.ack_bytes()))
                         await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
             log.info("MLLP connection from %s ended: %s", peer, exc)

@@ -1,18 +1,23 @@
 """The CapabilityStatement this server answers at ``/metadata`` (R4 §3.1.0.13, §2.40).
 
 It is derived from what the code does, not written by hand: every R4 resource type with the
-interactions the router implements, and for each type only the search parameters the index
-actually extracts (types token, string, reference, date, number, quantity, uri with an
-expression) plus ``_id`` and ``_lastUpdated``. Composite and special parameters, ``_text``,
-``_content``, ``_has``, chaining, ``_include`` and ``_revinclude`` are not claimed because they
-are not supported.
+interactions the router implements; for each type the search parameters the index actually
+extracts (token, string, reference, date, number, quantity, uri and composite parameters with
+an expression) plus ``_id``, ``_lastUpdated``, ``_text``, ``_content`` and ``_list``; the
+``_include`` values (every reference parameter of the type, and ``Type:*``) and ``_revinclude``
+values (every reference parameter of any type that can point at it); the compartments
+searchable at ``[Compartment]/[id]/[type]``; ``$validate`` everywhere and ``$everything`` on
+Patient. Chaining and ``_has`` work on every reference parameter (R4 has no per-resource flag
+for them; the documentation says so). ``_filter``, ``_query``, ``_contained`` and
+``_containedType`` are not claimed because they are not supported.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from medarchive.fhir.search.index import INDEXED_TYPES
+from medarchive.fhir.compartments import COMPARTMENTS
+from medarchive.fhir.search.index import SEARCHABLE_TYPES
 
 FHIR_VERSION = "4.0.1"
 SOFTWARE = "MedArchive"
@@ -20,7 +25,12 @@ INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance"
                 "history-type", "create", "search-type")
 SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system")
 VALIDATE = "http://hl7.org/fhir/OperationDefinition/Resource-validate"
-RESULT_PARAMS = "_count, _offset, _sort, _summary, _elements, _total, _format, _pretty"
+COMPARTMENT_URL = "http://hl7.org/fhir/CompartmentDefinition/"
+EVERYTHING = "http://hl7.org/fhir/OperationDefinition/Patient-everything"
+RESULT_PARAMS = ("_count, _offset, _sort, _summary, _elements, _total (none, estimate, "
+                 "accurate), _include, _revinclude (both with :iterate), _format, _pretty")
+TEXT_PARAMS = (("_text", "http://hl7.org/fhir/SearchParameter/DomainResource-text"),
+               ("_content", "http://hl7.org/fhir/SearchParameter/Resource-content"))
 
 
 def _search_params(spec: Any, rtype: str) -> list[dict[str, Any]]:
@@ -31,16 +41,39 @@ def _search_params(spec: Any, rtype: str) -> list[dict[str, Any]]:
     for code, param in spec.search_params(rtype).items():
         if code in ("_id", "_lastUpdated") or "." in code:
             continue
-        if param.type in INDEXED_TYPES and param.expression:
+        if param.type in SEARCHABLE_TYPES and param.expression:
             params.append({"name": code, "type": param.type, "definition": param.url})
+    params += [{"name": name, "type": "string", "definition": url} for name, url in TEXT_PARAMS]
+    params.append({"name": "_list", "type": "special",
+                   "documentation": "List/[id] only; functional lists are not supported"})
     return params
+
+
+def _includes(spec: Any) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """``_include`` values per source type and ``_revinclude`` values per target type."""
+    include: dict[str, list[str]] = {}
+    revinclude: dict[str, list[str]] = {}
+    for rtype in sorted(spec.resource_types):
+        own = include.setdefault(rtype, [])
+        for code, param in sorted(spec.search_params(rtype).items()):
+            if param.type != "reference" or not param.expression:
+                continue
+            own.append(f"{rtype}:{code}")
+            for target in param.targets:
+                revinclude.setdefault(target, []).append(f"{rtype}:{code}")
+        own.append(f"{rtype}:*")
+    return include, revinclude
 
 
 def capability_statement(spec: Any, base: str, *, date: str,
                          version: str = "0.1.0") -> dict[str, Any]:
     """The full CapabilityStatement (``mode=full``) for this server at ``base``."""
     resources = []
+    include, revinclude = _includes(spec)
     for rtype in sorted(spec.resource_types):
+        operations = [{"name": "validate", "definition": VALIDATE}]
+        if rtype == "Patient":
+            operations.append({"name": "everything", "definition": EVERYTHING})
         resources.append({
             "type": rtype,
             "profile": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
@@ -53,8 +86,10 @@ def capability_statement(spec: Any, base: str, *, date: str,
             "conditionalUpdate": True,
             "conditionalDelete": "single",
             "referencePolicy": ["literal", "logical"],
+            "searchInclude": include[rtype],
+            "searchRevInclude": revinclude.get(rtype, []),
             "searchParam": _search_params(spec, rtype),
-            "operation": [{"name": "validate", "definition": VALIDATE}],
+            "operation": operations,
         })
     return {
         "resourceType": "CapabilityStatement",
@@ -70,10 +105,15 @@ def capability_statement(spec: Any, base: str, *, date: str,
         "rest": [{
             "mode": "server",
             "documentation": "JSON only; XML requests are answered 415/406. Result "
-                             f"parameters: {RESULT_PARAMS}. Search paging is by offset; "
-                             "history paging is pinned to a snapshot (_snapshot).",
+                             f"parameters: {RESULT_PARAMS}. Chained parameters (up to 4 "
+                             "links, with or without a type modifier) and _has (nested) work "
+                             "on every reference parameter. Search paging is by offset; "
+                             "history paging is pinned to a snapshot (_snapshot). Prefer: "
+                             "handling=strict makes unknown parameters a 400.",
             "resource": resources,
             "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
+            "compartment": [COMPARTMENT_URL + name[0].lower() + name[1:]
+                            for name in COMPARTMENTS],
             "searchParam": [{"name": "_type", "type": "token",
                              "documentation": "One resource type (several are not supported)."},
                             {"name": "_id", "type": "token"},

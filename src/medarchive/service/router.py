@@ -27,6 +27,7 @@ from medarchive.errors import (
     operation_outcome,
 )
 from medarchive.fhir.bundle import etag
+from medarchive.fhir.compartments import COMPARTMENTS
 from medarchive.fhir.patch import JSON_PATCH, patch_from_binary
 from medarchive.fhir.summary import Subsetter, parse_elements, parse_summary
 from medarchive.service.headers import (
@@ -109,6 +110,10 @@ class Router:
         self._capability = capability
         self._capability_cache: bytes | None = None
         self.guard: Any = None  # security.guard.Guard, installed by the composition root
+        # extended operations installed by the composition root, by name ("$export"):
+        # handler(request, resource type or None, id or None) -> FhirResponse
+        self.operations: dict[str, Callable[[FhirRequest, str | None, str | None],
+                                            FhirResponse]] = {}
 
     # -- entry points ---------------------------------------------------------------------
 
@@ -145,6 +150,8 @@ class Router:
             if first == "_history":
                 self._allow(method, "GET")
                 return self.searches.history(request, None, None)
+            if first in self.operations:
+                return self.operations[first](request, None, None)
             if first.startswith("$"):
                 raise NotImplementedYet(f"operation {first} is not supported")
             return self._type(request, method, self.repository.check_type(first))
@@ -159,6 +166,8 @@ class Router:
                 return self.searches.history(request, rtype, None)
             if second == "$validate":
                 return self._validate(request, method, rtype, None)
+            if second in self.operations:
+                return self.operations[second](request, rtype, None)
             if second.startswith("$"):
                 raise NotImplementedYet(f"operation {second} is not supported")
             return self._instance(request, method, rtype, check_id(second))
@@ -169,6 +178,15 @@ class Router:
             return self.searches.history(request, rtype, rid)
         if len(parts) == 3 and third == "$validate":
             return self._validate(request, method, rtype, rid)
+        if len(parts) == 3 and third in self.operations:
+            return self.operations[third](request, rtype, rid)
+        if len(parts) == 3 and third == "$everything" and rtype == "Patient":
+            self._allow(method, "GET")
+            return self.searches.everything(request, rid)
+        if len(parts) == 3 and rtype in COMPARTMENTS and (
+                third == "*" or self.spec.is_resource_type(third)):
+            self._allow(method, "GET")
+            return self.searches.compartment(request, rtype, rid, third)
         if len(parts) == 3 and third.startswith("$"):
             raise NotImplementedYet(f"operation {third} is not supported")
         if len(parts) == 4 and third == "_history":

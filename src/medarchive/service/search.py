@@ -1,25 +1,43 @@
-"""Search and history interactions: from parameters to a paged Bundle.
+"""Search, compartment search, ``$everything`` and history: from parameters to a paged Bundle.
 
 Search (R4 §3.1.1, http.html §3.1.0.10 "search") answers a ``searchset`` Bundle with ``total``,
-self/first/previous/next/last links and one ``match`` entry per resource; paging is by offset
-(``_count``, ``_offset``). History (§3.1.0.9) answers a ``history`` Bundle, newest first, whose
-paging links carry ``_snapshot``: the store sequence number the first page saw, so later pages
-neither repeat nor skip versions while writes go on. Stored bodies are embedded as
-``orjson.Fragment`` unless ``_summary``/``_elements`` ask for a reshaped resource.
+self/first/previous/next/last links, one ``match`` entry per resource and one ``include`` entry
+per ``_include``/``_revinclude`` resource; paging is by offset (``_count``, ``_offset``). The
+searching itself is ``service.search_engine``, run on ``Narrowed``: the store as the acting
+actor may see it (house rule 6), so matches and counts are narrowed inside the query and every
+included resource passes the same guard. History (§3.1.0.9) answers a ``history`` Bundle,
+newest first, whose paging links carry ``_snapshot``: the store sequence number the first page
+saw, so later pages neither repeat nor skip versions while writes go on. Stored bodies are
+embedded as ``orjson.Fragment`` unless ``_summary``/``_elements`` ask for a reshaped resource.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from medarchive.errors import BadRequest, NotFound, NotImplementedYet
+from medarchive.errors import (
+    BadRequest,
+    Forbidden,
+    Issue,
+    NotFound,
+    NotImplementedYet,
+    operation_outcome,
+)
 from medarchive.fhir.bundle import bundle, history_entry, search_entry
-from medarchive.fhir.search.parse import parse_search
+from medarchive.fhir.search.query import Include, SearchQuery
+from medarchive.security.actor import current_actor
 from medarchive.service.headers import prefer_strict
 from medarchive.service.request import FhirRequest, FhirResponse
+from medarchive.service.search_engine import (
+    SearchResult,
+    compartment_search,
+    everything,
+    execute_search,
+)
 from medarchive.store.base import HistoryQuery, Version
 
 if TYPE_CHECKING:
@@ -27,8 +45,9 @@ if TYPE_CHECKING:
     from medarchive.service.router import Router, View
 
 PRESENTATION = ("_summary", "_elements", "_total", "_format", "_pretty")
-UNSUPPORTED = frozenset({"_include", "_revinclude", "_contained", "_containedType"})
 HISTORY_PARAMS = frozenset({"_count", "_since", "_offset", "_snapshot", *PRESENTATION})
+EVERYTHING_PARAMS = frozenset({"_count", "_offset", "_since", "_type", "_total", "start", "end",
+                               *PRESENTATION})
 _LINK_SAFE = ":/|,$*"
 
 
@@ -54,14 +73,79 @@ def _int(name: str, text: str, low: int = 0) -> int:
     return int(text)
 
 
+class Narrowed:
+    """The store as the acting actor may see it (house rule 6), for ``search_engine``.
+
+    Matches and counts go through ``Repository.narrow`` (the actor's compartment predicates
+    inside the query); a query over several types (system search, ``*`` compartment search,
+    ``$everything``) is also confined to the types the actor may search; included resources
+    and reads pass ``Guard.visible`` and the actor's read permission on their type, so neither
+    ``_include`` nor a count shows what a search could not.
+    """
+
+    def __init__(self, repository: Repository) -> None:
+        self.repository = repository
+        self.store = repository.store
+
+    def _allowed(self, letter: str, resource_type: str) -> bool:
+        guard = self.repository.guard
+        return guard is None or bool(guard.policy.allowed(current_actor(), letter,
+                                                           resource_type))
+
+    def narrow(self, query: SearchQuery) -> SearchQuery:
+        """``query`` with the actor's narrowing added inside it."""
+        if query.resource_type is not None and not self._allowed("s", query.resource_type):
+            raise Forbidden(f"this actor may not search {query.resource_type}")
+        query = self.repository.narrow(query)
+        if query.resource_type is None and self.repository.guard is not None:
+            types = query.types or tuple(sorted(self.repository.spec.resource_types))
+            allowed = tuple(t for t in types if self._allowed("s", t))
+            if allowed != tuple(types):
+                if not allowed:
+                    raise BadRequest("none of the searched resource types may be searched by "
+                                     "this actor")
+                query = replace(query, types=allowed)
+        return query
+
+    def search(self, query: SearchQuery) -> list[Version]:
+        """One page of narrowed matches."""
+        return self.store.search(self.narrow(query))
+
+    def count(self, query: SearchQuery) -> int:
+        """The narrowed total."""
+        return self.store.count(self.narrow(query))
+
+    def estimate(self, query: SearchQuery) -> int:
+        """The store's estimate of the narrowed total."""
+        return self.store.estimate(self.narrow(query))
+
+    def include(self, keys: Sequence[tuple[str, str]], include: Include,
+                limit: int) -> list[Version]:
+        """Included resources the actor may read (R4 §3.1.1.5.14); others are left out."""
+        return [version for version in self.store.include(keys, include, limit)
+                if self.visible(version)]
+
+    def visible(self, version: Version) -> bool:
+        """True when the actor may read ``version``."""
+        guard = self.repository.guard
+        if guard is None:
+            return True
+        return self._allowed("r", version.resource_type) and bool(guard.visible(version))
+
+    def read(self, resource_type: str, id: str) -> Version | None:
+        """The current version as ``Repository.current`` shows it to the actor."""
+        return self.repository.current(resource_type, id)
+
+
 class Searches:
     """Search and history for one router (its base URL, limits and presentation rules)."""
 
     def __init__(self, router: Router, repository: Repository) -> None:
         self.router = router
         self.repository = repository
+        self.narrowed = Narrowed(repository)
 
-    def _link(self, path: str, params: list[tuple[str, str]]) -> str:
+    def _link(self, path: str, params: Sequence[tuple[str, str]]) -> str:
         url = f"{self.router.base}/{path}" if path else self.router.base
         return f"{url}?{urlencode(params, safe=_LINK_SAFE)}" if params else url
 
@@ -91,46 +175,91 @@ class Searches:
             links.append(("last", at(((total - 1) // count) * count)))
         return links
 
+    def _searchset(self, path: str, result: SearchResult, view: View) -> FhirResponse:
+        """The searchset Bundle of ``result`` (R4 §3.1.1.3): matches, then included resources,
+        then an OperationOutcome when the includes were cut at ``max_include``."""
+        base = self.router.base
+        entries = [search_entry(base, v, self._entry_resource(v, view)) for v in result.matches]
+        entries += [search_entry(base, v, self._entry_resource(v, view), "include")
+                    for v in result.included]
+        if result.included_truncated:
+            entries.append({"resource": operation_outcome([Issue(
+                "too-costly", "_include/_revinclude found more resources than this server "
+                "returns per page; the included resources are incomplete", "warning")]),
+                "search": {"mode": "outcome"}})
+
+        def at(where: int) -> str:
+            return self._link(path, [*result.self_params, ("_count", str(result.count))] +
+                              ([("_offset", str(where))] if where else []))
+        links = [("self", at(result.offset))]
+        if result.count > 0:
+            links += [(relation, at(where)) for relation, where in (
+                ("first", 0), ("previous", result.previous_offset),
+                ("next", result.next_offset), ("last", result.last_offset))
+                if where is not None]
+        return self._respond(bundle("searchset", entries, total=result.total, links=links),
+                             view)
+
+    def _limits(self, request: FhirRequest) -> dict[str, Any]:
+        limits = self.router.limits
+        return {"default_count": limits.default_page_size, "max_count": limits.max_page_size,
+                "strict": prefer_strict(request.header("prefer"))}
+
     def search(self, request: FhirRequest, rtype: str | None,
                params: list[tuple[str, str]]) -> FhirResponse:
-        """search-type / search-system (R4 §3.1.0.10, Search §3.1.1): unknown and unsupported
-        parameters are 400 under ``Prefer: handling=strict`` and otherwise ignored and left out
-        of the self link (§3.1.1.3)."""
+        """search-type / search-system (R4 §3.1.0.10, Search §3.1.1), GET or POST ``_search``:
+        unknown and unsupported parameters are 400 under ``Prefer: handling=strict`` and
+        otherwise ignored and left out of the self link (§3.1.1.3)."""
         view = self.router.view(request, rtype, params)
+        result = execute_search(self.narrowed, self.repository.spec, rtype, params,
+                                **self._limits(request))
+        return self._searchset(rtype or "", result, view)
+
+    def compartment(self, request: FhirRequest, compartment: str, id: str,
+                    rtype: str) -> FhirResponse:
+        """Compartment search ``GET [Compartment]/[id]/[type]`` and ``/*`` (R4 §3.1.0.7): the
+        search confined to the resources the official CompartmentDefinition links to it."""
+        target = None if rtype == "*" else self.repository.check_type(rtype)
+        params = list(request.query)
+        view = self.router.view(request, target, params)
+        result = compartment_search(self.narrowed, self.repository.spec, compartment, id,
+                                    target or "*", params, **self._limits(request))
+        return self._searchset(f"{compartment}/{id}/{rtype}", result, view)
+
+    def everything(self, request: FhirRequest, id: str) -> FhirResponse:
+        """``Patient/[id]/$everything`` (R4 OperationDefinition Patient-everything): the
+        patient, its compartment and what they refer to; ``_since``, ``_type``, ``_count``
+        and ``_offset`` paging. ``start``/``end`` (care dates) are not supported."""
+        since = None
+        types: list[str] = []
         limits = self.router.limits
-        parsed = parse_search(self.repository.spec, rtype, params,
-                              default_count=limits.default_page_size,
-                              max_count=limits.max_page_size)
-        ignored = [*parsed.unknown,
-                   *(name for name, _ in params if name.split(":")[0] in UNSUPPORTED)]
-        if ignored and prefer_strict(request.header("prefer")):
-            raise BadRequest(f"unknown or unsupported search parameters: {', '.join(ignored)}")
-        total_mode = next((v for k, v in reversed(params) if k == "_total"), "accurate")
-        if total_mode not in ("none", "estimate", "accurate"):
-            raise BadRequest(f"_total must be none, estimate or accurate, not {total_mode!r}")
-        query = parsed.query
-        if view.summary == "count":
-            query = replace(query, count=0)
-        count, offset = query.count, query.offset
-        total: int | None = None
-        if count == 0:
-            versions: list[Version] = []
-        elif total_mode == "none":
-            versions = self.repository.search(replace(query, count=count + 1))
-        else:
-            versions = self.repository.search(query)
-        if total_mode != "none" or view.summary == "count":
-            total = self.repository.count(query)
-            more = offset + count < total
-        else:
-            more = len(versions) > count
-            versions = versions[:count]
-        kept = [(k, v) for k, v in parsed.self_params if k not in ("_count", "_offset")]
-        kept += [(k, v) for k, v in params if k in PRESENTATION]
-        base = self.router.base
-        entries = [search_entry(base, v, self._entry_resource(v, view)) for v in versions]
-        links = self._paging(rtype or "", kept, count, offset, total, more)
-        return self._respond(bundle("searchset", entries, total=total, links=links), view)
+        count, offset = limits.default_page_size, 0
+        strict = prefer_strict(request.header("prefer"))
+        for name, value in request.query:
+            if name == "_since":
+                since = parse_instant(value)
+            elif name == "_type":
+                types += [t.strip() for t in value.split(",") if t.strip()]
+            elif name == "_count":
+                count = min(_int("_count", value), limits.max_page_size)
+            elif name == "_offset":
+                offset = _int("_offset", value)
+            elif name in ("start", "end"):
+                raise NotImplementedYet(f"$everything parameter {name} is not supported")
+            elif name not in EVERYTHING_PARAMS and strict:
+                raise BadRequest(f"unknown $everything parameter {name}")
+        total = request.param("_total")
+        if total not in (None, "none", "estimate", "accurate"):
+            raise BadRequest(f"_total must be none, estimate or accurate, not {total!r}")
+        view = self.router.view(request, None)
+        result = everything(self.narrowed, self.repository.spec, id, since=since,
+                            types=types or None, count=count, offset=offset,
+                            total=total != "none" and (offset == 0 or total is not None))
+        if since is not None:  # the client's text, not the parsed instant, goes in links
+            kept = [(k, v) for k, v in result.self_params if k != "_since"]
+            result = replace(result, self_params=(("_since", request.param("_since") or ""),
+                                                  *kept))
+        return self._searchset(f"Patient/{id}/$everything", result, view)
 
     def history(self, request: FhirRequest, rtype: str | None, rid: str | None) -> FhirResponse:
         """history-instance / -type / -system (R4 §3.1.0.9): ``_since``, ``_count``, and

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from medarchive.errors import BadRequest, Gone, NotFound
 from medarchive.fhir.compartments import compartment_clause, member_types
@@ -28,13 +28,29 @@ from medarchive.fhir.search.query import (
     RangeValue,
     SearchQuery,
 )
-from medarchive.store.base import Store, Version, to_micros
+from medarchive.store.base import Version, to_micros
 
 PRESENTATION = ("_summary", "_elements", "_format", "_pretty")
 UNSUPPORTED = ("_contained", "_containedType")
 TOTAL_MODES = ("none", "estimate", "accurate")
 MAX_INCLUDE = 1000
 MAX_ITERATIONS = 8
+
+
+class Searchable(Protocol):
+    """What searching needs of a store: a ``Store``, or the service's view of one narrowed to
+    the acting actor (``service.search.Narrowed``)."""
+
+    def read(self, resource_type: str, id: str) -> Version | None: ...
+
+    def search(self, query: SearchQuery) -> list[Version]: ...
+
+    def count(self, query: SearchQuery) -> int: ...
+
+    def estimate(self, query: SearchQuery) -> int: ...
+
+    def include(self, keys: Sequence[tuple[str, str]], include: Include,
+                limit: int) -> list[Version]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +93,7 @@ def _summary_count(params: Sequence[tuple[str, str]]) -> bool:
     return any(name == "_summary" and value == "count" for name, value in params)
 
 
-def include_resources(store: Store, matches: Sequence[Version], includes: Sequence[Include],
+def include_resources(store: Searchable, matches: Sequence[Version], includes: Sequence[Include],
                       *, limit: int = MAX_INCLUDE) -> tuple[list[Version], bool]:
     """The resources ``includes`` reach from ``matches`` (R4 §3.1.1.5.14), each once and never a
     match again; ``:iterate`` ones are applied to what they bring until nothing new comes (at
@@ -111,7 +127,7 @@ def include_resources(store: Store, matches: Sequence[Version], includes: Sequen
     return included, truncated
 
 
-def run_query(store: Store, query: SearchQuery, *, resource_type: str | None,
+def run_query(store: Searchable, query: SearchQuery, *, resource_type: str | None,
               self_params: Sequence[tuple[str, str]], total_mode: str | None,
               summary_count: bool = False, includes: Sequence[Include] = (),
               ignored: Sequence[str] = (), max_include: int = MAX_INCLUDE) -> SearchResult:
@@ -149,7 +165,7 @@ def run_query(store: Store, query: SearchQuery, *, resource_type: str | None,
         included_truncated=truncated)
 
 
-def execute_search(store: Store, spec: Any, resource_type: str | None,
+def execute_search(store: Searchable, spec: Any, resource_type: str | None,
                    params: Sequence[tuple[str, str]], *, default_count: int, max_count: int,
                    strict: bool, max_include: int = MAX_INCLUDE,
                    extra: Sequence[Any] = ()) -> SearchResult:
@@ -181,7 +197,7 @@ def execute_search(store: Store, spec: Any, resource_type: str | None,
                      ignored=ignored, max_include=max_include)
 
 
-def compartment_search(store: Store, spec: Any, compartment: str, id: str,
+def compartment_search(store: Searchable, spec: Any, compartment: str, id: str,
                        resource_type: str | None, params: Sequence[tuple[str, str]], *,
                        default_count: int = 20, max_count: int = 1000,
                        strict: bool = False, max_include: int = MAX_INCLUDE) -> SearchResult:
@@ -204,7 +220,7 @@ def compartment_search(store: Store, spec: Any, compartment: str, id: str,
                           extra=(clause,))
 
 
-def everything(store: Store, spec: Any, patient_id: str, *, since: datetime | None = None,
+def everything(store: Searchable, spec: Any, patient_id: str, *, since: datetime | None = None,
                types: Sequence[str] | None = None, count: int = 100, offset: int = 0,
                total: bool = True) -> SearchResult:
     """``Patient/[id]/$everything`` (R4 Patient-everything operation): the patient, every

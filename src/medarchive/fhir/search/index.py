@@ -39,6 +39,7 @@ from medarchive.fhir.search.extract import (
     uri_rows,
 )
 from medarchive.fhir.search.normalize import normalize_string
+from medarchive.fhir.search.paths import compile_composite, compile_path
 from medarchive.fhir.search.text import content_words, text_words
 from medarchive.fhir.search.units import UCUM, number_range
 
@@ -63,6 +64,8 @@ class _Plan:
     expression: Any
     implied: Mapping[str, str] | None = None  # code -> system from a required binding
     components: tuple[tuple[str, Any], ...] = ()
+    # composites in fast form: (element expression, its components) per union branch
+    parts: tuple[tuple[Any, tuple[Any, ...]], ...] | None = None
 
 
 def _plain(value: Any) -> Any:
@@ -116,12 +119,15 @@ def _element_at(spec: Any, steps: list[str]) -> Any:
 class Indexer:
     """Callable that extracts IndexEntries for a resource; build one per process with the spec.
 
-    ``full_text`` indexes ``_text`` and ``_content`` words (the largest part of the index).
+    ``full_text`` indexes ``_text`` and ``_content`` words (the largest part of the index);
+    ``fast_paths`` answers plain-path expressions without the FHIRPath engine
+    (``fhir.search.paths``; off only to check that both give the same rows).
     """
 
     def __init__(self, spec: Any, compile_expression: Callable[[str], Any], *,
-                 full_text: bool = True) -> None:
+                 full_text: bool = True, fast_paths: bool = True) -> None:
         self._spec = spec
+        self._fast = fast_paths
         self._compile = compile_expression
         self._full_text = full_text
         self._plans: dict[str, list[_Plan]] = {}
@@ -137,12 +143,19 @@ class Indexer:
                 implied = implied_systems(self._spec, param.expression) \
                     if param.type == "token" else None
                 components: list[tuple[str, Any]] = []
+                parts = None
                 if param.type == "composite":
                     for url, expression in param.components:
                         part = self._spec.search_param_by_url(url)
                         components.append((part.type, self._compile(expression)))
-                plan.append(_Plan(code, param.type, self._compile(param.expression), implied,
-                                  tuple(components)))
+                    parts = compile_composite(
+                        self._spec, resource_type, param.expression,
+                        [expression for _, expression in param.components]) if self._fast else None
+                expression = (self._fast and compile_path(
+                    self._spec, resource_type, param.expression)) or self._compile(
+                    param.expression)
+                plan.append(_Plan(code, param.type, expression, implied, tuple(components),
+                                  parts))
             self._plans[resource_type] = plan
         return plan
 
@@ -150,6 +163,12 @@ class Indexer:
         rows: dict[str, list[Any]] = {name: [] for name in _ROW_KINDS}
         params: set[str] = set()
         for plan in self._plan(resource["resourceType"]):
+            if plan.parts is not None:
+                composites = self._fast_composites(plan, resource)
+                rows["composites"] += composites
+                if composites:
+                    params.add(plan.code)
+                continue
             try:
                 found = [_plain(v) for v in plan.expression.evaluate(resource)]
                 made = bool(found) and self._extract(plan, found, resource, rows)
@@ -219,25 +238,41 @@ class Indexer:
                 made = made or bool(composites)
         return made
 
+    def _fast_composites(self, plan: _Plan, resource: dict[str, Any]) -> list[CompositeEntry]:
+        """Composite rows through the fast path forms of ``plan.parts``."""
+        kinds = [kind for kind, _ in plan.components]
+        rows: list[CompositeEntry] = []
+        for element_expression, components in plan.parts or ():
+            for element in element_expression.evaluate(resource):
+                if isinstance(element, dict):
+                    rows += _combine(plan, [(kind, component.evaluate(element)) for kind,
+                                            component in zip(kinds, components, strict=True)])
+        return rows
+
     def _composites(self, plan: _Plan, element: Any, resource: dict[str, Any]
                     ) -> list[CompositeEntry]:
         if not isinstance(element, dict):
             return []
-        slots: list[list[tuple[Slot, Slot | None]]] = []
-        for kind, expression in plan.components:
-            found = [_plain(v) for v in expression.evaluate(element, {"resource": resource})]
-            part = component_slots(kind, found)
-            if not part:
-                return []
-            slots.append(part)
-        rows: list[CompositeEntry] = []
-        has_quantity = any(kind == "quantity" for kind, _ in plan.components)
-        for combination in itertools.islice(itertools.product(*slots), _MAX_COMBINATIONS):
-            rows.append(_composite(plan.code, [plain for plain, _ in combination], False))
-            canonical = [canon for _, canon in combination]
-            if has_quantity and all(c is not None for c in canonical):
-                rows.append(_composite(plan.code, canonical, True))  # type: ignore[arg-type]
-        return rows
+        return _combine(plan, [(kind, [_plain(v) for v in expression.evaluate(
+            element, {"resource": resource})]) for kind, expression in plan.components])
+
+
+def _combine(plan: _Plan, found: list[tuple[str, list[Any]]]) -> list[CompositeEntry]:
+    """The rows of one element's component values: every combination, plain and canonical."""
+    slots: list[list[tuple[Slot, Slot | None]]] = []
+    for kind, values in found:
+        part = component_slots(kind, values)
+        if not part:
+            return []
+        slots.append(part)
+    rows: list[CompositeEntry] = []
+    has_quantity = any(kind == "quantity" for kind, _ in plan.components)
+    for combination in itertools.islice(itertools.product(*slots), _MAX_COMBINATIONS):
+        rows.append(_composite(plan.code, [plain for plain, _ in combination], False))
+        canonical = [canon for _, canon in combination]
+        if has_quantity and all(c is not None for c in canonical):
+            rows.append(_composite(plan.code, canonical, True))  # type: ignore[arg-type]
+    return rows
 
 
 def _composite(code: str, slots: list[Slot], canonical: bool) -> CompositeEntry:
@@ -285,7 +320,7 @@ def component_slots(kind: str, values: list[Any]) -> list[tuple[Slot, Slot | Non
     return list(dict.fromkeys(slots))
 
 
-def build_indexer(spec: Any, *, full_text: bool = True) -> Indexer:
+def build_indexer(spec: Any, *, full_text: bool = True, fast_paths: bool = True) -> Indexer:
     """The indexer for the R4 spec, using MedArchive's FHIRPath engine."""
     from medarchive import fhirpath
-    return Indexer(spec, fhirpath.compile, full_text=full_text)
+    return Indexer(spec, fhirpath.compile, full_text=full_text, fast_paths=fast_paths)

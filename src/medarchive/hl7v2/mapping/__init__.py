@@ -14,6 +14,7 @@ from medarchive.hl7v2.errors import Hl7Error, Location
 from medarchive.hl7v2.mapping.adt import TRIGGERS as ADT_TRIGGERS
 from medarchive.hl7v2.mapping.adt import map_adt
 from medarchive.hl7v2.mapping.common import ts
+from medarchive.hl7v2.mapping.conceptmaps import concept_map_table
 from medarchive.hl7v2.mapping.context import Context, MappingConfig, MappingResult
 from medarchive.hl7v2.mapping.mdm import map_mdm
 from medarchive.hl7v2.mapping.orm import map_orders
@@ -23,7 +24,8 @@ from medarchive.hl7v2.mapping.siu import map_siu
 from medarchive.hl7v2.mapping.vxu import map_vxu
 from medarchive.hl7v2.message import Message, version_tuple
 
-__all__ = ["SUPPORTED", "MappingConfig", "MappingResult", "check_message", "map_message"]
+__all__ = ["SUPPORTED", "MappingConfig", "MappingResult", "check_message", "concept_map_table",
+           "map_message"]
 
 # message type → (triggers, mapper)
 SUPPORTED: dict[str, tuple[frozenset[str], Callable[[Context], None]]] = {

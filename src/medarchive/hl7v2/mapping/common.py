@@ -303,7 +303,10 @@ def concept(ctx: Context, node: Node, table: int = 0) -> dict[str, Any] | None:
         mapped = ctx.config.concept_maps.get((name, code)) or ctx.config.concept_maps.get(
             (coding.get("system", ""), code))
         if mapped:
-            codings.append({"system": mapped[0], "code": mapped[1], "display": mapped[2]})
+            translated = {"system": mapped[0], "code": mapped[1]}
+            if mapped[2]:
+                translated["display"] = mapped[2]
+            codings.append(translated)
     original = node[9]
     result: dict[str, Any] = {}
     if codings:

@@ -1,0 +1,271 @@
+"""Bulk Data throughput: NDJSON import (fast path vs transaction Bundles vs raw insert) and
+``$export`` streaming, all in one run on one database backend.
+
+The same demo resources (``medarchive.demo.generate_ndjson``) are loaded three ways into fresh
+databases: through the fast path (``service.bulk.imports.BulkImport``: validation, indexing and
+versioning kept, ``--processes`` worker processes), as transaction Bundles of 500 entries
+through the full service path (``service.ingest.import_file``, what ``medarchive import`` does),
+and as bare rows inserted with ``executemany`` into a table of the same database (the limit).
+Then the fast-path store is exported with the ``$export`` stream (``service.bulk.export``,
+every type, written to NDJSON files). Prints one JSON object with the figures and ratios.
+
+    python benchmarks/bulk.py [--patients 100] [--backend sqlite|postgresql] [--processes 2]
+        [--skip-bundles]
+    python benchmarks/bulk.py --export-only --resources 1000000 [--backend ...]
+
+``--export-only`` measures the export alone at scale: N demo resources are written straight
+into a fresh store through ``Store.write`` (5,000 per transaction, search index left empty: an
+unfiltered system export never reads it), then exported; the reference is the bare scan of
+the same rows (``SELECT body FROM resource_version``) written to one file. Then the shipped
+views are built into a DuckDB warehouse from the store, 1,000 resources are updated, and the
+warehouse is built again (incrementally).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from medarchive.app import build_services
+from medarchive.demo.generate import generate_ndjson
+from medarchive.service.bulk.export import stream
+from medarchive.service.bulk.imports import BulkImport, ndjson_lines
+from medarchive.service.ingest import import_file
+from medarchive.settings import load_settings
+from medarchive.store.sql.database import open_database
+
+PG = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def fresh_url(backend: str, folder: Path) -> tuple[str, str | None]:
+    if backend == "sqlite":
+        return f"sqlite:///{folder / f'{uuid.uuid4().hex}.db'}", None
+    import psycopg
+    schema = "bench_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(PG, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    return f"{PG}?options=-csearch_path%3D{schema}", schema
+
+
+def drop(schema: str | None) -> None:
+    if schema:
+        import psycopg
+        with psycopg.connect(PG, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def services_for(url: str) -> Any:
+    return build_services(load_settings({"database_url": url, "auth": "off"}, environ={}))
+
+
+def bulk_load(url: str, path: Path, processes: int) -> tuple[float, int, Any]:
+    services = services_for(url)
+    start = time.perf_counter()
+    report = BulkImport(services.repository, processes=processes).load(ndjson_lines(path),
+                                                                        path.name)
+    seconds = time.perf_counter() - start
+    assert report.ok, report.errors[:5]
+    return seconds, report.stored, services
+
+
+def bundle_load(url: str, path: Path) -> float:
+    services = services_for(url)
+    try:
+        start = time.perf_counter()
+        report = import_file(path, services.submit, chunk_size=500)
+        seconds = time.perf_counter() - start
+        assert report.ok, report.errors[:5]
+        return seconds
+    finally:
+        services.close()
+
+
+def raw_insert(url: str, path: Path) -> float:
+    db = open_database(url)
+    try:
+        with db.writing() as cur:
+            cur.execute("CREATE TABLE raw_rows (id TEXT PRIMARY KEY, res_type TEXT NOT NULL, "
+                        f"body {'BYTEA' if db.dialect == 'postgresql' else 'BLOB'} NOT NULL)")
+        insert = db.sql("INSERT INTO raw_rows (id, res_type, body) VALUES (?, ?, ?)")
+        start = time.perf_counter()
+        batch: list[tuple[str, str, bytes]] = []
+        for line in ndjson_lines(path):
+            resource = orjson.loads(line)
+            batch.append((resource["id"], resource["resourceType"], line.rstrip(b"\n")))
+            if len(batch) == 2000:
+                with db.writing() as cur:
+                    cur.executemany(insert, batch)
+                batch = []
+        if batch:
+            with db.writing() as cur:
+                cur.executemany(insert, batch)
+        return time.perf_counter() - start
+    finally:
+        db.close()
+
+
+def export_all(services: Any, folder: Path) -> tuple[float, int]:
+    repository = services.repository
+    params = {"level": "system", "types": sorted(repository.spec.resource_types),
+              "type_filters": {}, "since": None}
+    handles: dict[str, Any] = {}
+    count = 0
+    start = time.perf_counter()
+    for version in stream(repository, params, after_seq=0, max_seq=repository.last_seq()):
+        handle = handles.get(version.resource_type)
+        if handle is None:
+            handle = handles[version.resource_type] = (
+                folder / f"{version.resource_type}.ndjson").open("wb")
+        handle.write(version.body + b"\n")
+        count += 1
+    for handle in handles.values():
+        handle.close()
+    return time.perf_counter() - start, count
+
+
+def store_without_index(url: str, count: int) -> Any:
+    """A store holding ``count`` demo resources, loaded without validation or indexing."""
+    from datetime import UTC, datetime
+
+    from medarchive.fhir.search.entries import IndexEntries
+    from medarchive.store.base import Change
+    from medarchive.store.sql.store import SqlStore
+
+    store = SqlStore(open_database(url), lambda resource: IndexEntries())
+    when = datetime.now(UTC)
+    batch: list[Change] = []
+    patients = max(1, count // 200)
+    for resource in generate_ndjson(patients * 2, seed=1):
+        batch.append(Change(resource["resourceType"], resource["id"], 1, 0, when, False,
+                            orjson.dumps(resource), resource))
+        if len(batch) == 5000:
+            store.write(batch)
+            count -= len(batch)
+            batch = []
+            if count <= 0:
+                break
+    if batch and count > 0:
+        store.write(batch[:count])
+    return store
+
+
+def export_only(args: argparse.Namespace) -> dict[str, Any]:
+    from medarchive.fhir.spec import load_spec
+    from medarchive.service.repository import Repository
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        url, schema = fresh_url(args.backend, folder)
+        try:
+            store = store_without_index(url, args.resources)
+            repository = Repository(store, load_spec(), new_id=lambda: "", now=lambda: None)
+            services = type("S", (), {"repository": repository})()
+            out = folder / "export"
+            out.mkdir()
+            seconds, exported = export_all(services, out)
+            start = time.perf_counter()
+            scanned = 0
+            with store.db.reading() as cur, (folder / "scan.ndjson").open("wb") as handle:
+                cur.execute("SELECT body FROM resource_version ORDER BY seq")
+                while rows := cur.fetchmany(5000):
+                    for (body,) in rows:
+                        handle.write(bytes(body) + b"\n")
+                    scanned += len(rows)
+            scan = time.perf_counter() - start
+            built, incremental = warehouse_builds(repository, store, folder)
+            store.close()
+        finally:
+            drop(schema)
+    return {"benchmark": "bulk-export", "backend": args.backend, "resources": exported,
+            "export_seconds": round(seconds, 2), "export_per_s": round(exported / seconds),
+            "reference_scan_seconds": round(scan, 2),
+            "reference_scan_per_s": round(scanned / scan),
+            "export_vs_scan": round(seconds / scan, 2),
+            "warehouse_build_seconds": round(built.seconds, 2),
+            "warehouse_rows": built.views,
+            "warehouse_incremental_changes": incremental.changes,
+            "warehouse_incremental_seconds": round(incremental.seconds, 2)}
+
+
+def warehouse_builds(repository: Any, store: Any, folder: Path) -> tuple[Any, Any]:
+    """A full warehouse build (the shipped views) over the store, then 1,000 updates and an
+    incremental build."""
+    from datetime import UTC, datetime
+
+    from medarchive.analytics import library, warehouse
+    from medarchive.store.base import Change
+
+    path = folder / "warehouse.duckdb"
+    built = warehouse.build(repository, path, library.views())
+    when = datetime.now(UTC)
+    changes = []
+    for version in store.changes(0, 1000):
+        resource = {**version.resource(), "language": "en"}
+        changes.append(Change(version.resource_type, version.id, 2, 1, when, False,
+                              orjson.dumps(resource), resource))
+    store.write(changes)
+    return built, warehouse.build(repository, path, library.views())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--patients", type=int, default=100)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--skip-bundles", action="store_true",
+                        help="leave out the (slow) transaction-Bundle load")
+    parser.add_argument("--export-only", action="store_true")
+    parser.add_argument("--resources", type=int, default=100_000)
+    args = parser.parse_args()
+    if args.export_only:
+        print(json.dumps(export_only(args), indent=2))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        source = folder / "demo.ndjson"
+        with source.open("wb") as handle:
+            for resource in generate_ndjson(args.patients, seed=1):
+                handle.write(orjson.dumps(resource) + b"\n")
+        result: dict[str, Any] = {"benchmark": "bulk", "backend": args.backend,
+                                  "patients": args.patients, "processes": args.processes}
+        url, schema = fresh_url(args.backend, folder)
+        try:
+            seconds, stored, services = bulk_load(url, source, args.processes)
+            result.update(resources=stored, bulk_seconds=round(seconds, 2),
+                          bulk_per_s=round(stored / seconds))
+            out = folder / "export"
+            out.mkdir()
+            export_seconds, exported = export_all(services, out)
+            services.close()
+            result.update(exported=exported, export_seconds=round(export_seconds, 2),
+                          export_per_s=round(exported / export_seconds))
+        finally:
+            drop(schema)
+        if not args.skip_bundles:
+            url, schema = fresh_url(args.backend, folder)
+            try:
+                bundles = bundle_load(url, source)
+            finally:
+                drop(schema)
+            result.update(bundle_seconds=round(bundles, 2),
+                          bundle_per_s=round(stored / bundles),
+                          bulk_vs_bundles=round(bundles / seconds, 2))
+        url, schema = fresh_url(args.backend, folder)
+        try:
+            raw = raw_insert(url, source)
+        finally:
+            drop(schema)
+        result.update(raw_insert_seconds=round(raw, 2), raw_insert_per_s=round(stored / raw),
+                      bulk_slowdown_vs_raw=round(seconds / raw, 2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

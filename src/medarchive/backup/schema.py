@@ -1,0 +1,160 @@
+"""Which tables a backup holds, and how: found in the live schema, not hard-coded.
+
+Every table that is state is backed up; tables other features add later (their own migrations,
+or ``CREATE TABLE IF NOT EXISTS`` like the HL7 message log) are picked up without a change here.
+Derived tables are skipped: the search index (``idx_*``) is rebuilt on restore from the restored
+versions, ``reindex_job`` is progress bookkeeping and ``schema_migrations`` belongs to the target;
+so are the data-key tables of ``KEY_TABLES``.
+
+Strategies:
+  versions   resource_version, append-only with a global ``seq``: an incremental backup holds the
+             rows above the previous high-water mark (see snapshot.py for why that mark is exact)
+  resources  resource, one row per resource: an incremental backup holds the rows of the
+             resources its versions touch; restore derives version/last_updated/deleted anew
+  append     audit_event, append-only by contract (hash chain): incremental by ``seq``
+  whole      everything else (accounts, clients, keys, applied_key, audit_head, message logs):
+             copied whole in every backup
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+VERSIONS = "resource_version"
+RESOURCES = "resource"
+APPEND = {"audit_event": "seq"}
+DERIVED = {"reindex_job", "schema_migrations"}
+KEY_TABLES: frozenset[str] = frozenset()
+"""Tables of wrapped per-patient data keys (encryption at rest), never copied into a backup:
+a shredded key must not survive in an older backup. Their own backup belongs to the key
+manager (escrow), which honours shredding. Empty until the key manager lands; see
+docs/operations.md, "Crypto-shredding and backups"."""
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table as the backup sees it: columns with portable kinds (int, real, text, bytes,
+    bool), primary key and the columns the database generates itself."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    key: tuple[str, ...] = ()
+    generated: tuple[str, ...] = ()
+
+    @property
+    def column_names(self) -> list[str]:
+        return [name for name, _ in self.columns]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"columns": [list(c) for c in self.columns], "key": list(self.key),
+                "generated": list(self.generated)}
+
+    @classmethod
+    def from_json(cls, name: str, doc: dict[str, Any]) -> Table:
+        return cls(name, tuple((c[0], c[1]) for c in doc["columns"]), tuple(doc["key"]),
+                   tuple(doc["generated"]))
+
+
+def strategy(name: str) -> str:
+    """How the table named ``name`` is backed up: versions, resources, append, whole or derived."""
+    if name.startswith("idx_") or name in DERIVED or name in KEY_TABLES:
+        return "derived"
+    if name == VERSIONS:
+        return "versions"
+    if name == RESOURCES:
+        return "resources"
+    if name in APPEND:
+        return "append"
+    return "whole"
+
+
+def _sqlite_kind(declared: str) -> str:
+    text = declared.upper()
+    if "INT" in text:
+        return "int"
+    if "BOOL" in text:
+        return "bool"
+    if any(part in text for part in ("CHAR", "TEXT", "CLOB")):
+        return "text"
+    if any(part in text for part in ("REAL", "FLOA", "DOUB")):
+        return "real"
+    return "bytes" if "BLOB" in text or not text else "text"
+
+
+def _pg_kind(data_type: str) -> str:
+    if data_type in ("bigint", "integer", "smallint"):
+        return "int"
+    if data_type == "boolean":
+        return "bool"
+    if data_type == "bytea":
+        return "bytes"
+    if data_type in ("double precision", "real", "numeric"):
+        return "real"
+    return "text"
+
+
+def list_tables(cur: Any, dialect: str) -> dict[str, Table]:
+    """Every table of the current schema (SQLite file or PostgreSQL search_path schema)."""
+    return _pg_tables(cur) if dialect == "postgresql" else _sqlite_tables(cur)
+
+
+def _sqlite_tables(cur: Any) -> dict[str, Table]:
+    cur.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name NOT LIKE 'sqlite_%' ORDER BY name")
+    found = {}
+    for (name,) in cur.fetchall():
+        cur.execute(f'PRAGMA table_info("{name}")')
+        info = cur.fetchall()  # cid, name, type, notnull, default, pk position
+        columns = tuple((row[1], _sqlite_kind(row[2] or "")) for row in info)
+        key = tuple(row[1] for row in sorted(info, key=lambda r: r[5]) if row[5])
+        kinds = dict(columns)  # a lone integer key is SQLite's rowid: assigned when omitted
+        generated = key if len(key) == 1 and kinds[key[0]] == "int" else ()
+        found[name] = Table(name, columns, key, generated)
+    return found
+
+
+def _pg_tables(cur: Any) -> dict[str, Table]:
+    cur.execute("SELECT table_name, column_name, data_type, is_identity, "
+                "COALESCE(column_default, '') FROM information_schema.columns "
+                "WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position")
+    columns: dict[str, list[tuple[str, str]]] = {}
+    generated: dict[str, list[str]] = {}
+    for table, column, data_type, identity, default in cur.fetchall():
+        columns.setdefault(table, []).append((column, _pg_kind(data_type)))
+        if identity == "YES" or default.startswith("nextval("):
+            generated.setdefault(table, []).append(column)
+    cur.execute("SELECT kcu.table_name, kcu.column_name "
+                "FROM information_schema.table_constraints tc "
+                "JOIN information_schema.key_column_usage kcu "
+                "ON tc.constraint_name = kcu.constraint_name "
+                "AND tc.table_schema = kcu.table_schema "
+                "WHERE tc.constraint_type = 'PRIMARY KEY' AND tc.table_schema = current_schema() "
+                "ORDER BY kcu.table_name, kcu.ordinal_position")
+    keys: dict[str, list[str]] = {}
+    for table, column in cur.fetchall():
+        keys.setdefault(table, []).append(column)
+    return {name: Table(name, tuple(cols), tuple(keys.get(name, ())),
+                        tuple(generated.get(name, ())))
+            for name, cols in sorted(columns.items())}
+
+
+_TYPES = {"sqlite": {"int": "INTEGER", "real": "REAL", "text": "TEXT", "bytes": "BLOB",
+                     "bool": "INTEGER"},
+          "postgresql": {"int": "BIGINT", "real": "DOUBLE PRECISION", "text": "TEXT",
+                         "bytes": "BYTEA", "bool": "BOOLEAN"}}
+
+
+def create_sql(table: Table, dialect: str) -> str:
+    """DDL for a backed-up table the target lacks (one another feature creates lazily)."""
+    types = _TYPES[dialect]
+    parts = []
+    for name, kind in table.columns:
+        decl = f"{name} {types[kind]}"
+        if table.key == (name,) and name in table.generated:
+            decl = (f"{name} INTEGER PRIMARY KEY" if dialect == "sqlite" else
+                    f"{name} BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY")
+        parts.append(decl)
+    if table.key and not (len(table.key) == 1 and table.key[0] in table.generated):
+        parts.append(f"PRIMARY KEY ({', '.join(table.key)})")
+    return f"CREATE TABLE {table.name} ({', '.join(parts)})"

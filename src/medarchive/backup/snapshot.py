@@ -1,0 +1,240 @@
+"""``backup create``: an online, consistent, full or incremental backup of a SQL store.
+
+Consistency: every table is read inside one read transaction. On SQLite (WAL) that transaction
+sees one committed state while writers carry on. On PostgreSQL it is a REPEATABLE READ snapshot.
+
+The incremental high-water mark: ``resource_version.seq`` comes from a sequence, and sequence
+values are taken when a row is inserted, not when its transaction commits, so on PostgreSQL a
+transaction holding seq 10 may commit after one holding seq 11. A snapshot can then contain 11
+but not 10, and an incremental "seq > 11" would miss 10 for ever. Before taking the snapshot a
+second connection therefore takes ``LOCK ... IN SHARE MODE`` on the incremental tables: that
+waits until every transaction that has inserted into them has finished and holds off new
+inserters, the snapshot is taken, and the lock is released at once. Every seq at or below the
+mark is then either visible in the snapshot or will never commit; writers pause only for the
+round trip. SQLite needs nothing: one writer at a time takes seqs in commit order.
+
+Every backup checks itself: the rows of an incremental table over the whole chain must add up to
+the count in the snapshot, or the chain does not belong to this database and the backup fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from medarchive.backup.archive import FORMAT, Backup, backup_ids, chain, write_file, write_manifest
+from medarchive.backup.codec import Row, encode_rows
+from medarchive.backup.errors import BackupError
+from medarchive.backup.keys import BackupKey
+from medarchive.backup.schema import APPEND, RESOURCES, VERSIONS, Table, list_tables, strategy
+from medarchive.store.base import to_micros
+from medarchive.store.sql.database import Database, PostgresDatabase
+
+CHUNK_ROWS = 5_000
+LOCK_TIMEOUT = "30s"
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    backup_id: str
+    path: Path
+    kind: str
+    rows: int
+    stored_bytes: int
+    seconds: float
+    note: str = ""
+
+
+@contextmanager
+def consistent_read(db: Database) -> Iterator[Any]:
+    """A cursor whose every statement sees the same committed state (see module docstring)."""
+    with db.reading() as cur:
+        if db.dialect == "postgresql":
+            lock = _fix_mark(db)
+            try:
+                cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                cur.execute("SELECT 1")  # the snapshot is taken here, while writers wait
+            finally:
+                lock.rollback()
+                lock.close()
+        else:
+            cur.execute("BEGIN")
+            cur.execute("SELECT COUNT(*) FROM sqlite_master")  # starts the read transaction
+            cur.fetchone()
+        try:
+            yield cur
+        finally:
+            cur.execute("ROLLBACK")
+
+
+def _fix_mark(db: Database) -> Any:
+    """A transaction holding SHARE locks on the incremental tables (see module docstring)."""
+    import psycopg
+
+    if not isinstance(db, PostgresDatabase):
+        raise TypeError("only PostgreSQL needs the high-water-mark lock")
+    conn = psycopg.connect(db.url)
+    try:
+        present = conn.execute("SELECT table_name FROM information_schema.tables "
+                               "WHERE table_schema = current_schema() AND table_name = ANY(%s)",
+                               ([VERSIONS, *APPEND],)).fetchall()
+        conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+        if present:
+            conn.execute(f"LOCK TABLE {', '.join(t for (t,) in present)} IN SHARE MODE")
+    except psycopg.Error as exc:
+        conn.close()
+        raise BackupError(f"could not pause writers to fix the backup's high-water mark "
+                          f"within {LOCK_TIMEOUT}: {exc}") from None
+    return conn
+
+
+def _key_order(table: Table) -> str:
+    return f" ORDER BY {', '.join(table.key)}" if table.key else ""
+
+
+def _scan(cur: Any, db: Database, table: Table, key: str | None,
+          after: int) -> Iterator[list[Row]]:
+    """Pages of rows of ``table`` (with ``key`` above ``after``, in key order)."""
+    cols = ", ".join(table.column_names)
+    if key is None:
+        cur.execute(f"SELECT {cols} FROM {table.name}{_key_order(table)}")
+        yield cur.fetchall()
+        return
+    position = table.column_names.index(key)
+    while True:
+        cur.execute(db.sql(f"SELECT {cols} FROM {table.name} WHERE {key} > ? "
+                           f"ORDER BY {key} LIMIT ?"), (after, CHUNK_ROWS))
+        rows = cur.fetchall()
+        yield rows
+        if len(rows) < CHUNK_ROWS:
+            return
+        after = rows[-1][position]
+
+
+def _rows_of(cur: Any, db: Database, table: Table, rids: list[int]) -> Iterator[list[Row]]:
+    cols = ", ".join(table.column_names)
+    for start in range(0, len(rids), CHUNK_ROWS):
+        part = rids[start:start + CHUNK_ROWS]
+        cur.execute(db.sql(f"SELECT {cols} FROM {table.name} WHERE rid IN "
+                           f"({', '.join('?' * len(part))}) ORDER BY rid"), part)
+        yield cur.fetchall()
+
+
+class _Writer:
+    """Turns a table's pages of rows into encrypted data files and counts them."""
+
+    def __init__(self, folder: Path, backup_id: str, table: Table, key: BackupKey) -> None:
+        self.folder, self.backup_id, self.table, self.key = folder, backup_id, table.name, key
+        self.positions = [i for i, (_, kind) in enumerate(table.columns)
+                          if kind in ("bool", "bytes")]
+        self.files: list[dict[str, Any]] = []
+        self.rows = 0
+
+    def add(self, rows: list[Row]) -> None:
+        for start in range(0, len(rows), CHUNK_ROWS):
+            part = rows[start:start + CHUNK_ROWS]
+            name = f"{self.table}.{len(self.files):05d}"
+            blob = self.key.encrypt(encode_rows(part, self.positions),
+                                    f"{self.backup_id}/{name}".encode())
+            entry = write_file(self.folder, name, blob)
+            entry["rows"] = len(part)
+            self.files.append(entry)
+            self.rows += len(part)
+
+
+def _count(cur: Any, table: str) -> int:
+    cur.execute(f"SELECT COUNT(*) FROM {table}")
+    return int(cur.fetchone()[0])
+
+
+def create_backup(db: Database, root: Path, key: BackupKey, *, incremental: bool = False,
+                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> BackupResult:
+    """Write a new backup of ``db`` into ``root`` (issue 5, "Backup and restore")."""
+    started = time.perf_counter()
+    root.mkdir(parents=True, exist_ok=True)
+    parent: Backup | None = None
+    note = ""
+    if incremental:
+        ids = backup_ids(root)
+        if ids:
+            parent = chain(root, ids[-1], key)[-1]
+        else:
+            note = "no previous backup in this folder: took a full backup"
+    moment = now()  # the backup's time, just before its snapshot (point in time: restore.py)
+    backup_id = moment.strftime("%Y%m%dT%H%M%S.%fZ") + ("-incr" if parent else "-full")
+    folder = root / f".partial-{backup_id}"
+    folder.mkdir()
+    try:
+        with consistent_read(db) as cur:
+            manifest = _dump(cur, db, folder, backup_id, key, parent)
+        manifest.update({"format": FORMAT, "id": backup_id,
+                         "kind": "incremental" if parent else "full",
+                         "parent": parent.id if parent else None,
+                         "created": moment.isoformat(), "key_id": key.key_id,
+                         "created_micros": to_micros(moment),
+                         "source": {"dialect": db.dialect}})
+        write_manifest(folder, manifest, key)
+        os.replace(folder, root / backup_id)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    stored = sum(f["bytes"] for t in manifest["tables"].values() for f in t["files"])
+    rows = sum(t["rows"] for t in manifest["tables"].values())
+    return BackupResult(backup_id, root / backup_id, manifest["kind"], rows, stored,
+                        time.perf_counter() - started, note)
+
+
+def _dump(cur: Any, db: Database, folder: Path, backup_id: str, key: BackupKey,
+          parent: Backup | None) -> dict[str, Any]:
+    tables = {name: t for name, t in list_tables(cur, db.dialect).items()
+              if strategy(name) != "derived"}
+    if VERSIONS not in tables or RESOURCES not in tables:
+        raise BackupError("the database has no MedArchive schema yet (run medarchive db "
+                          "migrate, or start the server once)")
+    before = parent.manifest if parent else {"marks": {}, "tables": {}}
+    marks: dict[str, int] = {}
+    docs: dict[str, dict[str, Any]] = {}
+    touched: set[int] = set()
+    order = sorted(tables, key=lambda n: (n != VERSIONS, n))  # versions first: they name rids
+    for name in order:
+        table, how = tables[name], strategy(name)
+        writer = _Writer(folder, backup_id, table, key)
+        mark_col = "seq" if how == "versions" else APPEND.get(name)
+        prior = before["tables"].get(name, {})
+        if mark_col is not None:
+            after = int(before["marks"].get(name, 0))
+            position = table.column_names.index(mark_col)
+            rid = table.column_names.index("rid") if how == "versions" else None
+            high = after
+            for page in _scan(cur, db, table, mark_col, after):
+                writer.add(page)
+                if page:  # pages come in key order
+                    high = max(high, int(page[-1][position]))
+                if rid is not None:
+                    touched.update(int(row[rid]) for row in page)
+            marks[name] = high
+        elif how == "resources" and parent is not None:
+            for page in _rows_of(cur, db, table, sorted(touched)):
+                writer.add(page)
+        else:
+            for page in _scan(cur, db, table, "rid" if how == "resources" else None, 0):
+                writer.add(page)
+        doc = {"strategy": how, **table.to_json(), "files": writer.files, "rows": writer.rows}
+        if mark_col is not None:
+            doc["total_rows"] = int(prior.get("total_rows", 0)) + writer.rows
+            actual = _count(cur, name)
+            if actual != doc["total_rows"]:
+                raise BackupError(f"the backup chain in {folder.parent} does not match this "
+                                  f"database ({doc['total_rows']} rows of {name} in the chain, "
+                                  f"{actual} in the database): take a full backup")
+        else:
+            doc["total_rows"] = _count(cur, name) if how == "resources" else writer.rows
+        docs[name] = doc
+    return {"tables": docs, "marks": marks}

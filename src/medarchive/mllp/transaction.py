@@ -1,0 +1,142 @@
+"""One database transaction around several messages: the basis of the gateway's group commit.
+
+An acknowledged HL7 message must be durable with everything that belongs to it: its resources,
+its idempotency key and its message-log row (issue 6, "ACK after durable commit"). The store
+writes one transaction per ``Store.write`` and the log writes its own, so on its own each
+message would cost several fsyncs. ``SharedTransaction`` wraps the store's ``Database``: inside
+``group()`` every ``writing()`` and ``reading()`` of the calling thread joins one open
+transaction (each write in a SAVEPOINT of its own), so the store, the idempotency key and the
+log commit together, for many messages at once, with one fsync. ``savepoint()`` lets the caller
+roll back one message alone when it fails, keeping the rest of the group. Reads inside the group
+see the group's own writes (the second message for a patient finds the Patient the first
+created). Outside a group, and on other threads, the wrapped database behaves as before.
+
+``NoTransaction`` is the twin for the memory store, where every write is atomic and nothing is
+durable: groups and savepoints do nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol
+
+from medarchive.store.sql.database import Database
+
+
+class GroupBroken(RuntimeError):
+    """A savepoint could not be rolled back: the open group's state is unknown, so the whole
+    group must be rolled back."""
+
+
+class TransactionScope(Protocol):
+    """What the group committer needs: one transaction, and savepoints inside it."""
+
+    def group(self) -> AbstractContextManager[object]: ...
+    def savepoint(self) -> AbstractContextManager[object]: ...
+
+
+class NoTransaction:
+    """The scope of stores without transactions (memory): both contexts do nothing."""
+
+    @contextmanager
+    def group(self) -> Iterator[None]:
+        yield
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        yield
+
+
+class SharedTransaction:
+    """A ``Database`` whose writes on one thread can share one transaction (SQL savepoints,
+    SQL:2011 §4.35.2; SQLite and PostgreSQL both implement ``SAVEPOINT``/``RELEASE``/
+    ``ROLLBACK TO``)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.dialect = db.dialect
+        self._local = threading.local()
+        self._names = itertools.count(1)
+        self._closed = False
+
+    def sql(self, text: str) -> str:
+        return self.db.sql(text)
+
+    def _held(self) -> Any:
+        return getattr(self._local, "connection", None)
+
+    @contextmanager
+    def group(self) -> Iterator[None]:
+        """Open one transaction for this thread; committed when the block ends without an
+        exception, rolled back otherwise."""
+        if self._held() is not None:
+            raise RuntimeError("a transaction group is already open on this thread")
+        with self.db.writing() as cursor:
+            if self.dialect == "sqlite":
+                # Savepoints make SQLite keep a statement journal of every page they change;
+                # in a temporary file by default. In memory it costs no file I/O, and the
+                # durability of the commit (the WAL) is unchanged. SQLite refuses the change
+                # only when temporary tables are open in a transaction: then it is a speed-up
+                # missed, never an error.
+                with contextlib.suppress(sqlite3.OperationalError):
+                    cursor.execute("PRAGMA temp_store = MEMORY")
+            self._local.connection = cursor.connection
+            try:
+                yield
+            finally:
+                self._local.connection = None
+
+    @contextmanager
+    def savepoint(self) -> Iterator[Any]:
+        """Inside a group: a savepoint, released on success and rolled back (alone) on an
+        exception. Outside a group: an ordinary write transaction."""
+        connection = self._held()
+        if connection is None:
+            with self.db.writing() as cursor:
+                yield cursor
+            return
+        name = f"medarchive_sp{next(self._names)}"
+        cursor = connection.cursor()
+        try:
+            cursor.execute(f"SAVEPOINT {name}")
+            try:
+                yield cursor
+            except BaseException:
+                try:
+                    cursor.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                    cursor.execute(f"RELEASE SAVEPOINT {name}")
+                except Exception as exc:
+                    raise GroupBroken(f"savepoint {name} could not be rolled back") from exc
+                raise
+            cursor.execute(f"RELEASE SAVEPOINT {name}")
+        finally:
+            cursor.close()
+
+    def writing(self) -> AbstractContextManager[Any]:
+        """A write: a savepoint of the open group, else its own transaction."""
+        return self.savepoint()
+
+    @contextmanager
+    def reading(self) -> Iterator[Any]:
+        """A read that sees the open group's own uncommitted writes."""
+        connection = self._held()
+        if connection is None:
+            with self.db.reading() as cursor:
+                yield cursor
+            return
+        cursor = connection.cursor()
+        try:
+            yield cursor
+        finally:
+            cursor.close()
+
+    def close(self) -> None:
+        """Close the wrapped database once (the store and the log both hold it)."""
+        if not self._closed:
+            self._closed = True
+            self.db.close()

@@ -1,0 +1,174 @@
+"""End to end in Debian's Chromium through Playwright: log in, find a patient, open the chart,
+enter vital signs, see them on the chart, log out, at phone (375 px) and desktop (1366 px)
+widths, with screenshots kept in test-artifacts/ui/; and accessibility checks written over the
+DOM (labels, lang, heading order, theme contrast, focus order), because axe-core is not
+vendored. Without /usr/bin/chromium or the playwright package these skip (and fail in CI)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+WIDTHS = {"phone": (375, 812), "desktop": (1366, 900)}
+
+
+@pytest.fixture(scope="module")
+def browser(need: Any) -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        need("playwright is not installed (pip install playwright, a dev extra)")
+    if not os.access(CHROMIUM, os.X_OK):
+        need(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM,
+                                              args=["--no-sandbox", "--disable-gpu"])
+        yield launched
+        launched.close()
+
+
+def log_in(page: Any, base: str, site: Any, username: str = "doctor") -> None:
+    page.goto(base + "/")
+    assert page.url.endswith("/login")
+    page.get_by_label("User name").fill(username)
+    page.get_by_label("Password").fill(site.password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(base + "/")
+
+
+@pytest.mark.parametrize("width", sorted(WIDTHS))
+def test_find_chart_record_vitals_and_log_out(browser: Any, served: str, site: Any,
+                                              artifacts: Path, width: str) -> None:
+    w, h = WIDTHS[width]
+    context = browser.new_context(viewport={"width": w, "height": h}, locale="en-GB")
+    page = context.new_page()
+    log_in(page, served, site)
+    assert page.locator(".role").inner_text() == "physician"
+    typo = site.family[:-1] + ("a" if site.family[-1] != "a" else "e")
+    page.get_by_label("Name or identifier").fill(typo)
+    page.get_by_role("button", name="Search").click()
+    page.locator(f'a[href="/patients/{site.patient_id}"]').click()
+    page.wait_for_url(f"{served}/patients/{site.patient_id}")
+    assert page.locator("h1").inner_text().strip()
+    page.screenshot(path=str(artifacts / f"chart-{width}.png"), full_page=False)
+    site.clock.advance(60)  # this measurement is the newest one
+    page.locator("#new-vitals").click()
+    # checked in the browser first: nothing is sent while a field is out of range
+    page.get_by_label("Heart rate (/min)").fill("400")
+    page.locator("#save").click()
+    assert page.url.endswith("/new/vitals")
+    assert page.locator("#heart_rate").get_attribute("aria-invalid") == "true"
+    heart = "131" if width == "phone" else "132"
+    page.get_by_label("Heart rate (/min)").fill(heart)
+    page.get_by_label("Systolic").fill("150")
+    page.get_by_label("Diastolic").fill("95")
+    page.screenshot(path=str(artifacts / f"vitals-form-{width}.png"))
+    page.locator("#save").click()
+    page.wait_for_url(f"{served}/patients/{site.patient_id}?saved=vitals#vitals")
+    assert page.locator("#saved").is_visible()
+    latest = page.locator("#latest-vitals").inner_text()
+    assert f"{heart} beats/minute" in latest and "150 mmHg" in latest
+    page.screenshot(path=str(artifacts / f"chart-saved-{width}.png"))
+    assert page.evaluate("document.documentElement.scrollWidth") <= w + 1  # no sideways scroll
+    page.locator("#logout").click()
+    page.wait_for_url(f"{served}/login?bye=1")
+    page.goto(f"{served}/patients/{site.patient_id}")
+    assert page.url.endswith("/login")
+    context.close()
+
+
+LABELS_JS = """() => [...document.querySelectorAll('input, select, textarea')]
+  .filter(e => e.type !== 'hidden')
+  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+  .map(e => e.name || e.id)"""
+HEADINGS_JS = """() => [...document.querySelectorAll('h1,h2,h3,h4,h5,h6')]
+  .map(h => Number(h.tagName[1]))"""
+FOCUS_JS = """() => { const e = document.activeElement;
+  const r = e.getBoundingClientRect(); const s = getComputedStyle(e);
+  return {tag: e.tagName, id: e.id, text: (e.innerText || e.value || '').slice(0, 30),
+          visible: r.width > 0 && r.height > 0, outline: s.outlineStyle !== 'none'
+            || s.boxShadow !== 'none'}; }"""
+COLOURS_JS = """() => { const s = getComputedStyle(document.documentElement);
+  const v = n => s.getPropertyValue(n).trim();
+  return [['--ink', '--paper'], ['--muted', '--paper'], ['--primary', '--paper'],
+          ['--primary-ink', '--primary'], ['--danger', '--paper'], ['--danger', '--danger-bg'],
+          ['--ok', '--ok-bg'], ['--ink', '--page'], ['--muted', '--page'],
+          ['--ink', '--warn-bg']].map(([f, b]) => [f, b, v(f), v(b)]); }"""
+
+
+def luminance(colour: str) -> float:
+    """WCAG 2.1 relative luminance of a #rrggbb colour."""
+    value = colour.lstrip("#")
+    channels = [int(value[i:i + 2], 16) / 255 for i in (0, 2, 4)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG 2.1 contrast ratio (success criterion 1.4.3)."""
+    high, low = sorted((luminance(a), luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_contrast_formula() -> None:
+    assert round(contrast("#000000", "#ffffff"), 1) == 21.0
+    assert contrast("#777777", "#ffffff") < 4.5 < contrast("#595959", "#ffffff")
+
+
+def test_main_pages_are_accessible(browser: Any, served: str, site: Any) -> None:
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    page.goto(served + "/login")
+    pages = [served + "/login"]
+    log_in(page, served, site, "admin")
+    pages += [served + "/?q=" + site.family, f"{served}/patients/{site.patient_id}",
+              f"{served}/patients/{site.patient_id}/new/vitals",
+              f"{served}/patients/{site.patient_id}/new/note", served + "/admin",
+              served + "/admin/users"]
+    for url in pages:
+        page.goto(url)
+        assert page.evaluate("document.documentElement.lang") in ("en", "zh-Hans"), url
+        assert page.title().strip(), url
+        assert page.evaluate(LABELS_JS) == [], url
+        levels = page.evaluate(HEADINGS_JS)
+        assert levels and levels[0] == 1 and levels.count(1) == 1, (url, levels)
+        assert all(b - a <= 1 for a, b in itertools.pairwise(levels)), (url, levels)
+        assert page.locator("img:not([alt])").count() == 0, url
+    for fore, back, a, b in page.evaluate(COLOURS_JS):
+        assert contrast(a, b) >= 4.5, (fore, back, a, b)
+    # focus order: the skip link first, then the header's links and controls, then the page
+    page.goto(f"{served}/patients/{site.patient_id}")
+    order = []
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        order.append(page.evaluate(FOCUS_JS))
+        if order[-1]["id"] == "new-vitals":
+            break
+    assert order[0]["text"].startswith("Skip to content"), order
+    assert all(item["visible"] and item["outline"] for item in order), order
+    ids = [item["id"] for item in order]
+    assert ids.index("language") < ids.index("logout") < ids.index("new-vitals"), ids
+    context.close()
+
+
+def test_chinese_pages(browser: Any, served: str, site: Any) -> None:
+    context = browser.new_context(locale="zh-CN")
+    page = context.new_page()
+    page.goto(served + "/login")
+    assert page.evaluate("document.documentElement.lang") == "zh-Hans"
+    assert page.locator("h1").inner_text() == "登录"
+    page.get_by_label("用户名").fill("doctor")
+    page.get_by_label("密码").fill(site.password)
+    page.get_by_role("button", name="登录").click()
+    page.wait_for_url(served + "/")
+    assert page.locator(".role").inner_text() == "医生"
+    with page.expect_navigation():
+        page.select_option("#language", "en")  # applies at once (ui.js)
+    assert page.locator("h1").inner_text() == "Find a patient"
+    context.close()

@@ -1,0 +1,212 @@
+"""The web UI over HTTP (Starlette TestClient): login, sessions, CSRF, search, chart, forms,
+languages and the admin pages, each checked through what the service path recorded."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from starlette.testclient import TestClient
+
+from medarchive.fhir.search.query import SearchQuery
+from medarchive.security import totp
+
+Site = Any
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "the page has no CSRF field"
+    return found.group(1)
+
+
+def audit_count(site: Site, who: str, action: str) -> int:
+    events = site.services.security.trail.events(0, 100_000)
+    return sum(1 for _, e in events if e["agent"][0]["who"]["identifier"]["value"] == who
+               and e["subtype"][0]["code"] == action)
+
+
+def test_login_page_and_redirect(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.url.path == "/login"
+    assert '<html lang="en">' in page.text
+    assert 'name="username"' in page.text and 'name="password"' in page.text
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert page.headers["cache-control"] == "no-store"
+
+
+def test_login_sets_a_strict_http_only_cookie_and_shows_the_role(site: Site,
+                                                                 client: TestClient) -> None:
+    token = csrf_of(client.get("/login").text)
+    response = client.post("/login", follow_redirects=False, data={
+        "username": "doctor", "password": site.password, "csrf_token": token})
+    assert response.status_code == 303
+    cookie = response.headers["set-cookie"].lower()
+    assert "ma_session=" in cookie and "httponly" in cookie and "samesite=strict" in cookie
+    assert "secure" not in cookie  # plain HTTP here; Secure is set over TLS
+    home = client.get("/")
+    assert 'data-role="physician"' in home.text and "doctor" in home.text
+
+
+def test_wrong_password_is_refused_without_saying_why(site: Site, client: TestClient) -> None:
+    response = site.login(client, password="wrong password here")
+    assert response.status_code == 401
+    assert "Wrong user name, password or code" in response.text
+    assert "ma_session" not in client.cookies
+
+
+def test_posts_without_the_csrf_token_or_from_another_site_are_refused(
+        site: Site, client: TestClient) -> None:
+    client.get("/login")
+    bare = client.post("/login", data={"username": "doctor", "password": site.password})
+    assert bare.status_code == 403 and "ma_session" not in client.cookies
+    token = client.cookies["ma_csrf"]
+    forged = client.post("/login", headers={"origin": "https://evil.example"},
+                         data={"username": "doctor", "password": site.password,
+                               "csrf_token": token})
+    assert forged.status_code == 403
+
+
+def test_two_factor_users_get_a_code_step(site: Site, client: TestClient) -> None:
+    step = site.login(client, "secure")
+    assert step.status_code == 200 and 'name="code"' in step.text
+    assert "ma_session" not in client.cookies
+    code = totp.totp(totp._key(site.totp_secret), site.clock().timestamp())
+    done = client.post("/login", data={"username": "secure", "password": site.password,
+                                       "code": code, "csrf_token": csrf_of(step.text)})
+    assert 'data-role="nurse"' in done.text
+
+
+def test_typo_tolerant_search_finds_the_patient(site: Site, doctor: TestClient) -> None:
+    typo = site.family[:-1] + ("a" if site.family[-1] != "a" else "e")
+    for query in (site.family, typo, site.family.lower()[:3], site.mrn):
+        page = doctor.get("/", params={"q": query})
+        assert f'href="/patients/{site.patient_id}"' in page.text, query
+    nothing = doctor.get("/", params={"q": "Zzzyzx Qqqwv"})
+    assert "0 patients found" in nothing.text
+
+
+def test_chart_shows_every_section_and_each_read_is_audited(site: Site,
+                                                            doctor: TestClient) -> None:
+    searches = audit_count(site, "doctor", "search")
+    page = doctor.get(f"/patients/{site.patient_id}")
+    assert page.status_code == 200
+    for section in ("vitals", "labs", "encounters", "problems", "medications", "allergies",
+                    "imaging", "documents", "history"):
+        assert f'id="{section}"' in page.text
+    assert "<svg" in page.text and "Heart rate" in page.text
+    assert audit_count(site, "doctor", "search") >= searches + 9
+
+
+def test_vital_signs_are_checked_before_saving(site: Site, doctor: TestClient) -> None:
+    before = site.services.store.count(SearchQuery("Observation"))
+    url = f"/patients/{site.patient_id}/new/vitals"
+    page = doctor.post(url, data={"csrf_token": doctor.cookies["ma_csrf"],
+                                  "when": "2020-01-01T10:00", "systolic": "80",
+                                  "diastolic": "120", "heart_rate": "999", "spo2": "abc"})
+    assert page.status_code == 422
+    assert "Diastolic pressure must be below systolic." in page.text
+    assert "Enter a value between 20 and 250." in page.text
+    assert "Enter a number." in page.text
+    assert 'aria-invalid="true"' in page.text
+    assert site.services.store.count(SearchQuery("Observation")) == before
+
+
+def test_vital_signs_saved_through_the_service_path_appear_on_the_chart(
+        site: Site, doctor: TestClient) -> None:
+    creates = audit_count(site, "doctor", "create")
+    when = site.clock().strftime("%Y-%m-%dT%H:%M")
+    page = doctor.post(f"/patients/{site.patient_id}/new/vitals", data={
+        "csrf_token": doctor.cookies["ma_csrf"], "when": when, "heart_rate": "143",
+        "systolic": "181", "diastolic": "97"})
+    assert page.url.path == f"/patients/{site.patient_id}" and 'id="saved"' in page.text
+    latest = re.search(r'<table class="latest" id="latest-vitals">.*?</table>', page.text, re.S)
+    assert latest and "143 beats/minute" in latest.group(0) and "181 mmHg" in latest.group(0)
+    assert audit_count(site, "doctor", "create") == creates + 2
+
+
+def test_every_form_saves(site: Site, doctor: TestClient) -> None:
+    when = site.clock().strftime("%Y-%m-%dT%H:%M")
+    forms = {"problem": {"problem": "Asthma", "clinical_status": "active"},
+             "allergy": {"substance": "Penicillin", "criticality": "high"},
+             "medication": {"medication": "Amoxicillin 500 mg", "dosage": "three times daily"},
+             "note": {"title": "Ward round", "text": "Comfortable overnight."},
+             "admission": {"start": when, "reason": "Pneumonia", "ward": "B2"}}
+    for kind, fields in forms.items():
+        page = doctor.post(f"/patients/{site.patient_id}/new/{kind}",
+                           data={"csrf_token": doctor.cookies["ma_csrf"], **fields})
+        assert page.status_code == 200 and 'id="saved"' in page.text, (kind, page.text[:500])
+    chart = doctor.get(f"/patients/{site.patient_id}").text
+    for text in ("Asthma", "Penicillin", "Amoxicillin 500 mg", "Ward round",
+                 "Comfortable overnight.", "inpatient encounter"):
+        assert text in chart
+
+
+def test_logout_revokes_the_session(doctor: TestClient) -> None:
+    cookie = doctor.cookies["ma_session"]
+    doctor.post("/logout", data={"csrf_token": doctor.cookies["ma_csrf"]})
+    doctor.cookies.set("ma_session", cookie)
+    assert doctor.get("/").url.path == "/login"
+
+
+def test_idle_sessions_end_and_active_ones_are_refreshed(site: Site,
+                                                         doctor: TestClient) -> None:
+    site.clock.advance(120)
+    refreshed = doctor.get("/", follow_redirects=False)
+    assert refreshed.status_code == 200 and "ma_session=" in refreshed.headers["set-cookie"]
+    site.clock.advance(901)
+    assert doctor.get("/").url.path == "/login"
+
+
+def test_chinese_from_the_browser_and_by_choice(client: TestClient) -> None:
+    page = client.get("/login", headers={"accept-language": "zh-CN,zh;q=0.9,en;q=0.5"})
+    assert '<html lang="zh-Hans">' in page.text and "登录" in page.text
+    client.post("/language", data={"language": "en", "next": "/login",
+                                   "csrf_token": client.cookies["ma_csrf"]})
+    again = client.get("/login", headers={"accept-language": "zh-CN"})
+    assert '<html lang="en">' in again.text
+
+
+def test_admin_pages_follow_roles(site: Site, client: TestClient) -> None:
+    site.login(client, "doctor")
+    assert client.get("/admin").status_code == 403
+    assert client.get("/admin/audit").status_code == 403
+    client.post("/logout", data={"csrf_token": client.cookies["ma_csrf"]})
+    site.login(client, "admin")
+    dashboard = client.get("/admin")
+    assert dashboard.status_code == 200 and "<svg" in dashboard.text
+    users = client.get("/admin/users")
+    assert "doctor" in users.text and "physician" in users.text
+    assert client.get("/admin/audit").status_code == 403  # the policy: auditors only
+    client.post("/logout", data={"csrf_token": client.cookies["ma_csrf"]})
+    site.login(client, "audit")
+    trail = client.get("/admin/audit", params={"user": "doctor", "action": "create"})
+    assert trail.status_code == 200
+    rows = re.findall(r"<tr><td>\d+</td>.*?</tr>", trail.text, re.S)
+    assert rows and all("doctor" in row and "create" in row for row in rows)
+    assert client.get("/admin/break-glass").status_code == 200
+
+
+def test_with_authentication_off_the_ui_says_so_and_needs_no_login() -> None:
+    from medarchive.app import create_app
+    from medarchive.settings import Settings
+
+    app = create_app(Settings(database_url="memory://", base_url="http://testserver",
+                              auth="off"))
+    app.state.services.submit({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "p1", "name": [{"family": "Hall"}]},
+         "request": {"method": "PUT", "url": "Patient/p1"}}]})
+    client = TestClient(app)
+    page = client.get("/", params={"q": "Hal"})
+    assert "Authentication is off" in page.text and 'href="/patients/p1"' in page.text
+    assert client.get("/patients/p1").status_code == 200
+    assert client.get("/login").url.path == "/"
+    app.state.services.close()
+
+
+def test_language_change_only_returns_to_this_site(client: TestClient) -> None:
+    client.get("/login")
+    for target in ("//evil.example/", "/\\evil.example", "https://evil.example/"):
+        response = client.post("/language", follow_redirects=False, data={
+            "language": "zh", "next": target, "csrf_token": client.cookies["ma_csrf"]})
+        assert response.status_code == 303 and response.headers["location"] == "/", target
