@@ -4,7 +4,9 @@ Loads ``medarchive.demo.generate_ndjson(N, seed)`` through the SQL store with th
 indexer (extraction runs in ``--workers`` processes, writes in the store's own transactions),
 then times each search workload through ``service.search_engine`` (the path the REST layer
 uses: parse, store query, includes, total) and, where it applies, the same query shape written
-by hand against the index tables: the floor the database sets. Prints one JSON object.
+by hand against the index tables: the floor the database sets. ``http_path`` times a few of
+them through ``Router.handle`` as the REST layer calls it (authorization narrowing, Bundle
+rendering to bytes; no socket, security off). Prints one JSON object.
 
     python benchmarks/search.py --backend sqlite --patients 1000 --load
     python benchmarks/search.py --backend postgresql --patients 1000 --load --runs 200
@@ -32,6 +34,9 @@ from medarchive.demo import generate_ndjson
 from medarchive.fhir.search.entries import IndexEntries
 from medarchive.fhir.search.index import Indexer, build_indexer
 from medarchive.fhir.spec import load_spec
+from medarchive.service.repository import Repository
+from medarchive.service.request import FhirRequest
+from medarchive.service.router import Limits, Router
 from medarchive.service.search_engine import everything, execute_search
 from medarchive.store import open_store
 from medarchive.store.base import Change, Store, from_micros
@@ -240,9 +245,41 @@ def run(url: str, runs: int, seed: int) -> dict[str, Any]:
             everything(store, spec, patients[counter[0] * 7919 % len(patients)], count=1000)
         results["everything"] = timed(runs, everything_once)
         results["reference_sql"] = reference(store, sample, runs)
+        results["http_path"] = http_path(store, spec, sample, runs)
         return results
     finally:
         store.close()
+
+
+def http_path(store: SqlStore, spec: Any, sample: Sample, runs: int) -> dict[str, Any]:
+    """Workloads through the router: what a REST request costs minus HTTP itself."""
+    repository = Repository(store, spec, new_id=lambda: "unused",
+                            now=lambda: from_micros(1_700_000_000_000_000))
+    router = Router(repository, base="http://bench/fhir",
+                    limits=Limits(10_000_000, 100, 64, 20, 1000))
+    draw = workloads()
+    Shape = Callable[[], tuple[str, list[tuple[str, str]]]]
+
+    def drawing(name: str) -> Shape:
+        return lambda: _typed(draw[name](sample))
+    shapes: dict[str, Shape] = {name: drawing(name) for name in (
+        "token_common", "reference", "chain_two_level", "include")}
+    shapes["everything"] = lambda: (f"Patient/{sample.pick(sample.patients)}/$everything",
+                                    [("_count", "1000")])
+    out = {}
+    for name, make in shapes.items():
+        def once(make: Any = make) -> None:
+            path, params = make()
+            response = router.handle(FhirRequest("GET", path, tuple(params)))
+            assert response.status == 200, response.content()[:300]
+            response.content()
+        out[name] = timed(runs, once)
+    return out
+
+
+def _typed(drawn: tuple[str | None, list[tuple[str, str]]]) -> tuple[str, list[tuple[str, str]]]:
+    rtype, params = drawn
+    return rtype or "", params
 
 
 def reference(store: SqlStore, sample: Sample, runs: int) -> dict[str, Any]:

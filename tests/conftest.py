@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -94,3 +95,16 @@ def store_factory(database_url: str) -> Iterator[Callable[[Indexer], Store]]:
     for store in opened:
         store.close()
 
+
+@pytest.fixture(scope="session")
+def spec() -> Any:
+    """The R4 definitions, loaded once per test process."""
+    from medarchive.fhir.spec import load_spec
+    return load_spec()
+
+
+@pytest.fixture(scope="session")
+def indexer(spec: Any) -> Indexer:
+    """The search-index extractor over ``spec``."""
+    from medarchive.fhir.search.index import build_indexer
+    return build_indexer(spec)

@@ -31,15 +31,3 @@ def spark() -> Any:
         return spark_engine.session()
     except Exception as exc:  # ImportError, or no usable Java
         need(f"Spark is not usable here: {exc}")
-
-
-@pytest.fixture(scope="session")
-def spec() -> Any:
-    from medarchive.fhir.spec import load_spec
-    return load_spec()
-
-
-@pytest.fixture(scope="session")
-def indexer(spec: Any) -> Any:
-    from medarchive.fhir.search.index import build_indexer
-    return build_indexer(spec)

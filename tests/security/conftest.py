@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from medarchive.fhir.search.index import build_indexer
-from medarchive.fhir.spec import load_spec
 from medarchive.security.service import Security, build_security
 from medarchive.store import open_store
 
@@ -29,11 +28,6 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.at += timedelta(seconds=seconds)
-
-
-@pytest.fixture(scope="session")
-def spec() -> Any:
-    return load_spec()
 
 
 @pytest.fixture

@@ -17,8 +17,6 @@ import orjson
 import pytest
 
 from medarchive.errors import Issue
-from medarchive.fhir.search.index import build_indexer
-from medarchive.fhir.spec import load_spec
 from medarchive.service.repository import Repository
 from medarchive.service.request import FhirRequest, FhirResponse
 from medarchive.service.router import Limits, Router
@@ -63,16 +61,6 @@ class Ids:
 
     def __call__(self) -> str:
         return f"{self.prefix}{next(self.numbers)}"
-
-
-@pytest.fixture(scope="session")
-def spec() -> Any:
-    return load_spec()
-
-
-@pytest.fixture(scope="session")
-def indexer(spec: Any) -> Indexer:
-    return build_indexer(spec)
 
 
 @pytest.fixture
@@ -129,4 +117,3 @@ def memory_call(indexer: Indexer, build_repository: Callable[..., Repository]) -
     """The same on a MemoryStore only: for input checks that never reach a store, so they do
     not pay for a database per backend."""
     return caller(Router(build_repository(MemoryStore(indexer)), base=BASE, limits=LIMITS))
-

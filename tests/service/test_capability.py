@@ -59,7 +59,9 @@ def test_includes_and_operations_are_claimed(statement: dict[str, Any], spec: An
     assert "Observation:subject" in by_type["Patient"]["searchRevInclude"]
     for value in encounter["searchInclude"] + by_type["Patient"]["searchRevInclude"]:
         assert parse_includes(spec, [("_include", value)])  # every claimed value parses
-    assert {"validate", "everything"} == {o["name"] for o in by_type["Patient"]["operation"]}
+    assert {"validate", "everything", "export"} == {o["name"] for o in
+                                                  by_type["Patient"]["operation"]}
+    assert {"validate", "export"} == {o["name"] for o in by_type["Group"]["operation"]}
     assert {o["name"] for o in encounter["operation"]} == {"validate"}
     assert "http://hl7.org/fhir/CompartmentDefinition/relatedPerson" in \
         statement["rest"][0]["compartment"]

@@ -181,6 +181,12 @@ def test_includes_and_counts_never_leak(call: Any, records: None, repository: Re
         bundle = parsed(call("GET", "Encounter", query=INCLUDES))
         assert found(bundle, "include") == {"Patient/p1", "Condition/c1"}  # no Practitioner
         assert call("GET", "Patient/p1/Observation").status == 403
+        assert call("GET", "Patient", query=[("_has:Observation:subject:code:text",
+                                               "bp")]).status == 403
+        assert call("GET", "Encounter", query=[("participant:Practitioner.name",
+                                                 "house")]).status == 403
+        assert found(parsed(call("GET", "Encounter", query=[
+            ("subject:Patient.name", "smith")]))) == {"Encounter/e1"}
         mixed = parsed(call("GET", "Patient/p1/*"))
         assert found(mixed) == {"Encounter/e1", "Condition/c1"}  # no Observation
     patient = Actor("user", "u1", "patient", parse_scopes("patient/*.rs")[0], patient="p1")

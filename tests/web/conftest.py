@@ -19,8 +19,6 @@ from starlette.exceptions import StarletteDeprecationWarning
 
 from medarchive.app import create_app
 from medarchive.errors import Issue
-from medarchive.fhir.search.index import build_indexer
-from medarchive.fhir.spec import load_spec
 from medarchive.settings import Settings
 from medarchive.store.base import Indexer, Store
 from medarchive.store.memory import MemoryStore
@@ -50,16 +48,6 @@ def ticks() -> Callable[[], datetime]:
 def numbered_ids() -> Callable[[], str]:
     numbers = itertools.count(1)
     return lambda: f"id-{next(numbers)}"
-
-
-@pytest.fixture(scope="session")
-def spec() -> Any:
-    return load_spec()
-
-
-@pytest.fixture(scope="session")
-def indexer(spec: Any) -> Indexer:
-    return build_indexer(spec)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ when the whole export succeeded.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import IO, Annotated
+from typing import IO, Annotated, Any
 
 import typer
 
@@ -36,7 +36,8 @@ def export(
             if unknown:
                 raise ValueError(f"unknown resource type(s): {', '.join(unknown)}")
             out.mkdir(parents=True, exist_ok=True)
-            params = {"level": "system", "types": wanted, "type_filters": {}, "since": None}
+            params: dict[str, Any] = {"level": "system", "types": wanted, "type_filters": {},
+                                      "since": None}
             repository = services.repository
             handles: dict[str, IO[bytes]] = {}
             written = 0

@@ -7,7 +7,7 @@ an expression) plus ``_id``, ``_lastUpdated``, ``_text``, ``_content`` and ``_li
 ``_include`` values (every reference parameter of the type, and ``Type:*``) and ``_revinclude``
 values (every reference parameter of any type that can point at it); the compartments
 searchable at ``[Compartment]/[id]/[type]``; ``$validate`` everywhere and ``$everything`` on
-Patient. Chaining and ``_has`` work on every reference parameter (R4 has no per-resource flag
+Patient; Bulk Data ``$export`` at system, Patient and Group level. Chaining and ``_has`` work on every reference parameter (R4 has no per-resource flag
 for them; the documentation says so). ``_filter``, ``_query``, ``_contained`` and
 ``_containedType`` are not claimed because they are not supported.
 """
@@ -27,6 +27,10 @@ SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system"
 VALIDATE = "http://hl7.org/fhir/OperationDefinition/Resource-validate"
 COMPARTMENT_URL = "http://hl7.org/fhir/CompartmentDefinition/"
 EVERYTHING = "http://hl7.org/fhir/OperationDefinition/Patient-everything"
+BULK = "http://hl7.org/fhir/uv/bulkdata/"
+EXPORT = {"system": BULK + "OperationDefinition/export",
+          "Patient": BULK + "OperationDefinition/patient-export",
+          "Group": BULK + "OperationDefinition/group-export"}
 RESULT_PARAMS = ("_count, _offset, _sort, _summary, _elements, _total (none, estimate, "
                  "accurate), _include, _revinclude (both with :iterate), _format, _pretty")
 TEXT_PARAMS = (("_text", "http://hl7.org/fhir/SearchParameter/DomainResource-text"),
@@ -74,6 +78,8 @@ def capability_statement(spec: Any, base: str, *, date: str,
         operations = [{"name": "validate", "definition": VALIDATE}]
         if rtype == "Patient":
             operations.append({"name": "everything", "definition": EVERYTHING})
+        if rtype in EXPORT:
+            operations.append({"name": "export", "definition": EXPORT[rtype]})
         resources.append({
             "type": rtype,
             "profile": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
@@ -97,6 +103,7 @@ def capability_statement(spec: Any, base: str, *, date: str,
         "date": date,
         "publisher": "MedArchive",
         "kind": "instance",
+        "instantiates": [BULK + "CapabilityStatement/bulk-data"],
         "software": {"name": SOFTWARE, "version": version},
         "implementation": {"description": "MedArchive FHIR R4 server", "url": base},
         "fhirVersion": FHIR_VERSION,
@@ -112,10 +119,11 @@ def capability_statement(spec: Any, base: str, *, date: str,
                              "handling=strict makes unknown parameters a 400.",
             "resource": resources,
             "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
+            "operation": [{"name": "export", "definition": EXPORT["system"]}],
             "compartment": [COMPARTMENT_URL + name[0].lower() + name[1:]
                             for name in COMPARTMENTS],
             "searchParam": [{"name": "_type", "type": "token",
-                             "documentation": "One resource type (several are not supported)."},
+                             "documentation": "One or more resource types, comma-separated."},
                             {"name": "_id", "type": "token"},
                             {"name": "_lastUpdated", "type": "date"}],
         }],

@@ -13,7 +13,7 @@ embedded as ``orjson.Fragment`` unless ``_summary``/``_elements`` ask for a resh
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -28,7 +28,7 @@ from medarchive.errors import (
     operation_outcome,
 )
 from medarchive.fhir.bundle import bundle, history_entry, search_entry
-from medarchive.fhir.search.query import Include, SearchQuery
+from medarchive.fhir.search.query import AnyOf, Chain, Clause, Has, Include, SearchQuery
 from medarchive.security.actor import current_actor
 from medarchive.service.headers import prefer_strict
 from medarchive.service.request import FhirRequest, FhirResponse
@@ -67,6 +67,21 @@ def parse_instant(text: str, name: str = "_since") -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _linked_types(clause: Clause | None) -> Iterator[str]:
+    """The resource types a clause searches besides its own: chain targets, ``_has``
+    sources (R4 §3.1.1.5.11-12), at any depth."""
+    if isinstance(clause, Chain):
+        yield clause.target_type
+        yield from _linked_types(clause.clause)
+    elif isinstance(clause, Has):
+        if clause.source_type is not None:
+            yield clause.source_type
+        yield from _linked_types(clause.clause)
+    elif isinstance(clause, AnyOf):
+        for part in clause.clauses:
+            yield from _linked_types(part)
+
+
 def _int(name: str, text: str, low: int = 0) -> int:
     if not text.isdigit() or len(text) > 18 or int(text) < low:
         raise BadRequest(f"{name} must be a whole number >= {low}, not {text[:40]!r}")
@@ -77,8 +92,10 @@ class Narrowed:
     """The store as the acting actor may see it (house rule 6), for ``search_engine``.
 
     Matches and counts go through ``Repository.narrow`` (the actor's compartment predicates
-    inside the query); a query over several types (system search, ``*`` compartment search,
-    ``$everything``) is also confined to the types the actor may search; included resources
+    inside the query); chains and ``_has`` need search permission on the types they reach,
+    since their matches reveal those types' contents; a query over several types (system
+    search, ``*`` compartment search, ``$everything``) is also confined to the types the
+    actor may search; included resources
     and reads pass ``Guard.visible`` and the actor's read permission on their type, so neither
     ``_include`` nor a count shows what a search could not.
     """
@@ -96,14 +113,17 @@ class Narrowed:
         """``query`` with the actor's narrowing added inside it."""
         if query.resource_type is not None and not self._allowed("s", query.resource_type):
             raise Forbidden(f"this actor may not search {query.resource_type}")
+        for clause in query.predicates:
+            for linked in _linked_types(clause):
+                if not self._allowed("s", linked):
+                    raise Forbidden(f"this actor may not search {linked} (chain or _has)")
         query = self.repository.narrow(query)
         if query.resource_type is None and self.repository.guard is not None:
             types = query.types or tuple(sorted(self.repository.spec.resource_types))
             allowed = tuple(t for t in types if self._allowed("s", t))
             if allowed != tuple(types):
                 if not allowed:
-                    raise BadRequest("none of the searched resource types may be searched by "
-                                     "this actor")
+                    raise Forbidden("this actor may not search any of the resource types")
                 query = replace(query, types=allowed)
         return query
 
