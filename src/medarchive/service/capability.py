@@ -7,8 +7,9 @@ an expression) plus ``_id``, ``_lastUpdated``, ``_text``, ``_content`` and ``_li
 ``_include`` values (every reference parameter of the type, and ``Type:*``) and ``_revinclude``
 values (every reference parameter of any type that can point at it); the compartments
 searchable at ``[Compartment]/[id]/[type]``; ``$validate`` everywhere and ``$everything`` on
-Patient; Bulk Data ``$export`` at system, Patient and Group level. Chaining and ``_has`` work on every reference parameter (R4 has no per-resource flag
-for them; the documentation says so). ``_filter``, ``_query``, ``_contained`` and
+Patient; Bulk Data ``$export`` at system, Patient and Group level. Chaining and ``_has`` work
+on every reference parameter (R4 has no per-resource flag for them; the documentation says
+so). ``_filter``, ``_query``, ``_contained`` and
 ``_containedType`` are not claimed because they are not supported.
 """
 

@@ -69,7 +69,16 @@ def test_demo_record_indexes_the_same() -> None:
      "name": [{"given": ["Ann", None], "_given": [None, {"id": "g"}], "family": "Lee"}],
      "deceasedBoolean": False},
     {"resourceType": "Condition", "id": "c", "onsetAge": {"value": 40, "code": "a"},
-     "subject": {"reference": "Patient/b"}},
+     "subject": {"reference": "#p"}, "contained": [{"resourceType": "Patient", "id": "p"}]},
+    {"resourceType": "Observation", "id": "d", "status": "final", "code": {"text": "x"},
+     "subject": {"reference": "Group/g", "type": "Patient"}, "valueString": "v",
+     "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/observation-geneticsGene",
+                    "valueCodeableConcept": {"text": "BRCA1"}}]},
+    {"resourceType": "Practitioner", "id": "e", "telecom": [
+        {"system": "email", "value": "a@b.c"}, {"system": "phone", "value": "123"}]},
+    {"resourceType": "Encounter", "id": "f", "status": "finished", "class": {"code": "IMP"},
+     "subject": {"type": "Patient", "display": "no reference"},
+     "participant": [{"individual": {"reference": "Practitioner/1"}}]},
 ])
 def test_edge_cases_index_the_same(resource: dict[str, Any]) -> None:
     _same_rows(resource)
@@ -77,8 +86,22 @@ def test_edge_cases_index_the_same(resource: dict[str, Any]) -> None:
 
 def test_what_the_fast_path_takes_and_leaves() -> None:
     assert compile_path(SPEC, "Patient", "Patient.name | Patient.alias") is None  # no alias
-    assert compile_path(SPEC, "Observation", "Observation.subject.where(resolve() is "
-                                             "Patient)") is None
+    assert compile_path(SPEC, "Observation", "Observation.code.coding.first()") is None
+    patient = compile_path(SPEC, "Observation", "Observation.subject.where(resolve() is "
+                                                "Patient)")
+    assert patient is not None
+    contained = {"contained": [{"resourceType": "Patient", "id": "c"}]}
+    for reference, kept in (("Patient/1", True), ("Group/1", False), ("#c", True),
+                            ("http://x.org/fhir/Patient/2/_history/1", True), ("#nope", False)):
+        subject = {"reference": reference}
+        assert patient.evaluate({**contained, "subject": subject}) == ([subject] if kept else [])
+    phone = compile_path(SPEC, "Patient", "Patient.telecom.where(system='phone')")
+    assert phone is not None and phone.evaluate(
+        {"telecom": [{"system": "phone", "value": "1"}, {"system": "email"}]}) == [
+        {"system": "phone", "value": "1"}]
+    text = compile_path(SPEC, "Observation", "(Observation.value as string) | "
+                                             "(Observation.value as CodeableConcept).text")
+    assert text is not None and text.evaluate({"valueCodeableConcept": {"text": "t"}}) == ["t"]
     cast = compile_path(SPEC, "Observation", "(Observation.value as Quantity)")
     assert cast is not None
     assert cast.evaluate({"valueQuantity": {"value": 1}, "valueString": "x"}) == [{"value": 1}]
