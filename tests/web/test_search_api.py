@@ -72,4 +72,4 @@ def test_capability_claims_what_works(memory_client: Any) -> None:
     patient = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Patient")
     assert "Patient:general-practitioner" in patient["searchInclude"]
     assert "Observation:subject" in patient["searchRevInclude"]
-    assert {"validate", "everything"} == {o["name"] for o in patient["operation"]}
+    assert {"validate", "everything", "export"} == {o["name"] for o in patient["operation"]}
