@@ -1,8 +1,10 @@
 """End to end in Debian's Chromium through Playwright: log in, find a patient, open the chart,
 enter vital signs, see them on the chart, log out, at phone (375 px) and desktop (1366 px)
-widths, with screenshots kept in test-artifacts/ui/; and accessibility checks written over the
-DOM (labels, lang, heading order, theme contrast, focus order), because axe-core is not
-vendored. Without /usr/bin/chromium or the playwright package these skip (and fail in CI)."""
+widths, with screenshots kept in test-artifacts/ui/; every other data-entry form (refused when
+empty, then saved and shown on the chart); the administrator's and auditor's pages; and
+accessibility checks written over the DOM (labels, lang, heading order, theme contrast, focus
+order), because axe-core is not vendored. Without /usr/bin/chromium or the playwright package
+these skip (and fail in CI)."""
 
 from __future__ import annotations
 
@@ -171,4 +173,66 @@ def test_chinese_pages(browser: Any, served: str, site: Any) -> None:
     with page.expect_navigation():
         page.select_option("#language", "en")  # applies at once (ui.js)
     assert page.locator("h1").inner_text() == "Find a patient"
+    context.close()
+
+
+ENTRIES = {  # form: (fields by id, text the chart shows afterwards)
+    "admission": ({"reason": "Chest pain for observation", "ward": "Ward 7"},
+                  "Chest pain for observation"),
+    "problem": ({"problem": "Gout of the left foot"}, "Gout of the left foot"),
+    "allergy": ({"substance": "Latex gloves", "reaction": "Hives"}, "Latex gloves"),
+    "medication": ({"medication": "Colchicine 500 micrograms", "dosage": "twice daily"},
+                   "Colchicine 500 micrograms"),
+    "note": ({"title": "Ward round, day 2", "text": "Comfortable overnight."},
+             "Ward round, day 2"),
+}
+
+
+def test_every_data_entry_form_saves_and_shows_on_the_chart(browser: Any, served: str,
+                                                            site: Any) -> None:
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    log_in(page, served, site)
+    chart = f"{served}/patients/{site.patient_id}"
+    for form, (fields, shown) in ENTRIES.items():
+        page.goto(f"{chart}/new/{form}")
+        first = next(iter(fields))
+        page.fill(f"#{first}", "")
+        page.locator("#save").click()  # an empty required field: refused in the browser
+        assert page.url.endswith(f"/new/{form}"), form
+        for name, value in fields.items():
+            page.fill(f"#{name}", value)
+        if form == "admission":
+            page.fill("#start", "2026-11-27T08:30")
+        page.locator("#save").click()
+        page.wait_for_url(f"{chart}?saved={form}*")
+        assert page.locator("#saved").is_visible(), form
+        assert shown in page.locator("main").inner_text(), form
+    context.close()
+
+
+def test_admin_pages_for_administrator_and_auditor(browser: Any, served: str,
+                                                   site: Any) -> None:
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    log_in(page, served, site, "admin")
+    page.goto(served + "/admin")
+    assert page.locator("h1").inner_text() == "Dashboard"
+    assert page.locator("svg").count() >= 1  # the admissions-per-day chart
+    page.goto(served + "/admin/users")
+    users = page.locator("#users").inner_text()
+    assert "doctor" in users and "physician" in users
+    page.goto(served + "/admin/audit")  # the trail is the auditors' alone
+    assert "this page is for: auditor" in page.locator("main").inner_text()
+    page.locator("#logout").click()
+    page.wait_for_url(f"{served}/login?bye=1")
+    log_in(page, served, site, "audit")
+    page.goto(served + "/admin/audit")
+    page.select_option("#f-action", "110122")  # logins only
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**/admin/audit?*action=110122*")
+    assert page.locator("#audit tbody tr").count() >= 1
+    assert "admin" in page.locator("#audit").inner_text()
+    page.goto(served + "/admin/break-glass")
+    assert page.locator("h1").inner_text() == "Break-the-glass events"
     context.close()
