@@ -163,15 +163,14 @@ class Indexer:
         rows: dict[str, list[Any]] = {name: [] for name in _ROW_KINDS}
         params: set[str] = set()
         for plan in self._plan(resource["resourceType"]):
-            if plan.parts is not None:
-                composites = self._fast_composites(plan, resource)
-                rows["composites"] += composites
-                if composites:
-                    params.add(plan.code)
-                continue
             try:
-                found = [_plain(v) for v in plan.expression.evaluate(resource)]
-                made = bool(found) and self._extract(plan, found, resource, rows)
+                if plan.parts is not None:
+                    composites = self._fast_composites(plan, resource)
+                    rows["composites"] += composites
+                    made = bool(composites)
+                else:
+                    found = [_plain(v) for v in plan.expression.evaluate(resource)]
+                    made = bool(found) and self._extract(plan, found, resource, rows)
             except Exception:  # an engine gap must not block a valid write; make it visible
                 log.warning("index %s.%s failed on %s/%s", resource["resourceType"], plan.code,
                             resource["resourceType"], resource.get("id"), exc_info=True)
