@@ -27,11 +27,11 @@ import argparse
 import json
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import orjson
+from ingest import drop, fresh_url  # the sibling benchmark's scratch databases
 
 from medarchive.app import build_services
 from medarchive.demo.generate import generate_ndjson
@@ -40,25 +40,6 @@ from medarchive.service.bulk.imports import BulkImport, ndjson_lines
 from medarchive.service.ingest import import_file
 from medarchive.settings import load_settings
 from medarchive.store.sql.database import open_database
-
-PG = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def fresh_url(backend: str, folder: Path) -> tuple[str, str | None]:
-    if backend == "sqlite":
-        return f"sqlite:///{folder / f'{uuid.uuid4().hex}.db'}", None
-    import psycopg
-    schema = "bench_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(PG, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    return f"{PG}?options=-csearch_path%3D{schema}", schema
-
-
-def drop(schema: str | None) -> None:
-    if schema:
-        import psycopg
-        with psycopg.connect(PG, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def services_for(url: str) -> Any:

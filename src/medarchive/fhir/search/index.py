@@ -151,7 +151,7 @@ class Indexer:
                     parts = compile_composite(
                         self._spec, resource_type, param.expression,
                         [expression for _, expression in param.components]) if self._fast else None
-                expression = (self._fast and compile_path(
+                expression = None if parts is not None else (self._fast and compile_path(
                     self._spec, resource_type, param.expression)) or self._compile(
                     param.expression)
                 plan.append(_Plan(code, param.type, expression, implied, tuple(components),
