@@ -11,8 +11,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "medarchive"
 # layer of each top-level subpackage; a module may import only from layers <= its own. The
 # CLI is an entry point like app.py: both may build the system through the composition root.
 LAYER = {"errors": 0, "settings": 0, "fhir": 1, "fhirpath": 1, "hl7v2": 1, "dicom": 1,
-         "demo": 1, "store": 2, "security": 3, "service": 4, "analytics": 4, "backup": 4,
-         "quality": 4, "training": 4, "web": 5, "mllp": 5, "devices": 5, "cli": 6, "app": 6}
+         "demo": 1, "store": 2, "crypto": 2, "security": 3, "service": 4, "analytics": 4,
+         "backup": 4, "quality": 4, "training": 4, "web": 5, "mllp": 5, "devices": 5, "cli": 6,
+         "app": 6}
 
 
 def _top(module: str) -> str | None:

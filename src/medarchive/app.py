@@ -94,7 +94,8 @@ def build_services(settings: Settings, *, store: Store | None = None, spec: Any 
         from medarchive.store import open_store
         store = open_store(settings.database_url, build_indexer(spec),
                            busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-                           pool_size=settings.pool_size)
+                           pool_size=settings.pool_size,
+                           encryption=build_encryption(settings, spec))
     if validator is _DEFAULT:
         validator = default_validator(spec)
     repository = Repository(store, spec, new_id=new_id, now=now, validator=validator,
@@ -135,8 +136,9 @@ def build_gateway(settings: Settings, **inject: Any) -> tuple[Any, Services]:
             spec = load_spec()
         transactions = SharedTransaction(open_database(
             url, busy_timeout_ms=settings.sqlite_busy_timeout_ms, pool_size=settings.pool_size))
-        services = build_services(settings, store=SqlStore(transactions, build_indexer(spec)),
-                                  spec=spec, **inject)
+        store = SqlStore(transactions, build_indexer(spec),
+                         encryption=build_encryption(settings, spec))
+        services = build_services(settings, store=store, spec=spec, **inject)
         message_log = SqlMessageLog(transactions)
     try:
         config = mapping_config(services.router, settings.hl7_concept_maps)
@@ -148,6 +150,29 @@ def build_gateway(settings: Settings, **inject: Any) -> tuple[Any, Services]:
                       max_group=settings.mllp_group_max,
                       group_wait_ms=settings.mllp_group_wait_ms)
     return gateway, services
+
+
+def build_encryption(settings: Settings, spec: Any) -> Any:
+    """Encryption at rest (docs/encryption.md): the KEK manager the settings name and the
+    patient-compartment owner of each resource; None when off, and on the memory store."""
+    if settings.encryption == "off" or settings.database_url.startswith("memory:"):
+        return None
+    if settings.encryption != "on":
+        raise ValueError(f"setting encryption must be on or off, not {settings.encryption!r}")
+    from medarchive.crypto.encryption import Encryption, compartment_owner
+    kek: Any
+    if settings.encryption_key_manager == "file":
+        from medarchive.crypto.kek import LocalKeyFile
+        kek = LocalKeyFile(settings.encryption_key_file)
+    elif settings.encryption_key_manager == "vault":
+        from medarchive.crypto.vault import VaultTransit
+        kek = VaultTransit(settings.encryption_vault_url or None,
+                           key=settings.encryption_vault_key,
+                           mount=settings.encryption_vault_mount)
+    else:
+        raise ValueError("setting encryption_key_manager must be file or vault, not "
+                         f"{settings.encryption_key_manager!r}")
+    return Encryption(kek, compartment_owner(spec))
 
 
 def _security(settings: Settings, store: Store, spec: Any,

@@ -126,6 +126,27 @@ class Settings:
         default=4, metadata={"help": "Retention: newest backup of each of the last N weeks."})
     backup_keep_monthly: int = field(
         default=12, metadata={"help": "Retention: newest backup of each of the last N months."})
+    # -- encryption at rest (issue 5; docs/encryption.md) --
+    encryption: str = field(
+        default="on",
+        metadata={"help": "Encryption at rest of resource bodies and of the search values that "
+                          "identify a patient (blind indexes): on or off (docs/encryption.md)."})
+    encryption_key_manager: str = field(
+        default="file",
+        metadata={"help": "Keeper of the key-encryption key: file (encryption_key_file) or "
+                          "vault (HashiCorp Vault transit engine)."})
+    encryption_key_file: str = field(
+        default="var/medarchive.kek",
+        metadata={"help": "Key file of the key-encryption key (created 0600 at first start); "
+                          "keep it off the database's disk, with an escrow copy."})
+    encryption_vault_url: str = field(
+        default="", metadata={"help": "Vault address for the vault key manager (default: "
+                                      "VAULT_ADDR); the token comes from VAULT_TOKEN."})
+    encryption_vault_mount: str = field(
+        default="transit", metadata={"help": "Mount path of Vault's transit engine."})
+    encryption_vault_key: str = field(
+        default="medarchive", metadata={"help": "Name of the transit key that wraps the data "
+                                                "keys (created aes256-gcm96 when missing)."})
     # -- Bulk Data and the warehouse (issue 7; docs/bulk-data.md, docs/analytics.md) --
     bulk_dir: str = field(
         default="var/bulk", metadata={"help": "Folder of Bulk Data $export files (one "

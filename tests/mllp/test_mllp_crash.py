@@ -11,7 +11,10 @@ from pathlib import Path
 
 from mllp_builders import adt
 
+from medarchive.app import build_encryption
+from medarchive.fhir.spec import load_spec
 from medarchive.mllp.framing import FrameDecoder, encode_frame
+from medarchive.settings import Settings
 from medarchive.store import open_store
 
 HERE = Path(__file__).resolve().parent
@@ -54,7 +57,8 @@ def send_all(port: int, first: int, acked: list[int], stop_after: int | None) ->
 
 
 def stored_mrns(url: str) -> list[str]:
-    store = open_store(url, None)  # type: ignore[arg-type]
+    store = open_store(url, None,  # type: ignore[arg-type]
+                       encryption=build_encryption(Settings(database_url=url), load_spec()))
     try:
         return [v.resource()["identifier"][0]["value"] for v in store.changes(0, 100_000)
                 if v.resource_type == "Patient"]

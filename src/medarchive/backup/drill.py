@@ -110,9 +110,10 @@ class Drill:
     """Runs scenarios in ``workdir`` on copies of the database at ``source_url``."""
 
     def __init__(self, source_url: str, workdir: Path, indexer: Indexer, *,
-                 writes: int = 50) -> None:
+                 writes: int = 50, encryption: Any = None) -> None:
         self.source_url, self.workdir, self.indexer, self.writes = (source_url, workdir,
                                                                      indexer, writes)
+        self.encryption = encryption
         self.key = generate_key()
         self._copy = workdir / "copy-of-live"
 
@@ -140,13 +141,13 @@ class Drill:
         write_key(site.key_file, self.key)
         escrow_key(site.key_file, site.escrow)
         restore(plan_restore(self._copy, self.key), self.key, f"sqlite:///{site.database}",
-                reindex=reindex_with(self.indexer))
+                reindex=reindex_with(self.indexer, self.encryption))
         return site
 
     def _scenario(self, name: str) -> DrillResult:
         site = self._site(name)
         url = f"sqlite:///{site.database}"
-        store = SqlStore(open_database(url), self.indexer)
+        store = SqlStore(open_database(url), self.indexer, encryption=self.encryption)
         try:
             create_backup(store.db, site.backups, self.key)
             _write(store, self.writes, "a")
@@ -196,7 +197,8 @@ class Drill:
                     shutil.move(path, quarantine / path.name)
         plan = plan_restore(site.backups, key, until=until, fallback=True)
         detail += [f"skipped {reason}" for reason in plan.skipped]
-        result = restore(plan, key, url, force=True, reindex=reindex_with(self.indexer))
+        result = restore(plan, key, url, force=True,
+                         reindex=reindex_with(self.indexer, self.encryption))
         integrity = sqlite3.connect(site.database)
         try:
             healthy = integrity.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -81,11 +81,12 @@ class RestoreResult:
     seconds: float
 
 
-def reindex_with(indexer: Indexer) -> Reindex:
+def reindex_with(indexer: Indexer, encryption: Any = None) -> Reindex:
     """A Reindex that rebuilds the search index through the store itself (``Store.reindex``),
-    so whatever the store keeps in resource bodies it also knows how to index."""
+    so whatever the store keeps in resource bodies it also knows how to index; ``encryption``
+    (``app.build_encryption``) opens sealed bodies and writes blind indexes."""
     def run(url: str) -> Any:
-        store = open_store(url, indexer)
+        store = open_store(url, indexer, encryption=encryption)
         try:
             return store.reindex(job="restore", restart=True)
         finally:

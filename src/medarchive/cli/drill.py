@@ -25,6 +25,7 @@ def drill(
 ) -> None:
     """Simulate disasters on copies of the configured database, recover, and report RTO/RPO.
     The live database is only read."""
+    from medarchive.app import build_encryption
     from medarchive.backup.drill import Drill, write_report
     from medarchive.fhir.search.index import build_indexer
     from medarchive.fhir.spec import load_spec
@@ -32,12 +33,15 @@ def drill(
     settings = state(ctx).settings()
     with reported():
         url = sql_url(settings.database_url)
-        indexer = build_indexer(load_spec())
+        spec = load_spec()
+        indexer, encryption = build_indexer(spec), build_encryption(settings, spec)
         if workdir is None:
             with tempfile.TemporaryDirectory(prefix="medarchive-drill-") as scratch:
-                results = Drill(url, Path(scratch), indexer, writes=writes).run(scenario or [])
+                results = Drill(url, Path(scratch), indexer, writes=writes,
+                                encryption=encryption).run(scenario or [])
         else:
-            results = Drill(url, workdir, indexer, writes=writes).run(scenario or [])
+            results = Drill(url, workdir, indexer, writes=writes,
+                            encryption=encryption).run(scenario or [])
         json_path, page = write_report(results, report, url, settings.backup_schedule)
     for r in results:
         mark = "[green]recovered[/]" if r.verified else "[bold red]FAILED[/]"

@@ -22,6 +22,7 @@ from medarchive.cli import (
     export,
     hl7,
     imports,
+    keys,
     restore,
     serve,
     users,
@@ -48,6 +49,7 @@ app.command("import")(imports.import_command)
 app.command("export")(export.export)
 app.command("validate")(validate.validate)
 app.add_typer(backup.app, name="backup")
+app.add_typer(keys.app, name="keys")
 app.command("restore")(restore.restore_command)
 app.command("drill")(drill.drill)
 

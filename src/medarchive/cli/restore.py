@@ -39,6 +39,7 @@ def restore_command(
         help="If the chosen backup is damaged, use the newest intact older one.")] = False,
 ) -> None:
     """Restore the configured database; stop the server first."""
+    from medarchive.app import build_encryption
     from medarchive.backup.keys import load_key
     from medarchive.backup.restore import plan_restore, reindex_with, restore
     from medarchive.fhir.search.index import build_indexer
@@ -53,8 +54,10 @@ def restore_command(
         plan = plan_restore(source, key, until=moment, backup_id=backup, fallback=fallback)
         for reason in plan.skipped:
             console.print(f"[yellow]skipped:[/] {reason}", highlight=False)
+        spec = load_spec()
         result = restore(plan, key, url, force=force,
-                         reindex=reindex_with(build_indexer(load_spec())))
+                         reindex=reindex_with(build_indexer(spec),
+                                              build_encryption(settings, spec)))
         db = open_database(url)
         try:  # the restored audit trail goes on with the restore itself
             audit_admin(db, f"restore from {result.backup_id}"

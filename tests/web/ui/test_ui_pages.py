@@ -171,6 +171,9 @@ def test_admin_pages_follow_roles(site: Site, client: TestClient) -> None:
     site.login(client, "doctor")
     assert client.get("/admin").status_code == 403
     assert client.get("/admin/audit").status_code == 403
+    saved = client.post(f"/patients/{site.patient_id}/new/note", data={
+        "csrf_token": client.cookies["ma_csrf"], "title": "Admin check", "text": "Seen."})
+    assert 'id="saved"' in saved.text  # so the trail below has a create by the doctor
     client.post("/logout", data={"csrf_token": client.cookies["ma_csrf"]})
     site.login(client, "admin")
     dashboard = client.get("/admin")

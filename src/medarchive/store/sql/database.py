@@ -44,6 +44,7 @@ class SqliteDatabase:
     """An embedded SQLite database file."""
 
     dialect = "sqlite"
+    encryption: Any = None  # set by the SqlStore that encrypts it (stores over it share it)
 
     def __init__(self, path: str, busy_timeout_ms: int = 30_000) -> None:
         self.path = path
@@ -126,6 +127,7 @@ class PostgresDatabase:
     """A PostgreSQL database reached through a psycopg 3 connection pool."""
 
     dialect = "postgresql"
+    encryption: Any = None  # set by the SqlStore that encrypts it (stores over it share it)
 
     def __init__(self, url: str, pool_size: int = 10) -> None:
         try:

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from medarchive.crypto.blind import BlindIndex
 from medarchive.fhir.search.entries import IndexEntries
 from medarchive.fhir.search.query import SearchQuery
 from medarchive.store.base import Indexer, ReindexCallback, ReindexProgress
@@ -69,9 +70,11 @@ def replace_index(cur: Any, sql: Callable[[str], str], stale: Sequence[int],
                         params)
 
 
-def estimate_sql(query: SearchQuery, dialect: str) -> tuple[str, list[Any]]:
+def estimate_sql(query: SearchQuery, dialect: str,
+                 blind: BlindIndex | None = None) -> tuple[str, list[Any]]:
     """PostgreSQL's plan for the matches; its top row estimate is ``_total=estimate``."""
-    sql, params = matches_sql(query, dialect, distinct=False)  # PostgreSQL underestimates
+    sql, params = matches_sql(query, dialect, distinct=False,  # PostgreSQL underestimates
+                              blind=blind)
     # DISTINCT (it guesses the number of groups); repeated rids are rare
     return "EXPLAIN (FORMAT JSON) " + sql, params
 
@@ -97,16 +100,28 @@ def _start(db: Database, job: str, restart: bool) -> ReindexProgress:
         return ReindexProgress(job, 0, total, 0, False)
 
 
+BodyOpener = Callable[[Sequence[Any]], bytes | None]
+"""(res_type, res_id, version, body, shredded) row -> the body's JSON, or None when the record
+was erased (encryption at rest: the store opens sealed bodies)."""
+
+
+def _plain(row: Sequence[Any]) -> bytes | None:
+    return bytes(row[3])
+
+
 def run_reindex(db: Database, indexer: Indexer, *, job: str, batch: int, restart: bool,
-                progress: ReindexCallback | None) -> ReindexProgress:
+                progress: ReindexCallback | None,
+                open_body: BodyOpener = _plain) -> ReindexProgress:
     """Re-extract the index of every current resource after the job's last committed batch."""
     state = _start(db, job, restart)
     sql, batch = db.sql, max(batch, 1)
     lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
     while not state.finished:
         with db.reading() as cur:
-            cur.execute(sql("SELECT r.rid, r.res_type, r.version, v.body FROM resource r "
+            cur.execute(sql("SELECT r.rid, r.res_type, r.res_id, r.version, v.body, k.shredded "
+                            "FROM resource r "
                             "JOIN resource_version v ON v.rid = r.rid AND v.version = r.version "
+                            "LEFT JOIN data_key k ON k.kid = v.kid "
                             "WHERE r.rid > ? AND r.deleted = ? ORDER BY r.rid LIMIT ?"),
                         (state.last_rid, False, batch))
             rows = cur.fetchall()
@@ -117,11 +132,14 @@ def run_reindex(db: Database, indexer: Indexer, *, job: str, batch: int, restart
             state = ReindexProgress(job, state.done, max(state.total, state.done),
                                     state.last_rid, True)
             break
-        extracted = {rid: (rtype, version, indexer(orjson.loads(bytes(body))))
-                     for rid, rtype, version, body in rows}
+        extracted = {}
+        for rid, *row in rows:
+            body = open_body(row)
+            if body is not None:
+                extracted[rid] = (row[0], row[2], indexer(orjson.loads(body)))
         last_rid = rows[-1][0]
         with db.writing() as cur:
-            marks = ", ".join("?" * len(extracted))
+            marks = ", ".join("?" * len(extracted)) or "NULL"
             cur.execute(sql(f"SELECT rid, version FROM resource WHERE rid IN ({marks}) "
                             f"AND deleted = ?{lock}"), [*extracted, False])
             unchanged = [rid for rid, version in cur.fetchall()

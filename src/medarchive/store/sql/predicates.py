@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from medarchive.crypto.blind import BLIND_TYPES, BlindIndex, blinded, everywhere
 from medarchive.fhir.search.query import (
     AnyOf,
     Chain,
@@ -33,6 +34,7 @@ from medarchive.fhir.search.query import (
     UriValue,
     Value,
 )
+from medarchive.store.sql.blinding import blind_value_sql, index_target, prefix_sql
 
 TABLES = {"token": "idx_token", "string": "idx_string", "reference": "idx_reference",
           "date": "idx_date", "number": "idx_number", "quantity": "idx_quantity",
@@ -93,8 +95,9 @@ def _prefix_sql(column: str, prefix: str) -> tuple[str, list[Any]]:
 class Compiler:
     """Turns clauses into SQL text with ``?`` placeholders; collects the parameters in order."""
 
-    def __init__(self, dialect: str) -> None:
+    def __init__(self, dialect: str, blind: BlindIndex | None = None) -> None:
         self.dialect = dialect
+        self.blind = blind  # encryption at rest: blinded parameters match on their HMACs
         self.params: list[Any] = []
         self._aliases = 0
 
@@ -245,30 +248,72 @@ class Compiler:
 
     def _index_rids(self, predicate: Predicate, rtype: str | None) -> str:
         """The rids whose index rows match one of the predicate's values (before ``:not``)."""
-        param, table = predicate.param, TABLES[predicate.kind]
-        if predicate.modifier == "text":
-            param, table = f"{param}:text", "idx_string"
-        elif predicate.modifier in ("identifier", "of-type"):
-            param, table = f"{param}:{predicate.modifier}", "idx_token"
-        sql = f"SELECT rid FROM {table} WHERE {self._scope('', rtype)}"
+        param, table, kind = index_target(predicate, TABLES)
+        if self.blind is None or not blinded(rtype, kind, param):
+            return self._plain_rids(predicate, param, table, "", rtype)
+        if rtype is not None or everywhere(kind, param):
+            return self._blind_rids(predicate, param, kind, "", rtype)
+        return (self._plain_rids(predicate, param, table, self._outside_blind(), None) +
+                " UNION " + self._blind_rids(predicate, param, kind, self._inside_blind(),
+                                             None))
+
+    def _inside_blind(self) -> str:
+        self.params += sorted(BLIND_TYPES)
+        return f"res_type IN ({_marks(len(BLIND_TYPES))}) AND "
+
+    def _outside_blind(self) -> str:
+        self.params += sorted(BLIND_TYPES)
+        return f"res_type NOT IN ({_marks(len(BLIND_TYPES))}) AND "
+
+    def _plain_rids(self, predicate: Predicate, param: str, table: str, scope: str,
+                    rtype: str | None) -> str:
+        sql = f"SELECT rid FROM {table} WHERE {scope}{self._scope('', rtype)}"
         self.params.append(param)
         alternatives = [self._value(predicate, value) for value in predicate.values]
+        return sql + f"param = ? AND ({' OR '.join(alternatives)})"
+
+    def _blind_rids(self, predicate: Predicate, param: str, kind: str, scope: str,
+                    rtype: str | None) -> str:
+        """Like ``_plain_rids`` on blind rows (blinded dates are string rows)."""
+        assert self.blind is not None
+        table = "idx_string" if kind == "date" else TABLES[kind]
+        sql = f"SELECT rid FROM {table} WHERE {scope}{self._scope('', rtype)}"
+        self.params.append(param)
+        alternatives = []
+        for value in predicate.values:
+            clause, params = blind_value_sql(self.blind, predicate, param, value)
+            self.params += params
+            alternatives.append(clause)
         return sql + f"param = ? AND ({' OR '.join(alternatives)})"
 
     def _text(self, predicate: Predicate, alias: str, rtype: str | None) -> str:
         alternatives = []
         for value in predicate.values:
             assert isinstance(value, TextValue)
-            words = []
-            for word in value.words:
-                sql = f"{alias}.rid IN (SELECT rid FROM idx_string WHERE " \
-                      f"{self._scope('', rtype)}"
-                self.params.append(predicate.param)
-                clause, p = _prefix_sql("value", word)
-                self.params += p
-                words.append(sql + f"param = ? AND {clause})")
+            words = [f"{alias}.rid IN ({self._word_rids(predicate.param, word, rtype)})"
+                     for word in value.words]
             alternatives.append("(" + " AND ".join(words) + ")")
         return "(" + " OR ".join(alternatives) + ")"
+
+    def _word_rids(self, param: str, word: str, rtype: str | None) -> str:
+        """Rids with a ``_text``/``_content`` word starting with ``word``."""
+        plain = self.blind is None or (rtype is not None and rtype not in BLIND_TYPES)
+        parts = []
+        if plain or rtype is None:
+            scope = "" if plain else self._outside_blind()
+            sql = f"SELECT rid FROM idx_string WHERE {scope}{self._scope('', rtype)}"
+            self.params.append(param)
+            clause, p = _prefix_sql("value", word)
+            self.params += p
+            parts.append(sql + f"param = ? AND {clause}")
+        if not plain and self.blind is not None:
+            scope = self._inside_blind() if rtype is None else ""
+            sql = f"SELECT rid FROM idx_string WHERE {scope}{self._scope('', rtype)}"
+            self.params.append(param)
+            clause, p = prefix_sql(self.blind, param, word)
+            self.params += p
+            parts.append(sql + f"param = ? AND {clause}")
+        return " UNION ".join(parts)
 
     def _value(self, predicate: Predicate, value: Value) -> str:
         """One OR-alternative as a condition on the index table's columns."""

@@ -13,15 +13,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from medarchive.crypto.blind import BlindIndex, blinded
+from medarchive.errors import BadRequest
 from medarchive.fhir.search.query import Include, Predicate, SearchQuery, SortKey
 from medarchive.store.sql.predicates import TABLES, Compiler, plain_index, range_sql
 
-__all__ = ["SELECT_VERSION", "count_sql", "include_sql", "matches_sql", "range_sql",
-           "search_sql"]
+__all__ = ["KEY_JOIN", "SELECT_VERSION", "VERSION_COLUMNS", "count_sql", "include_sql",
+           "matches_sql", "range_sql", "search_sql"]
 
-SELECT_VERSION = ("SELECT r.res_type, r.res_id, v.version, v.last_updated, v.deleted, v.body, "
-                  "v.seq FROM resource r JOIN resource_version v "
-                  "ON v.rid = r.rid AND v.version = r.version")
+VERSION_COLUMNS = ("r.res_type, r.res_id, v.version, v.last_updated, v.deleted, v.body, v.seq, "
+                   "k.shredded")
+"""The columns every version read selects; ``k.shredded`` (set when the version's data key
+was shredded, docs/encryption.md) comes from ``KEY_JOIN``."""
+KEY_JOIN = " LEFT JOIN data_key k ON k.kid = v.kid"
+SELECT_VERSION = (f"SELECT {VERSION_COLUMNS} FROM resource r JOIN resource_version v "
+                  f"ON v.rid = r.rid AND v.version = r.version{KEY_JOIN}")
 _SORT_COLUMNS = {"string": "value", "token": "code", "number": "value", "quantity": "value",
                  "uri": "value", "reference": "target_type || '/' || target_id"}
 _NEVER_NULL = ("_id", "_lastUpdated")
@@ -47,7 +53,11 @@ def _collate(compiler: Compiler, expression: str) -> str:
     return f'({expression}) COLLATE "C"' if compiler.dialect == "postgresql" else expression
 
 
-def _sort_expression(compiler: Compiler, key: SortKey) -> str:
+def _sort_expression(compiler: Compiler, key: SortKey, rtype: str | None) -> str:
+    if compiler.blind is not None and blinded(rtype, key.kind, key.param):
+        raise BadRequest(f"_sort={key.param} is not available: with encryption at rest its "
+                         "values are kept only as blind indexes, which have no order "
+                         "(docs/encryption.md)")
     if key.param == "_id":
         return _collate(compiler, "r.res_id")
     if key.param == "_lastUpdated":
@@ -98,16 +108,18 @@ def _driven(compiler: Compiler, query: SearchQuery, driver: Predicate) -> tuple[
     return f"FROM ({source}) d JOIN resource r ON r.rid = d.rid WHERE {conditions}", "d.rid"
 
 
-def search_sql(query: SearchQuery, dialect: str = "sqlite") -> tuple[str, list[Any]]:
-    """One page of current versions matching ``query``, in its sort order (R4 §3.1.1.4.3)."""
-    compiler = Compiler(dialect)
+def search_sql(query: SearchQuery, dialect: str = "sqlite",
+               blind: BlindIndex | None = None) -> tuple[str, list[Any]]:
+    """One page of current versions matching ``query``, in its sort order (R4 §3.1.1.4.3).
+    With ``blind``, blinded parameters are matched through their blind indexes."""
+    compiler = Compiler(dialect, blind)
     driver = _driver(query)
     if driver is not None:
         source, rid = _driven(compiler, query, driver)
         compiler.params += [query.count, query.offset]
         inner = f"SELECT DISTINCT {rid} AS rid {source} ORDER BY {rid} LIMIT ? OFFSET ?"
         return _page(inner, "p.rid"), compiler.params
-    columns = [f", {_sort_expression(compiler, key)} AS s{n}"
+    columns = [f", {_sort_expression(compiler, key, query.resource_type)} AS s{n}"
                for n, key in enumerate(query.sort)]
     where = _where(compiler, query)
     params = compiler.params
@@ -128,15 +140,16 @@ def search_sql(query: SearchQuery, dialect: str = "sqlite") -> tuple[str, list[A
 
 def _page(inner: str, order: str) -> str:
     """The current versions of the rids ``inner`` selects, in ``order``."""
-    return (f"SELECT r.res_type, r.res_id, v.version, v.last_updated, v.deleted, v.body, v.seq "
+    return (f"SELECT {VERSION_COLUMNS} "
             f"FROM ({inner}) p JOIN resource r ON r.rid = p.rid "
-            f"JOIN resource_version v ON v.rid = r.rid AND v.version = r.version "
+            f"JOIN resource_version v ON v.rid = r.rid AND v.version = r.version{KEY_JOIN} "
             f"ORDER BY {order}")
 
 
-def count_sql(query: SearchQuery, dialect: str = "sqlite") -> tuple[str, list[Any]]:
+def count_sql(query: SearchQuery, dialect: str = "sqlite",
+              blind: BlindIndex | None = None) -> tuple[str, list[Any]]:
     """How many current resources match (Bundle.total, R4 §3.1.1.3)."""
-    compiler = Compiler(dialect)
+    compiler = Compiler(dialect, blind)
     driver = _driver(query)
     if driver is not None:
         source, rid = _driven(compiler, query, driver)
@@ -145,11 +158,11 @@ def count_sql(query: SearchQuery, dialect: str = "sqlite") -> tuple[str, list[An
     return f"SELECT COUNT(*) FROM resource r WHERE {where}", compiler.params
 
 
-def matches_sql(query: SearchQuery, dialect: str = "sqlite", *,
-                distinct: bool = True) -> tuple[str, list[Any]]:
+def matches_sql(query: SearchQuery, dialect: str = "sqlite", *, distinct: bool = True,
+                blind: BlindIndex | None = None) -> tuple[str, list[Any]]:
     """The rids of every match, unordered (what ``count_sql`` counts); without ``distinct``
     a rid may repeat when several index rows of the leading predicate match."""
-    compiler = Compiler(dialect)
+    compiler = Compiler(dialect, blind)
     driver = _driver(query)
     if driver is not None:
         source, rid = _driven(compiler, query, driver)

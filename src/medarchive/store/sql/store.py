@@ -6,6 +6,13 @@ global ``seq``), and ``idx_*`` the search index of current versions only. A writ
 transaction: new resources are claimed with ``INSERT ... ON CONFLICT DO NOTHING``, existing ones
 advanced with ``UPDATE ... WHERE version = expected``; a row that does not come back means another
 writer got there first, and the whole transaction rolls back with ``VersionConflict``.
+
+With ``encryption`` (docs/encryption.md) every body is sealed with AES-256-GCM under its patient
+compartment's data key before it is written (``resource_version.kid`` names the key) and opened
+on the way out, and the index rows that identify a patient are written and searched as blind
+indexes; callers see the same plaintext Versions either way. A version whose data key was
+shredded reads as ``Erased`` (410), appears in history and the change feed as a deletion, and
+is left out of search results.
 """
 
 from __future__ import annotations
@@ -13,6 +20,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
+from medarchive.crypto.encryption import Encryption
+from medarchive.crypto.envelope import (
+    Erased,
+    KeyUnavailable,
+    body_aad,
+    is_sealed,
+    open_sealed,
+    seal,
+    sealed_kid,
+)
 from medarchive.errors import AlreadyApplied, VersionConflict
 from medarchive.fhir.search.entries import IndexEntries
 from medarchive.fhir.search.query import Include, SearchQuery
@@ -26,45 +45,107 @@ from medarchive.store.base import (
     from_micros,
     to_micros,
 )
+from medarchive.store.sql.crypto import Keyring, erased_message
 from medarchive.store.sql.database import Database
 from medarchive.store.sql.indexing import estimate_sql, replace_index, run_reindex
 from medarchive.store.sql.migrations import migrate
-from medarchive.store.sql.query import SELECT_VERSION, count_sql, include_sql, search_sql
+from medarchive.store.sql.query import (
+    KEY_JOIN,
+    SELECT_VERSION,
+    VERSION_COLUMNS,
+    count_sql,
+    include_sql,
+    search_sql,
+)
 
 _CHUNK = 200
-
-
-def _version(row: Sequence[Any]) -> Version:
-    res_type, res_id, version, last_updated, deleted, body, seq = row
-    return Version(res_type, res_id, version, from_micros(last_updated), bool(deleted),
-                   bytes(body), seq)
+_FROM_DB: Any = object()
 
 
 class SqlStore:
-    """A Store on a SQL database; run ``migrate`` (done here at construction) before use."""
+    """A Store on a SQL database; run ``migrate`` (done here at construction) before use.
 
-    def __init__(self, db: Database, indexer: Indexer, *, run_migrations: bool = True) -> None:
+    ``encryption`` defaults to the one the database was opened with (``db.encryption``), so a
+    second store over the same database (bulk import's) encrypts alike."""
+
+    def __init__(self, db: Database, indexer: Indexer, *, run_migrations: bool = True,
+                 encryption: Encryption | None = _FROM_DB) -> None:
         self.db = db
-        self._indexer = indexer
         self._sql = db.sql
         if run_migrations:
             migrate(db)
+        if encryption is _FROM_DB:
+            encryption = getattr(db, "encryption", None)
+        elif encryption is not None and hasattr(db, "encryption"):
+            db.encryption = encryption  # type: ignore[attr-defined]
+        self.keyring = Keyring(db, encryption) if encryption is not None else None
+        self._indexer = indexer if self.keyring is None else self._blinding(indexer)
+
+    def _blinding(self, indexer: Indexer) -> Indexer:
+        blind = self.keyring.blind if self.keyring is not None else None
+        assert blind is not None
+
+        def index(resource: dict[str, Any]) -> IndexEntries:
+            return blind.entries(resource["resourceType"], indexer(resource))
+        return index
+
+    def owner_of(self, body: bytes) -> str:
+        """The data-key owner of a plaintext body (``keys reencrypt`` sealing old rows)."""
+        assert self.keyring is not None
+        resource = orjson.loads(body)
+        return self.keyring.encryption.owner(resource["resourceType"], resource["id"],
+                                             self._indexer(resource))
+
+    def _body(self, row: Sequence[Any]) -> bytes | None:
+        """The plaintext body of a (res_type, res_id, version, body, shredded) row; None when
+        its data key was shredded."""
+        res_type, res_id, version, body, shredded = row
+        body = bytes(body)
+        if shredded is not None:
+            return None
+        if not is_sealed(body):
+            return body
+        if self.keyring is None:
+            raise KeyUnavailable("this database holds encrypted records: open it with "
+                                 "encryption = on and its key manager (docs/encryption.md)")
+        try:
+            aead = self.keyring.aead(sealed_kid(body))
+        except Erased:
+            return None
+        return open_sealed(aead, body, body_aad(res_type, res_id, version))
+
+    def _open(self, row: Sequence[Any], erased: str = "raise") -> Version | None:
+        """The Version of a ``VERSION_COLUMNS`` row. An erased one raises ``Erased``
+        (``erased="raise"``), reads as a deletion (``"deleted"``) or is left out (``"skip"``)."""
+        res_type, res_id, version, last_updated, deleted, body, seq, shredded = row
+        plain = self._body((res_type, res_id, version, body, shredded))
+        if plain is None:
+            if erased == "raise":
+                raise Erased(erased_message(f"{res_type}/{res_id}", shredded))
+            if erased == "skip":
+                return None
+            deleted, plain = True, b""
+        return Version(res_type, res_id, version, from_micros(last_updated), bool(deleted),
+                       plain, seq)
+
+    def _opened(self, rows: Sequence[Sequence[Any]], erased: str) -> list[Version]:
+        return [v for v in (self._open(row, erased) for row in rows) if v is not None]
 
     def read(self, resource_type: str, id: str) -> Version | None:
         with self.db.reading() as cur:
             cur.execute(self._sql(f"{SELECT_VERSION} WHERE r.res_type = ? AND r.res_id = ?"),
                         (resource_type, id))
             row = cur.fetchone()
-        return _version(row) if row else None
+        return self._open(row) if row else None
 
     def vread(self, resource_type: str, id: str, version_id: int) -> Version | None:
-        sql = ("SELECT r.res_type, r.res_id, v.version, v.last_updated, v.deleted, v.body, v.seq "
-               "FROM resource r JOIN resource_version v ON v.rid = r.rid "
+        sql = (f"SELECT {VERSION_COLUMNS} FROM resource r JOIN resource_version v "
+               f"ON v.rid = r.rid{KEY_JOIN} "
                "WHERE r.res_type = ? AND r.res_id = ? AND v.version = ?")
         with self.db.reading() as cur:
             cur.execute(self._sql(sql), (resource_type, id, version_id))
             row = cur.fetchone()
-        return _version(row) if row else None
+        return self._open(row) if row else None
 
     def write(self, changes: Sequence[Change], *,
               idempotency_key: str | None = None) -> list[Version]:
@@ -79,7 +160,8 @@ class SqlStore:
             if idempotency_key is not None:
                 self._record_key(cur, idempotency_key, changes)
             rids = self._claim(cur, changes)
-            seqs = self._insert_versions(cur, changes, rids)
+            sealed = self._seal(cur, changes, entries)
+            seqs = self._insert_versions(cur, changes, rids, sealed)
             self._reindex(cur, changes, rids, entries)
         return [Version(c.resource_type, c.id, c.version_id, c.last_updated, c.deleted, c.body,
                         seq) for c, seq in zip(changes, seqs, strict=True)]
@@ -126,21 +208,41 @@ class SqlStore:
             rids.append(row[0])
         return rids
 
-    def _insert_versions(self, cur: Any, changes: Sequence[Change], rids: list[int]) -> list[int]:
+    def _seal(self, cur: Any, changes: Sequence[Change], entries: list[IndexEntries]
+              ) -> list[tuple[bytes, int | None]]:
+        """(stored body, kid) per change: sealed under its owner's data key when encrypting."""
+        if self.keyring is None:
+            return [(change.body, None) for change in changes]
+        owner = self.keyring.encryption.owner
+        owners = [owner(c.resource_type, c.id, found) if c.body else None
+                  for c, found in zip(changes, entries, strict=True)]
+        keys = self.keyring.keys_for(cur, {o for o in owners if o is not None})
+        sealed: list[tuple[bytes, int | None]] = []
+        for change, name in zip(changes, owners, strict=True):
+            if name is None:
+                sealed.append((change.body, None))
+                continue
+            kid, aead = keys[name]
+            aad = body_aad(change.resource_type, change.id, change.version_id)
+            sealed.append((seal(aead, kid, change.body, aad), kid))
+        return sealed
+
+    def _insert_versions(self, cur: Any, changes: Sequence[Change], rids: list[int],
+                         sealed: list[tuple[bytes, int | None]]) -> list[int]:
         seqs: list[int] = []
         for start in range(0, len(changes), _CHUNK):
             chunk = list(zip(changes[start:start + _CHUNK], rids[start:start + _CHUNK],
-                             strict=True))
-            values = ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
+                             sealed[start:start + _CHUNK], strict=True))
+            values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk))
             params: list[Any] = []
-            for change, rid in chunk:
+            for change, rid, (body, kid) in chunk:
                 params += [rid, change.version_id, to_micros(change.last_updated),
-                           change.deleted, change.body]
+                           change.deleted, body, kid]
             cur.execute(self._sql(f"INSERT INTO resource_version "
-                                  f"(rid, version, last_updated, deleted, body) VALUES {values} "
-                                  f"RETURNING rid, seq"), params)
+                                  f"(rid, version, last_updated, deleted, body, kid) "
+                                  f"VALUES {values} RETURNING rid, seq"), params)
             by_rid = dict(cur.fetchall())
-            seqs += [by_rid[rid] for _, rid in chunk]
+            seqs += [by_rid[rid] for _, rid, _ in chunk]
         return seqs
 
     def _reindex(self, cur: Any, changes: Sequence[Change], rids: list[int],
@@ -170,12 +272,11 @@ class SqlStore:
 
     def history(self, query: HistoryQuery) -> list[Version]:
         where, params = self._history_where(query)
-        sql = ("SELECT r.res_type, r.res_id, v.version, v.last_updated, v.deleted, v.body, v.seq "
-               f"FROM resource_version v JOIN resource r ON r.rid = v.rid WHERE {where} "
-               "ORDER BY v.seq DESC LIMIT ? OFFSET ?")
+        sql = (f"SELECT {VERSION_COLUMNS} FROM resource_version v JOIN resource r "
+               f"ON r.rid = v.rid{KEY_JOIN} WHERE {where} ORDER BY v.seq DESC LIMIT ? OFFSET ?")
         with self.db.reading() as cur:
             cur.execute(self._sql(sql), [*params, query.count, query.offset])
-            return [_version(row) for row in cur.fetchall()]
+            return self._opened(cur.fetchall(), "deleted")
 
     def history_total(self, query: HistoryQuery) -> int:
         where, params = self._history_where(query)
@@ -184,14 +285,18 @@ class SqlStore:
                                   f"ON r.rid = v.rid WHERE {where}"), params)
             return int(cur.fetchone()[0])
 
+    @property
+    def _blind(self) -> Any:
+        return self.keyring.blind if self.keyring is not None else None
+
     def search(self, query: SearchQuery) -> list[Version]:
-        sql, params = search_sql(query, self.db.dialect)
+        sql, params = search_sql(query, self.db.dialect, self._blind)
         with self.db.reading() as cur:
             cur.execute(self._sql(sql), params)
-            return [_version(row) for row in cur.fetchall()]
+            return self._opened(cur.fetchall(), "skip")
 
     def count(self, query: SearchQuery) -> int:
-        sql, params = count_sql(query, self.db.dialect)
+        sql, params = count_sql(query, self.db.dialect, self._blind)
         with self.db.reading() as cur:
             cur.execute(self._sql(sql), params)
             return int(cur.fetchone()[0])
@@ -200,7 +305,7 @@ class SqlStore:
         """PostgreSQL: the planner's row estimate; SQLite has none, so the exact count."""
         if self.db.dialect != "postgresql":
             return self.count(query)
-        sql, params = estimate_sql(query, self.db.dialect)
+        sql, params = estimate_sql(query, self.db.dialect, self._blind)
         with self.db.reading() as cur:
             cur.execute(self._sql(sql), params)
             plan = cur.fetchone()[0]
@@ -216,23 +321,21 @@ class SqlStore:
                                       self.db.dialect)
             with self.db.reading() as cur:
                 cur.execute(self._sql(sql), params)
-                for row in cur.fetchall():
-                    version = _version(row)
+                for version in self._opened(cur.fetchall(), "skip"):
                     found.setdefault((version.resource_type, version.id), version)
         return list(found.values())[:limit]
 
     def reindex(self, *, job: str = "reindex", batch: int = 500, restart: bool = False,
                 progress: ReindexCallback | None = None) -> ReindexProgress:
         return run_reindex(self.db, self._indexer, job=job, batch=batch, restart=restart,
-                           progress=progress)
+                           progress=progress, open_body=self._body)
 
     def changes(self, after_seq: int = 0, limit: int = 1000) -> list[Version]:
-        sql = ("SELECT r.res_type, r.res_id, v.version, v.last_updated, v.deleted, v.body, v.seq "
-               "FROM resource_version v JOIN resource r ON r.rid = v.rid "
-               "WHERE v.seq > ? ORDER BY v.seq LIMIT ?")
+        sql = (f"SELECT {VERSION_COLUMNS} FROM resource_version v JOIN resource r "
+               f"ON r.rid = v.rid{KEY_JOIN} WHERE v.seq > ? ORDER BY v.seq LIMIT ?")
         with self.db.reading() as cur:
             cur.execute(self._sql(sql), (after_seq, limit))
-            return [_version(row) for row in cur.fetchall()]
+            return self._opened(cur.fetchall(), "deleted")
 
     def last_seq(self) -> int:
         with self.db.reading() as cur:

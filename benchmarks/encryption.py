@@ -1,0 +1,108 @@
+"""The throughput cost of encryption at rest (docs/encryption.md, docs/performance.md).
+
+Loads the same generated hospital record into fresh databases with encryption off and on,
+alternating in one run, through the whole service path (validation, indexing, sealing, blind
+indexes, commit), then reads every resource back by id (ten passes). Prints resources per
+second for each and the cost of encryption as a percentage (target: under 20 %).
+
+    python benchmarks/encryption.py --patients 10 --rounds 3
+    python benchmarks/encryption.py --postgresql postgresql://postgres@127.0.0.1:5432/test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from medarchive.app import build_services
+from medarchive.demo import generate, reference_bundle
+from medarchive.settings import Settings
+
+READ_PASSES = 10  # reads by id over every loaded resource, to time more than noise
+
+
+def _url(base: str | None, folder: Path, name: str) -> tuple[str, Any]:
+    if base is None:
+        return f"sqlite:///{folder / name}.db", None
+    import psycopg
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+
+    def drop() -> None:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}options={quote(f'-csearch_path={schema}')}", drop
+
+
+def run_once(encryption: str, bundles: list[dict[str, Any]], base: str | None,
+             folder: Path, spec: Any) -> tuple[float, float, int]:
+    """(ingested resources/s, reads/s, resources) for one fresh database."""
+    url, drop = _url(base, folder, f"{encryption}-{uuid.uuid4().hex[:6]}")
+    settings = Settings(database_url=url, auth="off", encryption=encryption,
+                        encryption_key_file=str(folder / "bench.kek"))
+    services = build_services(settings, spec=spec)
+    try:
+        services.submit(reference_bundle())
+        count, keys = 0, []
+        started = time.perf_counter()
+        for bundle in bundles:
+            reply = services.submit(bundle)
+            count += len(bundle["entry"])
+            keys += [entry["response"]["location"].split("/_history")[0].split("/")[-2:]
+                     for entry in reply["entry"]]
+        ingest = count / (time.perf_counter() - started)
+        started = time.perf_counter()
+        for _ in range(READ_PASSES):
+            for rtype, rid in keys:
+                assert services.store.read(rtype, rid) is not None
+        reads = READ_PASSES * len(keys) / (time.perf_counter() - started)
+        return ingest, reads, count
+    finally:
+        services.close()
+        if drop is not None:
+            drop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--postgresql", default=None,
+                        help="a PostgreSQL URL (a schema per run is made and dropped)")
+    args = parser.parse_args()
+    from medarchive.fhir.spec import load_spec
+    spec = load_spec()
+    bundles = list(generate(args.patients, seed=5))
+    rates: dict[str, dict[str, list[float]]] = {m: {"ingest": [], "read": []}
+                                                for m in ("off", "on")}
+    total = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        run_once("off", bundles[:1], args.postgresql, Path(tmp), spec)  # warm caches, plans
+        for round_ in range(args.rounds):  # alternate which goes first: no order bias
+            for mode in ("off", "on") if round_ % 2 == 0 else ("on", "off"):
+                ingest, reads, total = run_once(mode, bundles, args.postgresql, Path(tmp), spec)
+                rates[mode]["ingest"].append(ingest)
+                rates[mode]["read"].append(reads)
+    med = {m: {k: statistics.median(v) for k, v in r.items()} for m, r in rates.items()}
+    print(json.dumps({
+        "backend": "postgresql" if args.postgresql else "sqlite", "resources": total,
+        "rounds": args.rounds,
+        "ingest_off_per_s": round(med["off"]["ingest"]),
+        "ingest_on_per_s": round(med["on"]["ingest"]),
+        "ingest_cost_pct": round(100 * (1 - med["on"]["ingest"] / med["off"]["ingest"]), 1),
+        "read_off_per_s": round(med["off"]["read"]),
+        "read_on_per_s": round(med["on"]["read"]),
+        "read_cost_pct": round(100 * (1 - med["on"]["read"] / med["off"]["read"]), 1)}))
+
+
+if __name__ == "__main__":
+    main()
