@@ -251,6 +251,10 @@ def test_history_and_changes(store: Store) -> None:
     pinned = HistoryQuery(max_seq=everything[1].seq, count=1, offset=1)
     assert [(v.id, v.version_id) for v in store.history(pinned)] == [("a", 1)]
     assert [v.seq for v in iter_changes(store, batch=2)] == sorted(v.seq for v in everything)
+    assert store.change_keys(everything[2].seq, 5) == [
+        (v.seq, v.resource_type, v.id) for v in store.changes(everything[2].seq, 5)]
+    assert [seq for seq, _, _ in store.change_keys(0, 2)] == [everything[2].seq,
+                                                              everything[1].seq]
     assert store.last_seq() == everything[0].seq
 
 

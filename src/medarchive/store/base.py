@@ -159,6 +159,11 @@ class Store(Protocol):
         """Versions with seq > after_seq in seq order: the feed for backup and the warehouse."""
         ...
 
+    def change_keys(self, after_seq: int = 0, limit: int = 1000) -> list[tuple[int, str, str]]:
+        """``changes`` without the bodies: (seq, resource type, id) of each version, in seq
+        order; for readers that only need to know what changed (bulk export)."""
+        ...
+
     def last_seq(self) -> int:
         ...
 

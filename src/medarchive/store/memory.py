@@ -224,6 +224,11 @@ class MemoryStore:
         with self._lock:
             return self._log[after_seq:after_seq + limit]
 
+    def change_keys(self, after_seq: int = 0, limit: int = 1000) -> list[tuple[int, str, str]]:
+        with self._lock:
+            return [(v.seq, v.resource_type, v.id)
+                    for v in self._log[after_seq:after_seq + limit]]
+
     def last_seq(self) -> int:
         with self._lock:
             return len(self._log)

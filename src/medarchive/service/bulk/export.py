@@ -193,15 +193,15 @@ def stream(repository: Any, params: dict[str, Any], *, after_seq: int, max_seq: 
     plan = Plan(repository, params)
     store = repository.store
     while after_seq < max_seq:
-        batch = store.changes(after_seq, page)
+        batch = store.change_keys(after_seq, page)
         if not batch:
             break
         latest: dict[str, dict[str, int]] = {}
-        for version in batch:
-            if version.seq > max_seq:
+        for seq, rtype, rid in batch:
+            if seq > max_seq:
                 break
-            if version.resource_type in plan.types:
-                latest.setdefault(version.resource_type, {})[version.id] = version.seq
+            if rtype in plan.types:
+                latest.setdefault(rtype, {})[rid] = seq
         for rtype in sorted(latest):
             seqs = latest[rtype]
             ids = list(seqs)
@@ -210,7 +210,7 @@ def stream(repository: Any, params: dict[str, Any], *, after_seq: int, max_seq: 
                 version = found.get(rid)
                 if version is not None and version.seq == seqs[rid]:
                     yield version
-        after_seq = min(batch[-1].seq, max_seq)
+        after_seq = min(batch[-1][0], max_seq)
         if on_page is not None and not on_page(after_seq):
             return
 

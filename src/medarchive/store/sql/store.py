@@ -337,6 +337,13 @@ class SqlStore:
             cur.execute(self._sql(sql), (after_seq, limit))
             return self._opened(cur.fetchall(), "deleted")
 
+    def change_keys(self, after_seq: int = 0, limit: int = 1000) -> list[tuple[int, str, str]]:
+        sql = ("SELECT v.seq, r.res_type, r.res_id FROM resource_version v JOIN resource r "
+               "ON r.rid = v.rid WHERE v.seq > ? ORDER BY v.seq LIMIT ?")
+        with self.db.reading() as cur:
+            cur.execute(self._sql(sql), (after_seq, limit))
+            return [(int(seq), rtype, rid) for seq, rtype, rid in cur.fetchall()]
+
     def last_seq(self) -> int:
         with self.db.reading() as cur:
             cur.execute("SELECT COALESCE(MAX(seq), 0) FROM resource_version")
