@@ -105,14 +105,65 @@ def test_query_without_warehouse(tmp_path: Path) -> None:
         warehouse.query(path, "SELEC 1")
 
 
-def test_spark_parquet_build(spec: Any, indexer: Indexer, tmp_path: Path, spark: Any) -> None:
+def test_changed_view_definition_is_recomputed(repository: Repository,
+                                               tmp_path: Path) -> None:
+    put(repository, {"resourceType": "Patient", "id": "a", "gender": "female"})
+    path = tmp_path / "w.duckdb"
+    warehouse.build(repository, path, VIEWS)
+    narrower = {**PATIENTS, "select": [{"column": [{"name": "id", "path": "id"}]}]}
+    again = warehouse.build(repository, path, {**VIEWS, "patients": narrower})
+    assert again.views == {"patients": 1} and again.unchanged == ["observations"]
+    assert warehouse.query(path, "SELECT * FROM patients")[0] == ["id"]
+
+
+def parquet(folder: Path, view: str) -> list[tuple[Any, ...]]:
+    return duckdb.sql(f"SELECT * FROM '{folder / view}/*.parquet' ORDER BY 1").fetchall()
+
+
+@pytest.fixture
+def memory_repository(spec: Any, indexer: Indexer) -> Repository:
+    """Spark is slow to start a job: its tests run on one backend (the change feed they
+    read is held to one contract on all of them, and the DuckDB tests run on each)."""
     from medarchive.store.memory import MemoryStore
-    repository = Repository(MemoryStore(indexer), spec, new_id=lambda: "x",
-                            now=lambda: datetime(2024, 1, 1, tzinfo=UTC))
-    for pid in ("a", "b"):
+    ticks = itertools.count()
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    return Repository(MemoryStore(indexer), spec, new_id=lambda: "x",
+                      now=lambda: start + timedelta(seconds=next(ticks)))
+
+
+def test_spark_full_incremental_and_failed_builds(memory_repository: Repository,
+                                                  tmp_path: Path, spark: Any,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from medarchive.analytics import spark_warehouse
+    repository = memory_repository
+    for pid in ("a", "b", "c"):
         put(repository, {"resourceType": "Patient", "id": pid, "gender": "female"})
-    counts = warehouse.build_spark(repository, tmp_path / "parquet", VIEWS, spark)
-    assert counts == {"patients": 2, "observations": 0}
-    found = duckdb.sql(f"SELECT id FROM '{tmp_path / 'parquet' / 'patients'}/*.parquet' "
-                       "ORDER BY id").fetchall()
-    assert found == [("a",), ("b",)]
+    folder = tmp_path / "parquet"
+    first = spark_warehouse.build_spark(repository, folder, VIEWS, spark)
+    assert first.views == {"patients": 3, "observations": 0} and first.resources == 3
+    put(repository, {"resourceType": "Patient", "id": "a", "gender": "male"})
+    repository.delete("Patient", "b")
+    put(repository, {"resourceType": "Patient", "id": "d", "gender": "other"})
+    second = spark_warehouse.build_spark(repository, folder, VIEWS, spark)
+    assert second.changes == 3 and second.from_seq == first.to_seq
+    assert second.views == {"patients": 3} and second.unchanged == ["observations"]
+    assert parquet(folder, "patients") == [("a", "male"), ("c", "female"), ("d", "other")]
+
+    put(repository, {"resourceType": "Observation", "id": "o1", "status": "final",
+                     "code": {"text": "x"}, "subject": {"reference": "Patient/a"}})
+
+    def broken(*args: Any) -> None:
+        raise OSError("disk full")
+    monkeypatch.setattr(spark_warehouse, "_publish", broken)
+    with pytest.raises(OSError):
+        spark_warehouse.build_spark(repository, folder, VIEWS, spark)
+    assert parquet(folder, "observations") == []  # the failed build changed nothing
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+    monkeypatch.undo()
+
+    again = spark_warehouse.build_spark(repository, folder, VIEWS, spark, window=100)
+    assert again.from_seq == 0 and again.resources == 4  # re-read everything, harmlessly
+    assert again.views == {"patients": 3, "observations": 1}
+    assert parquet(folder, "observations") == [("o1", "Patient/a")]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "_resources", "_state.json", "observations", "patients"]

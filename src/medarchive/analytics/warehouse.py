@@ -15,13 +15,15 @@ good. Each build therefore re-reads a ``window`` of sequence numbers before the 
 (default 10,000 on PostgreSQL; SQLite commits in sequence order, so 0). Re-reading is harmless:
 rows are replaced by (type, id) with the latest version seen.
 
-``build_spark`` materialises the same views with Spark as Parquet datasets (one folder per
-view), rebuilt whole each time. ``live_resources`` reads the current resources of some types
+``spark_warehouse.build_spark`` does the same with Spark and Parquet datasets. A view is also
+recomputed when its definition changed since the last build (its compiled query's digest is
+kept in ``warehouse_state``). ``live_resources`` reads the current resources of some types
 with bounded memory (the Bulk Data export stream), for ``medarchive views run`` on the store.
 """
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -52,6 +54,11 @@ class BuildReport:
     views: dict[str, int] = field(default_factory=dict)
     unchanged: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+
+def query_digest(sql: str) -> int:
+    """A 63-bit digest of a compiled view query: a changed definition changes it."""
+    return int.from_bytes(hashlib.sha256(sql.encode()).digest()[:8], "big") >> 1
 
 
 def live_resources(repository: Any, types: list[str]) -> Iterator[Version]:
@@ -122,10 +129,15 @@ def build(repository: Any, path: str | Path, views: Mapping[str, dict[str, Any]]
         existing = {row[0] for row in con.execute("SELECT table_name FROM "
                                                   "information_schema.tables").fetchall()}
         for name, query in compiled.items():
-            if name in existing and query.resource not in changed:
+            digest = query_digest(query.sql)
+            kept = con.execute(f"SELECT value FROM {STATE} WHERE key = ?",
+                               [f"view:{name}"]).fetchone()
+            if name in existing and query.resource not in changed and kept \
+                    and kept[0] == digest:
                 report.unchanged.append(name)
                 continue
             con.execute(f'CREATE OR REPLACE TABLE "{name}" AS {query.sql}')
+            con.execute(f"INSERT OR REPLACE INTO {STATE} VALUES (?, ?)", [f"view:{name}", digest])
             report.views[name] = int(con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0])
         con.execute(f"INSERT OR REPLACE INTO {STATE} VALUES ('last_seq', ?)", [upto])
         report.resources = int(con.execute(f"SELECT count(*) FROM {RESOURCES}").fetchone()[0])
@@ -137,35 +149,6 @@ def build(repository: Any, path: str | Path, views: Mapping[str, dict[str, Any]]
         con.close()
     report.seconds = time.perf_counter() - started
     return report
-
-
-def build_spark(repository: Any, folder: str | Path, views: Mapping[str, dict[str, Any]],
-                spark: Any) -> dict[str, int]:
-    """Materialise ``views`` with Spark as Parquet datasets ``folder/<view>`` (rebuilt whole);
-    returns the rows per view."""
-    from medarchive.analytics import spark_engine
-
-    models = {name: parse_view(view) for name, view in views.items()}
-    types = sorted({model.resource for model in models.values()})
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    counts = {}
-    with tempfile.TemporaryDirectory(prefix="medarchive-warehouse-") as tmp:
-        source = Path(tmp) / "resources.ndjson"
-        with source.open("wb") as handle:
-            for version in live_resources(repository, types):
-                handle.write(version.body + b"\n")
-        spark_engine.ndjson_dataframe(spark, [str(source)]).createOrReplaceTempView(
-            "warehouse_resources")
-        try:
-            for name, model in models.items():
-                query = compile_view(model, "spark", source="warehouse_resources")
-                frame = spark.sql(query.sql)
-                frame.write.mode("overwrite").parquet(str(out / name))
-                counts[name] = int(spark.read.parquet(str(out / name)).count())
-        finally:
-            spark.catalog.dropTempView("warehouse_resources")
-    return counts
 
 
 def query(path: str | Path, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:

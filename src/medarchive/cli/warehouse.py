@@ -1,14 +1,13 @@
 """``medarchive warehouse``: build the analytics warehouse from the record, and query it.
 
 ``build`` materialises every stored view plus the shipped library (``analytics.warehouse``):
-into the DuckDB file ``warehouse_path`` incrementally, or with ``--engine spark`` into Parquet
+incrementally into the DuckDB file ``warehouse_path``, or with ``--engine spark`` into Parquet
 datasets (``<warehouse_path>.parquet/<view>/``) on the ``spark_master`` cluster. ``sql`` runs a
 query on the DuckDB warehouse and prints the result as a table (docs/analytics.md).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -56,25 +55,25 @@ def build(
         try:
             views = _views(services.repository)
             try:
-                if engine == "spark":
-                    from medarchive.analytics import spark_engine
-                    folder = Path(settings.warehouse_path + ".parquet")
-                    counts = warehouse.build_spark(services.repository, folder, views,
-                                                   spark_engine.session(settings.spark_master))
-                    _print_counts(counts, [])
-                    console.print(f"Parquet datasets in {folder}")
-                    return
                 postgres = settings.database_url.startswith("postgres")
-                report = warehouse.build(
-                    services.repository, settings.warehouse_path, views,
-                    window=window if window is not None else (10_000 if postgres else 0))
+                reread = window if window is not None else (10_000 if postgres else 0)
+                target = settings.warehouse_path
+                if engine == "spark":
+                    from medarchive.analytics import spark_engine, spark_warehouse
+                    target += ".parquet"
+                    report = spark_warehouse.build_spark(
+                        services.repository, target, views,
+                        spark_engine.session(settings.spark_master), window=reread)
+                else:
+                    report = warehouse.build(services.repository, target, views,
+                                             window=reread)
             except (ViewError, CannotCompile) as exc:
                 fail(str(exc))
         finally:
             services.close()
     _print_counts(report.views, report.unchanged)
     console.print(f"{report.changes:,} changes read (seq {report.from_seq}..{report.to_seq}), "
-                  f"{report.resources:,} resources in {settings.warehouse_path}, "
+                  f"{report.resources:,} resources in {target}, "
                   f"{report.seconds:.1f} s")
 
 
