@@ -62,6 +62,7 @@ class Services:
     router: Router
     security: Any = None  # security.service.Security when settings.auth is on
     bulk: Any = None  # service.bulk.runner.BulkExports when serving HTTP (its workers)
+    devices: Any = None  # devices.pipeline.Pipeline once built (build_devices)
 
     def submit(self, bundle: dict[str, Any], idempotency_key: str | None = None
                ) -> dict[str, Any]:
@@ -71,6 +72,8 @@ class Services:
 
     def close(self) -> None:
         """Release the store (connections, pools)."""
+        if self.devices is not None:
+            self.devices.close()
         if self.bulk is not None:
             self.bulk.close()
         if self.security is not None:
@@ -100,12 +103,30 @@ def build_services(settings: Settings, *, store: Store | None = None, spec: Any 
         validator = default_validator(spec)
     repository = Repository(store, spec, new_id=new_id, now=now, validator=validator,
                             validate_writes=settings.validate_writes)
-    router = Router(repository, base=settings.public_base() + FHIR_PREFIX,
-                    limits=Limits.from_settings(settings))
     security = _security(settings, store, spec, now)
+    capability = None
+    if security is not None:  # the CapabilityStatement names SMART (rest.security)
+        capability = _secured_capability(spec, settings.public_base() + FHIR_PREFIX, now)
+    router = Router(repository, base=settings.public_base() + FHIR_PREFIX,
+                    limits=Limits.from_settings(settings), capability=capability)
     if security is not None:  # one guard authorizes and audits every interaction
         repository.guard = router.guard = security.guard
     return Services(settings, spec, store, repository, router, security)
+
+
+def _secured_capability(spec: Any, fhir_base: str,
+                        now: Callable[[], datetime]) -> Callable[[], dict[str, Any]]:
+    """A CapabilityStatement builder (for the router) that adds ``rest.security``."""
+    from medarchive.security.discovery import rest_security
+    from medarchive.service.capability import capability_statement
+
+    def build() -> dict[str, Any]:
+        statement = capability_statement(spec, fhir_base, date=now().date().isoformat())
+        base = fhir_base.rsplit("/fhir", 1)[0] if fhir_base.endswith("/fhir") else fhir_base
+        for rest in statement.get("rest", []):
+            rest["security"] = rest_security(base)
+        return statement
+    return build
 
 
 def build_gateway(settings: Settings, **inject: Any) -> tuple[Any, Services]:
@@ -152,6 +173,20 @@ def build_gateway(settings: Settings, **inject: Any) -> tuple[Any, Services]:
     return gateway, services
 
 
+def build_devices(services: Services, *, start: bool = False) -> Any:
+    """The device pipeline over ``services`` (docs/ingestion.md "Device readings"): raw readings
+    table, landing, materializer (running in a thread when ``start``); kept on
+    ``services.devices`` and closed with the services."""
+    if services.devices is None:
+        from medarchive.devices.pipeline import open_pipeline
+        settings = services.settings
+        services.devices = open_pipeline(services, batch=settings.device_materialize_batch,
+                                         keep_s=settings.device_raw_keep_hours * 3600)
+        if start:
+            services.devices.materializer.start()
+    return services.devices
+
+
 def build_encryption(settings: Settings, spec: Any) -> Any:
     """Encryption at rest (docs/encryption.md): the KEK manager the settings name and the
     patient-compartment owner of each resource; None when off, and on the memory store."""
@@ -186,7 +221,11 @@ def _security(settings: Settings, store: Store, spec: Any,
         raise ValueError(f"setting auth must be on or off, not {settings.auth!r}")
     from medarchive.security.service import build_security
     return build_security(store, spec, issuer=settings.public_base() + FHIR_PREFIX, now=now,
-                          token_lifetime_s=settings.access_token_lifetime)
+                          token_lifetime_s=settings.access_token_lifetime,
+                          relationship_required=settings.access_relationship_required,
+                          break_glass_minutes=settings.break_glass_minutes,
+                          refresh_lifetime_s=settings.refresh_token_lifetime,
+                          online_refresh_lifetime_s=settings.online_refresh_token_lifetime)
 
 
 def create_app(settings: Settings, *, services: Services | None = None,
@@ -201,18 +240,29 @@ def create_app(settings: Settings, *, services: Services | None = None,
         from medarchive.web.auth_routes import auth_routes, protected_fhir_routes
         routes = auth_routes(built.security, FHIR_PREFIX) + protected_fhir_routes(
             built.router, built.security, FHIR_PREFIX)
+        from medarchive.web.break_glass import break_glass_routes
+        routes = break_glass_routes(built.security) + routes
     # -- Bulk Data $export/$import (issue 7; docs/bulk-data.md): before the FHIR catch-all --
     from medarchive.web.bulk_api import install_bulk
     routes = install_bulk(built) + routes
     # -- device readings (issue 6; docs/ingestion.md) --
     from medarchive.web.devices_api import device_routes
+    devices = build_devices(built)  # its materializer starts with the app (below)
     routes = routes + device_routes(built)
     # -- the clinician web UI at / (issue 8; docs/ui.md) --
     from medarchive.web.ui.routes import ui_routes
     routes = routes + ui_routes(built, idle_s=settings.ui_idle_timeout)
+    if built.security is not None:  # SMART App Launch: authorize/consent pages, EHR launch
+        from medarchive.web.ui.authorize import app_routes
+        routes = routes + app_routes(built, idle_s=settings.ui_idle_timeout)
+    materialize = settings.device_materializer and settings.workers <= 1
     app = build_asgi(routes,
                      max_request_bytes=settings.max_request_bytes, on_shutdown=built.close,
-                     worker_threads=settings.worker_threads)
+                     worker_threads=settings.worker_threads,
+                     on_startup=devices.materializer.start if materialize else None)
+    # -- the edge: URL/header limits, rate limits, refusal audit, CORS (docs/security.md) --
+    from medarchive.web.edge import install_edge
+    install_edge(app, settings, built.security)
     if built.security is not None:
         from medarchive.web.auth_routes import SecurityHeaders
         app.add_middleware(SecurityHeaders)

@@ -30,7 +30,7 @@ class Settings:
     base_url: str = field(
         default="",
         metadata={"help": "Public base URL of the server (for links in Bundles); "
-                          "default http://HOST:PORT."})
+                          "default http://HOST:PORT (https:// with tls_cert)."})
     workers: int = field(default=1, metadata={"help": "HTTP server processes (one per core)."})
     worker_threads: int = field(
         default=8, metadata={"help": "Threads per server process that run database calls."})
@@ -59,9 +59,55 @@ class Settings:
                           "local development only: the server then binds to loopback only."})
     access_token_lifetime: int = field(
         default=3600, metadata={"help": "Lifetime of issued access tokens, in seconds."})
+    refresh_token_lifetime: int = field(
+        default=2_592_000, metadata={"help": "SMART apps: a refresh token granted with "
+                                             "offline_access lasts this many seconds from its "
+                                             "issue (each use rotates it; docs/security.md)."})
+    online_refresh_token_lifetime: int = field(
+        default=43_200, metadata={"help": "SMART apps: the same for online_access refresh "
+                                          "tokens (about one working shift)."})
+    access_relationship_required: bool = field(
+        default=True, metadata={"help": "Physicians, nurses and pharmacists see only patients "
+                                        "they have a relationship with (department, care team, "
+                                        "encounter, break-the-glass; docs/security.md)."})
+    break_glass_minutes: int = field(
+        default=60, metadata={"help": "How long a break-the-glass grant lasts, in minutes."})
     ui_idle_timeout: int = field(
         default=900, metadata={"help": "Web UI: a session idle for this many seconds ends "
                                        "(docs/ui.md)."})
+    # -- the HTTP edge: TLS, CORS, rate limits (issue 4; docs/security.md "Edge") --
+    tls_cert: str = field(
+        default="", metadata={"help": "PEM certificate (chain) to serve HTTPS with (TLS 1.2+); "
+                                      "empty: plain HTTP (e.g. behind a TLS proxy)."})
+    tls_key: str = field(
+        default="", metadata={"help": "PEM private key for tls_cert (empty when the "
+                                      "certificate file holds it)."})
+    trusted_proxies: str = field(
+        default="127.0.0.1",
+        metadata={"help": "Addresses (comma-separated, * for any) of reverse proxies whose "
+                          "X-Forwarded-For/-Proto are believed (client address and scheme)."})
+    cors_origins: str = field(
+        default="", metadata={"help": "Origins (comma-separated, e.g. https://app.example.org; "
+                                      "* for any) whose browser apps may call the FHIR API, "
+                                      "/auth and /bulk; empty: none."})
+    rate_limit_per_client: int = field(
+        default=100, metadata={"help": "Requests per second one authenticated client or user "
+                                       "may make (token bucket; 0: no limit; auth on only)."})
+    rate_limit_per_address: int = field(
+        default=200, metadata={"help": "Requests per second one source address may make "
+                                       "(token bucket; 0: no limit; auth on only)."})
+    rate_limit_burst: int = field(
+        default=2, metadata={"help": "Burst a rate limit allows, in seconds' worth of its "
+                                     "rate (the token bucket's size)."})
+    rate_limit_url: str = field(
+        default="", metadata={"help": "redis://HOST:PORT/DB to share rate limits between "
+                                      "server processes and hosts; empty: per process."})
+    max_url_bytes: int = field(
+        default=8192, metadata={"help": "Longest request target (path and query) accepted, "
+                                        "in bytes (longer: 414; POST _search instead)."})
+    max_header_bytes: int = field(
+        default=32768, metadata={"help": "Largest total size of the request headers "
+                                         "accepted, in bytes (larger: 431)."})
     # -- HL7 v2 over MLLP (issue 6; docs/ingestion.md) --
     mllp_port: int = field(
         default=0, metadata={"help": "Port of the HL7 v2 MLLP listener (2575 is usual); "
@@ -97,11 +143,29 @@ class Settings:
     mqtt_topic: str = field(
         default="medarchive/devices/+/readings",
         metadata={"help": "MQTT topic filter the device subscriber listens to."})
+    mqtt_client_id: str = field(
+        default="medarchive-devices",
+        metadata={"help": "MQTT client id of the device subscriber (its persistent session; "
+                          "-0, -1, ... appended per connection); unique per deployment."})
+    mqtt_connections: int = field(
+        default=4, metadata={"help": "MQTT sessions sharing the device subscription "
+                                     "($share/medarchive/...), each with its own window of "
+                                     "unacknowledged messages."})
     device_batch_size: int = field(
         default=500, metadata={"help": "Most device readings written in one transaction."})
     device_batch_ms: int = field(
         default=200, metadata={"help": "Longest wait, in milliseconds, to fill a batch of "
                                        "device readings."})
+    device_materializer: bool = field(
+        default=True, metadata={"help": "Run the device-readings materializer inside the "
+                                        "server when it has one worker process (else run "
+                                        "medarchive devices materialize beside it)."})
+    device_materialize_batch: int = field(
+        default=500, metadata={"help": "Most raw device readings made Observations in one "
+                                        "transaction by the materializer."})
+    device_raw_keep_hours: int = field(
+        default=24, metadata={"help": "Raw device readings are deleted this many hours after "
+                                      "they were materialized (the Observation stays)."})
     device_retention_days: int = field(
         default=30, metadata={"help": "Raw device readings older than this many days are "
                                       "compacted into per-minute summaries "
@@ -163,7 +227,8 @@ class Settings:
                                               "(local[N], spark://HOST:7077, yarn...)."})
 
     def public_base(self) -> str:
-        return (self.base_url or f"http://{self.host}:{self.port}").rstrip("/")
+        scheme = "https" if self.tls_cert else "http"
+        return (self.base_url or f"{scheme}://{self.host}:{self.port}").rstrip("/")
 
 
 def setting_names() -> list[str]:

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from medarchive.app import Services, build_services
+from medarchive.app import Services, build_devices, build_services
+from medarchive.devices.pipeline import Pipeline
 from medarchive.devices.readings import DEVICE_SYSTEM
 from medarchive.settings import Settings
 
@@ -29,3 +30,10 @@ def services(database_url: str) -> Iterator[Services]:
     built.submit(bundle)
     yield built
     built.close()
+
+
+@pytest.fixture
+def pipeline(services: Services) -> Pipeline:
+    """The raw-readings pipeline over ``services`` (materializer not started)."""
+    return build_devices(services)
+

@@ -1,4 +1,4 @@
-"""``POST /devices/readings`` on the real app (memory store; the path is backend-neutral)."""
+"""``POST /devices/readings`` and ``GET /devices/status`` on the real app."""
 
 from __future__ import annotations
 
@@ -24,18 +24,35 @@ def client(services: Services) -> Iterator[TestClient]:
 
 
 @pytest.mark.parametrize("database_url", ["memory://"], indirect=False)
-def test_batch_endpoint_reports_stored_and_refused(client: TestClient) -> None:
+def test_batch_endpoint_reports_accepted_and_refused(client: TestClient) -> None:
     good = {"device": "MON-1", "kind": "respiratory_rate", "value": 18, "time": T}
     bad = {"device": "MON-1", "kind": "respiratory_rate", "value": "fast", "time": T}
     all_good = client.post("/devices/readings", json={"readings": [good]})
-    assert all_good.status_code == 200 and all_good.json() == {"stored": 1, "refused": []}
-    mixed = client.post("/devices/readings", json=[good | {"value": 19, "time":
-                                                           "2024-05-01T12:01:00Z"}, bad])
-    assert mixed.status_code == 207
+    assert all_good.status_code == 202
+    assert all_good.json() == {"accepted": 1, "duplicates": 0, "refused": []}
+    mixed = client.post("/devices/readings", json=[good, bad])
+    assert mixed.status_code == 202
+    assert mixed.json()["accepted"] == 1 and mixed.json()["duplicates"] == 1
     assert mixed.json()["refused"][0]["index"] == 1
     none = client.post("/devices/readings", json=[bad])
     assert none.status_code == 422
     assert client.post("/devices/readings", content=b"{not json").status_code == 400
+
+
+def test_accepted_readings_are_durable_and_the_lag_is_reported(client: TestClient,
+                                                               services: Services) -> None:
+    services.devices.materializer.stop()  # hold materialization to see the lag
+    readings = [{"device": "MON-1", "kind": "heart_rate", "value": 60 + i,
+                 "time": f"2024-05-01T12:{i:02d}:00Z"} for i in range(5)]
+    assert client.post("/devices/readings", json=readings).status_code == 202
+    assert services.devices.readings.lag().pending == 5  # committed before the answer
+    status = client.get("/devices/status").json()
+    assert status["pending"] == 5 and status["oldest_pending_age_s"] >= 0
+    services.devices.materializer.drain()
+    assert client.get("/devices/status").json() == {"pending": 0,
+                                                    "oldest_pending_age_s": None}
+    found = client.get("/fhir/Observation", params={"code": "http://loinc.org|8867-4"})
+    assert found.status_code == 200 and len(found.json()["entry"]) == 5
 
 
 def test_endpoint_needs_a_token_when_security_is_on() -> None:

@@ -107,3 +107,32 @@ def test_failed_group_raises_for_every_caller(security: Security,
     import pytest
     with pytest.raises(OSError):
         security.trail.record(audit_event(WHO, "read", security.trail.now(), status=200))
+
+
+def test_group_commit_waits_for_an_interaction_under_way(security: Security,
+                                                         monkeypatch: Any) -> None:
+    """A commit about to start waits for an interaction that is still running (``arriving``)
+    so both events share one durable commit instead of two."""
+    import threading
+    import time
+
+    from medarchive.security import audit
+    monkeypatch.setattr(audit, "GATHER_S", 30.0)
+    groups: list[int] = []
+    write = security.trail._write
+
+    def counting(batch: Any) -> None:
+        groups.append(len(batch))
+        write(batch)
+    monkeypatch.setattr(security.trail, "_write", counting)
+    event = audit_event(WHO, "read", security.trail.now(), status=200)
+    with security.trail.arriving():
+        other = threading.Thread(target=security.trail.record, args=(event,))
+        other.start()
+        while not security.trail._queue:  # the other event is queued and its commit waits
+            time.sleep(0.001)
+        assert groups == []
+        security.trail.record(event)
+    other.join()
+    assert groups == [2]
+    assert security.trail.verify() == (2, None)

@@ -26,6 +26,7 @@ from medarchive.fhir.search.parse import parse_search
 from medarchive.store import open_store
 from medarchive.store.base import Change, Store
 from medarchive.store.memory import MemoryStore
+from medarchive.store.sql.indexing import INDEX_TABLES
 
 UCUM = "http://unitsofmeasure.org"
 LOINC = "http://loinc.org"
@@ -34,9 +35,7 @@ CODES = ["1-1", "2-2", "3-3"]
 SYSTEMS = ["urn:a", "urn:b"]
 UNITS = ["mg", "g", "kg", "mm[Hg]"]
 MAX_EXAMPLES = 60
-TABLES = ("idx_token", "idx_string", "idx_reference", "idx_date", "idx_number",
-          "idx_quantity", "idx_uri", "idx_composite", "idx_param", "resource_version",
-          "resource")
+TABLES = (*INDEX_TABLES, "resource_version", "resource")
 
 dates = st.builds(
     lambda y, m, d, h, precision: [f"{y}", f"{y}-{m:02d}", f"{y}-{m:02d}-{d:02d}",

@@ -21,8 +21,9 @@ from typing import Any
 
 import orjson
 
-from medarchive.backup.codec import Row, decode_rows
+from medarchive.backup.codec import Columns, decode_columns, decode_rows
 from medarchive.backup.errors import BackupError
+from medarchive.backup.indexkey import IndexSeal
 from medarchive.backup.keys import BackupKey
 
 FORMAT = "medarchive-backup/1"
@@ -145,17 +146,40 @@ def check_files(backup: Backup) -> int:
     return total
 
 
-def read_rows(backup: Backup, entry: dict[str, Any], key: BackupKey) -> list[Row]:
-    """Decrypt and decode one data file (checked again: it may change after check_files)."""
+def _plain(backup: Backup, entry: dict[str, Any], key: BackupKey,
+           seal: IndexSeal | None = None) -> tuple[bytes, str]:
+    """One data file decrypted (checked again: it may change after check_files), and opened
+    with ``seal`` too for a sealed copy of the search index."""
     data = (backup.path / "data" / entry["name"]).read_bytes()
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:
         raise BackupError(f"backup {backup.id}: data file {entry['name']} is corrupted "
                           "(checksum mismatch)")
     context = f"{backup.id}/{entry['name']}"
-    rows = decode_rows(key.decrypt(data, context.encode()), context)
-    if len(rows) != entry["rows"]:
-        raise BackupError(f"{context}: holds {len(rows)} rows, the manifest says {entry['rows']}")
+    plain = key.decrypt(data, context.encode())
+    return (plain if seal is None else seal.open(plain, context.encode())), context
+
+
+def _counted(count: int, entry: dict[str, Any], context: str) -> None:
+    if count != entry["rows"]:
+        raise BackupError(f"{context}: holds {count} rows, the manifest says {entry['rows']}")
+
+
+def read_rows(backup: Backup, entry: dict[str, Any], key: BackupKey,
+              seal: IndexSeal | None = None) -> list[list[Any]]:
+    """The rows of one data file."""
+    blob, context = _plain(backup, entry, key, seal)
+    rows = decode_rows(blob, context)
+    _counted(len(rows), entry, context)
     return rows
+
+
+def read_columns(backup: Backup, entry: dict[str, Any], key: BackupKey,
+                 seal: IndexSeal | None = None) -> tuple[int, Columns]:
+    """(row count, columns) of one data file: what a restore loads without per-row work."""
+    blob, context = _plain(backup, entry, key, seal)
+    count, columns = decode_columns(blob, context)
+    _counted(count, entry, context)
+    return count, columns
 
 
 def remove(root: Path, backup_id: str) -> None:

@@ -114,6 +114,7 @@ class Drill:
         self.source_url, self.workdir, self.indexer, self.writes = (source_url, workdir,
                                                                      indexer, writes)
         self.encryption = encryption
+        self._kek = encryption.kek if encryption is not None else None
         self.key = generate_key()
         self._copy = workdir / "copy-of-live"
 
@@ -127,7 +128,7 @@ class Drill:
         self.workdir.mkdir(parents=True, exist_ok=True)
         source = open_database(self.source_url)
         try:
-            create_backup(source, self._copy, self.key)
+            create_backup(source, self._copy, self.key, kek=self._kek)
         finally:
             source.close()
         return [self._scenario(name) for name in (names or list(SCENARIOS))]
@@ -141,7 +142,7 @@ class Drill:
         write_key(site.key_file, self.key)
         escrow_key(site.key_file, site.escrow)
         restore(plan_restore(self._copy, self.key), self.key, f"sqlite:///{site.database}",
-                reindex=reindex_with(self.indexer, self.encryption))
+                reindex=reindex_with(self.indexer, self.encryption), kek=self._kek)
         return site
 
     def _scenario(self, name: str) -> DrillResult:
@@ -149,15 +150,15 @@ class Drill:
         url = f"sqlite:///{site.database}"
         store = SqlStore(open_database(url), self.indexer, encryption=self.encryption)
         try:
-            create_backup(store.db, site.backups, self.key)
+            create_backup(store.db, site.backups, self.key, kek=self._kek)
             _write(store, self.writes, "a")
-            create_backup(store.db, site.backups, self.key, incremental=True)
+            create_backup(store.db, site.backups, self.key, incremental=True, kek=self._kek)
             _write(store, max(self.writes // 5, 1), "b")
             until, deleted = None, 0
             if name == "mass-delete":
                 until = to_micros(_now())
                 deleted = _delete_half(store, url)
-                create_backup(store.db, site.backups, self.key, incremental=True)
+                create_backup(store.db, site.backups, self.key, incremental=True, kek=self._kek)
         finally:
             store.close()
         before = _versions(url)
@@ -198,7 +199,7 @@ class Drill:
         plan = plan_restore(site.backups, key, until=until, fallback=True)
         detail += [f"skipped {reason}" for reason in plan.skipped]
         result = restore(plan, key, url, force=True,
-                         reindex=reindex_with(self.indexer, self.encryption))
+                         reindex=reindex_with(self.indexer, self.encryption), kek=self._kek)
         integrity = sqlite3.connect(site.database)
         try:
             healthy = integrity.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -20,7 +20,7 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,12 +32,21 @@ from medarchive.backup.archive import (
     check_files,
     files,
     open_backup,
-    read_rows,
+    read_columns,
 )
-from medarchive.backup.codec import Row
+from medarchive.backup.codec import Columns, Row
+from medarchive.backup.erasure import (
+    Tombstones,
+    apply,
+    database_tombstones,
+    file_tombstones,
+    newest_tombstones,
+)
 from medarchive.backup.errors import BackupError
+from medarchive.backup.indexkey import IndexSeal, open_seal
 from medarchive.backup.keys import BackupKey
 from medarchive.backup.schema import (
+    DATA_KEYS,
     RESOURCES,
     VERSIONS,
     Table,
@@ -50,9 +59,9 @@ from medarchive.store.base import Indexer
 from medarchive.store.sql.database import Database, SqliteDatabase, open_database
 from medarchive.store.sql.migrations import migrate
 
-Reindex = Callable[[str], Any]
-"""Rebuilds the search index of the store at a database URL."""
-_BATCH = 1000
+Reindex = Callable[[str, "list[int] | None"], Any]
+"""Rebuilds the search index of the store at a database URL: of the resources listed, or of
+every resource (None)."""
 STATE_TABLES = ("resource", "resource_version", "sec_user", "sec_client", "audit_event")
 
 
@@ -65,6 +74,8 @@ class Plan:
     later: list[Backup] = field(default_factory=list)
     until: int | None = None
     skipped: list[str] = field(default_factory=list)
+    shreds: Tombstones = field(default_factory=dict)
+    """Data keys shredded after the chain was taken, from the newest readable later backup."""
 
     @property
     def last(self) -> Backup:
@@ -79,16 +90,21 @@ class RestoreResult:
     versions: int
     rows: int
     seconds: float
+    index_copied: bool = False
+    """Whether the search index came from the backup's copy (else it is re-extracted whole,
+    by ``reindex``)."""
 
 
 def reindex_with(indexer: Indexer, encryption: Any = None) -> Reindex:
     """A Reindex that rebuilds the search index through the store itself (``Store.reindex``),
     so whatever the store keeps in resource bodies it also knows how to index; ``encryption``
     (``app.build_encryption``) opens sealed bodies and writes blind indexes."""
-    def run(url: str) -> Any:
+    def run(url: str, rids: list[int] | None = None) -> Any:
         store = open_store(url, indexer, encryption=encryption)
         try:
-            return store.reindex(job="restore", restart=True)
+            if rids is None:
+                return store.reindex(job="restore", restart=True)
+            return store.reindex_rids(rids)  # type: ignore[attr-defined]
         finally:
             store.close()
     return run
@@ -124,7 +140,8 @@ def plan_restore(root: Path, key: BackupKey, *, until: int | None = None,
             skipped.append(str(exc))
             continue
         later = _later(root, key, ids, backups) if until is not None else []
-        return Plan(backups, later, until, skipped)
+        newer = ids[ids.index(backups[-1].id) + 1:]
+        return Plan(backups, later, until, skipped, newest_tombstones(root, newer, key))
     raise BackupError(f"no intact backup chain in {root}: " + "; ".join(skipped))
 
 
@@ -163,26 +180,50 @@ def is_empty(cur: Any, tables: Iterable[str]) -> bool:
 
 
 def restore(plan: Plan, key: BackupKey, url: str, *, force: bool = False,
-            reindex: Reindex | None = None) -> RestoreResult:
-    """Restore ``plan`` into the database at ``url`` (issue 5, "Backup and restore")."""
+            reindex: Reindex | None = None, kek: Any = None) -> RestoreResult:
+    """Restore ``plan`` into the database at ``url`` (issue 5, "Backup and restore").
+
+    The search index comes from the full backup when it holds one (a sealed copy needs
+    ``kek``, the encryption key manager, to open); ``reindex`` then re-extracts only the
+    resources that changed after it, or every resource when there is no usable copy."""
     started = time.perf_counter()
+    seal = _index_source(plan, kek)
     if url.startswith("sqlite:///"):
-        counts = _restore_sqlite(plan, key, url[len("sqlite:///"):], force, reindex)
+        counts, stale = _restore_sqlite(plan, key, url[len("sqlite:///"):], force, reindex, seal)
     else:
         db = open_database(url)
         try:
             migrate(db)
-            counts = _load(db, plan, key, force)
+            counts, stale = _load(db, plan, key, force, seal)
         finally:
             db.close()
-        if reindex is not None:
-            reindex(url)
+        if reindex is not None and (stale is None or stale):
+            reindex(url, stale)
     return RestoreResult(plan.last.id, [b.id for b in plan.chain], counts[0], counts[1],
-                         counts[2], time.perf_counter() - started)
+                         counts[2], time.perf_counter() - started, stale is not None)
+
+
+_NO_COPY: Any = object()
+
+
+def _index_source(plan: Plan, kek: Any) -> Any:
+    """How the full backup's index copy opens: None (not sealed), its IndexSeal, or
+    ``_NO_COPY`` (no copy, or one this restore cannot open: the index is re-extracted)."""
+    doc = plan.chain[0].manifest.get("index")
+    if doc is None:
+        return _NO_COPY
+    if doc["sealed"] is None:
+        return None
+    if kek is None:
+        return _NO_COPY
+    try:
+        return open_seal(kek, plan.chain[0].id, doc["sealed"])
+    except BackupError:
+        return _NO_COPY  # e.g. its KEK version was retired after a shred
 
 
 def _restore_sqlite(plan: Plan, key: BackupKey, path: str, force: bool,
-                    reindex: Reindex | None) -> tuple[int, int, int]:
+                    reindex: Reindex | None, seal: Any) -> tuple[Counts, list[int] | None]:
     if os.path.exists(path) and not force:
         old = SqliteDatabase(path)
         try:
@@ -197,27 +238,45 @@ def _restore_sqlite(plan: Plan, key: BackupKey, path: str, force: bool,
         if not empty:
             raise BackupError(f"the target database {path} is not empty: restore into an "
                               "empty one, or pass --force to replace it")
+    replaced = file_tombstones(path) if os.path.exists(path) else {}
     scratch = path + ".restoring"
     _remove(scratch)
     db = SqliteDatabase(scratch)
     try:
         migrate(db)
-        counts = _load(db, plan, key, force=True)
+        with db.reading() as cur:  # a scratch file: nothing to protect until it is complete
+            cur.execute("PRAGMA journal_mode=MEMORY")
+            cur.execute("PRAGMA synchronous=OFF")
+            cur.execute("PRAGMA threads=2")  # CREATE INDEX sorts in helper threads
+            cur.execute("PRAGMA cache_size=-262144")  # 256 MiB for those sorts
+        counts, stale = _load(db, plan, key, True, seal, replaced)
+        with db.reading() as cur:
+            cur.execute("PRAGMA journal_mode=WAL")
         db.close()
-        if reindex is not None:
-            reindex("sqlite:///" + scratch)
+        if reindex is not None and (stale is None or stale):
+            reindex("sqlite:///" + scratch, stale)
         db = SqliteDatabase(scratch)
         with db.reading() as cur:
             cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         db.close()
+        _fsync(scratch)  # written without syncs: on disk before it takes the database's name
         _remove(path, keep_main=True)  # a stale WAL must never be applied to the new file
         os.replace(scratch, path)
+        _fsync(os.path.dirname(os.path.abspath(path)))
     except BaseException:
         db.close()
         _remove(scratch)
         raise
     _remove(scratch)
-    return counts
+    return counts, stale
+
+
+def _fsync(path: str) -> None:
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 def _remove(path: str, *, keep_main: bool = False) -> None:
@@ -227,95 +286,185 @@ def _remove(path: str, *, keep_main: bool = False) -> None:
             os.remove(path + suffix)
 
 
-def _converter(kind: str) -> Callable[[Any], Any]:
-    if kind == "bool":
-        return lambda v: v if v is None else bool(v)
-    return lambda v: v
+Chunk = tuple[int, Columns]
+Counts = tuple[int, int, int]
+
+
+def _pick(target: Table, source: Table) -> tuple[list[str], list[int], list[bool]]:
+    """The source columns the target has: names, source positions, whether boolean there."""
+    kinds = dict(target.columns)
+    names = [n for n in source.column_names if n in kinds]
+    return names, [source.column_names.index(n) for n in names], \
+        [kinds[n] == "bool" for n in names]
+
+
+def _flag(column: list[Any]) -> list[Any]:
+    return [None if v is None else bool(v) for v in column]
 
 
 def _insert(cur: Any, db: Database, target: Table, source: Table,
-            rows: Iterable[Row]) -> int:
-    """Insert ``rows`` (in ``source`` column order) into ``target``, converting kinds."""
-    kinds = dict(target.columns)
-    names = [n for n in source.column_names if n in kinds]
-    picks = [source.column_names.index(n) for n in names]
-    convert = [_converter(kinds[n]) for n in names]
-    override = (" OVERRIDING SYSTEM VALUE" if db.dialect == "postgresql"
-                and any(n in target.generated for n in names) else "")
-    sql = db.sql(f"INSERT INTO {target.name} ({', '.join(names)}){override} "
-                 f"VALUES ({', '.join('?' * len(names))})")
-    count, batch = 0, []
-    for row in rows:
-        batch.append([f(row[i]) for f, i in zip(convert, picks, strict=True)])
-        if len(batch) >= _BATCH:
-            cur.executemany(sql, batch)
-            count, batch = count + len(batch), []
-    if batch:
-        cur.executemany(sql, batch)
-        count += len(batch)
+            chunks: Iterable[Chunk]) -> int:
+    """Insert the ``chunks`` (columns in ``source`` order) into ``target``: converted column
+    by column, then ``executemany`` (SQLite) or ``COPY`` (PostgreSQL)."""
+    names, picks, flags = _pick(target, source)
+    cols = ", ".join(names)
+    count = 0
+    for rows, columns in chunks:
+        if not rows:
+            continue
+        picked = [_flag(columns[i]) if flag else columns[i]
+                  for i, flag in zip(picks, flags, strict=True)]
+        if db.dialect == "postgresql":
+            with cur.copy(f"COPY {target.name} ({cols}) FROM STDIN") as copy:
+                for row in zip(*picked, strict=True):
+                    copy.write_row(row)
+        else:
+            cur.executemany(f"INSERT INTO {target.name} ({cols}) "
+                            f"VALUES ({', '.join('?' * len(names))})", zip(*picked, strict=True))
+        count += rows
     return count
 
 
-def _table_rows(backups: Iterable[Backup], name: str, key: BackupKey) -> Iterable[Row]:
+def _table_chunks(backups: Iterable[Backup], name: str, key: BackupKey,
+                  seal: IndexSeal | None = None) -> Iterator[Chunk]:
     for backup in backups:
         for table, entry in files(backup):
             if table == name:
-                yield from read_rows(backup, entry, key)
+                yield read_columns(backup, entry, key, seal)
 
 
-def _load(db: Database, plan: Plan, key: BackupKey, force: bool) -> tuple[int, int, int]:
+def _secondary_indexes(cur: Any, db: Database, tables: list[str]) -> list[tuple[str, str]]:
+    """(name, CREATE statement) of the indexes of ``tables`` that no constraint needs."""
+    if db.dialect == "postgresql":
+        cur.execute("SELECT i.indexname, i.indexdef FROM pg_indexes i "
+                    "WHERE i.schemaname = current_schema() AND i.tablename = ANY(%s) "
+                    "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = "
+                    "(quote_ident(i.schemaname) || '.' || quote_ident(i.indexname))::regclass)",
+                    (tables,))
+    else:
+        cur.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT "
+                    f"NULL AND tbl_name IN ({', '.join('?' * len(tables))})", tables)
+    return [(str(name), str(sql)) for name, sql in cur.fetchall()]
+
+
+def _load(db: Database, plan: Plan, key: BackupKey, force: bool, seal: Any,
+          replaced: Tombstones | None = None) -> tuple[Counts, list[int] | None]:
+    """Every row of the plan in one transaction; the secondary indexes of the tables are
+    dropped first and built again at the end (in the same transaction), which is much faster
+    than maintaining them row by row. Returns the counts and the resources whose index must
+    be re-extracted (None: all of them)."""
     last = plan.last.manifest["tables"]
-    sources = {name: Table.from_json(name, doc) for name, doc in last.items()}
+    sources = {name: Table.from_json(name, doc) for name, doc in last.items()
+               if strategy(name) != "index"}
+    first = plan.chain[0].manifest["tables"]
+    copied = {} if seal is _NO_COPY else {name: Table.from_json(name, doc)
+                                          for name, doc in first.items()
+                                          if strategy(name) == "index"}
+    stale: set[int] = set()
     with db.writing() as cur:
         targets = list_tables(cur, db.dialect)
         if not force and not is_empty(cur, targets):
             raise BackupError("the target database is not empty: restore into an empty one, "
                               "or pass --force to replace it")
+        shreds = {**(replaced or {}), **plan.shreds}
+        if DATA_KEYS in targets:
+            shreds.update(database_tombstones(cur))
         for name, source in sources.items():
             if name not in targets:
                 cur.execute(create_sql(source, db.dialect))
         targets = list_tables(cur, db.dialect)
+        index_tables = sorted(n for n in targets if strategy(n) == "index")
         for name in sorted(targets, key=lambda n: n != VERSIONS):  # versions before resources
-            if name in sources or name.startswith("idx_") or name == "reindex_job":
+            if name in sources or name in index_tables or name == "reindex_job":
                 cur.execute(f"DELETE FROM {name}")
-        resources = _load_resources(cur, db, plan, key, sources, targets)
-        versions = _load_versions(cur, db, plan, key, sources[VERSIONS], targets[VERSIONS])
-        if plan.until is not None:
-            resources = _rewind_resources(cur)
+        indexes = _secondary_indexes(cur, db, sorted(targets))
+        for index, _ in indexes:
+            cur.execute(f"DROP INDEX {index}")
+        resources = _load_resources(cur, db, plan, key, sources, targets, stale)
+        versions = _load_versions(cur, db, plan, key, sources[VERSIONS], targets[VERSIONS],
+                                  stale)
         rows = resources + versions
         for name, source in sources.items():
             how = strategy(name)
             if how == "append":
                 rows += _insert(cur, db, targets[name], source,
-                                _table_rows(plan.chain, name, key))
+                                _table_chunks(plan.chain, name, key))
             elif how == "whole":
                 rows += _insert(cur, db, targets[name], source,
-                                _table_rows([plan.last], name, key))
+                                _table_chunks([plan.last], name, key))
+        for name, source in copied.items():
+            if name in targets:
+                _insert(cur, db, targets[name], source,
+                        _table_chunks(plan.chain[:1], name, key, seal))
+        for _, create in indexes:
+            cur.execute(create)
+        if plan.until is not None:
+            resources = _rewind_resources(cur)
+        if copied:
+            _drop_index_rows(cur, db, index_tables, sorted(stale))
+        if DATA_KEYS in targets:
+            apply(cur, db, shreds, index_tables)
         if db.dialect == "postgresql":
             _reset_sequences(cur, targets)
-    return resources, versions, rows
+    return (resources, versions, rows), sorted(stale) if copied else None
+
+
+def _drop_index_rows(cur: Any, db: Database, tables: list[str], rids: list[int]) -> None:
+    for start in range(0, len(rids), 500):
+        chunk = rids[start:start + 500]
+        for table in tables:
+            cur.execute(db.sql(f"DELETE FROM {table} WHERE rid IN "
+                               f"({', '.join('?' * len(chunk))})"), chunk)
 
 
 def _load_resources(cur: Any, db: Database, plan: Plan, key: BackupKey,
-                    sources: dict[str, Table], targets: dict[str, Table]) -> int:
+                    sources: dict[str, Table], targets: dict[str, Table],
+                    stale: set[int]) -> int:
+    """The full backup's resource rows, each replaced by its newest row in a later backup
+    (incrementals hold the rows of the resources their versions touch: added to ``stale``,
+    their index copy is that of the full backup)."""
     source = sources[RESOURCES]
     rid = source.column_names.index("rid")
-    merged: dict[int, Row] = {}
-    for backup in plan.chain + plan.later:
-        for row in _table_rows([backup], RESOURCES, key):
-            merged[row[rid]] = row
-    return _insert(cur, db, targets[RESOURCES], source,
-                   (merged[k] for k in sorted(merged)))
+    newer: dict[int, Row] = {}
+    for backup in (plan.chain + plan.later)[1:]:
+        for _, columns in _table_chunks([backup], RESOURCES, key):
+            for row in zip(*columns, strict=True):
+                newer[int(row[rid])] = row
+    stale.update(newer)
+
+    def chunks() -> Iterator[Chunk]:
+        for count, columns in _table_chunks(plan.chain[:1], RESOURCES, key):
+            if newer:
+                keep = [r not in newer for r in columns[rid]]
+                columns = [[v for v, k in zip(c, keep, strict=True) if k] for c in columns]
+                count = sum(keep)
+            yield count, columns
+        rows = [newer[r] for r in sorted(newer)]
+        if rows:
+            yield len(rows), [list(c) for c in zip(*rows, strict=True)]
+    return _insert(cur, db, targets[RESOURCES], source, chunks())
 
 
 def _load_versions(cur: Any, db: Database, plan: Plan, key: BackupKey, source: Table,
-                   target: Table) -> int:
+                   target: Table, stale: set[int]) -> int:
+    """The versions of the plan (up to ``until``); the resources of versions left out are
+    added to ``stale``: their state differs from the full backup's index copy."""
     moment = source.column_names.index("last_updated")
+    rid = source.column_names.index("rid")
     until = plan.until
-    rows = _table_rows(plan.chain + plan.later, VERSIONS, key)
+    chunks: Iterable[Chunk] = _table_chunks(plan.chain + plan.later, VERSIONS, key)
     if until is not None:
-        rows = (row for row in rows if row[moment] <= until)
-    return _insert(cur, db, target, source, rows)
+        chunks = (_until(columns, moment, rid, until, stale) for _, columns in chunks)
+    return _insert(cur, db, target, source, chunks)
+
+
+def _until(columns: Columns, moment: int, rid: int, until: int, stale: set[int]) -> Chunk:
+    """The rows of a chunk whose ``moment`` column is at or before ``until``."""
+    keep = [v <= until for v in columns[moment]]
+    if all(keep):
+        return len(keep), columns
+    stale.update(r for r, k in zip(columns[rid], keep, strict=True) if not k)
+    return sum(keep), [[v for v, k in zip(c, keep, strict=True) if k] for c in columns]
 
 
 def _rewind_resources(cur: Any) -> int:

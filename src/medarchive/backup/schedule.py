@@ -12,6 +12,7 @@ import logging
 import re
 import threading
 from pathlib import Path
+from typing import Any
 
 from medarchive.backup.archive import backup_ids, open_backup
 from medarchive.backup.keys import load_key
@@ -39,8 +40,9 @@ def parse_interval(text: str) -> float:
 class BackupSchedule:
     """The background thread of scheduled backups."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, kek: Any = None) -> None:
         self.settings = settings
+        self.kek = kek  # the encryption key manager: seals the index copy (snapshot.py)
         self.interval = parse_interval(settings.backup_schedule)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="medarchive-backups",
@@ -76,7 +78,7 @@ class BackupSchedule:
         incremental = bool(ids) and since_full + 1 < max(settings.backup_full_every, 1)
         db = open_database(settings.database_url)
         try:
-            result = create_backup(db, root, key, incremental=incremental)
+            result = create_backup(db, root, key, incremental=incremental, kek=self.kek)
         finally:
             db.close()
         log.info("backup %s: %d rows, %d bytes in %.1f s", result.backup_id, result.rows,

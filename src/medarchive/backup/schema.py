@@ -2,9 +2,8 @@
 
 Every table that is state is backed up; tables other features add later (their own migrations,
 or ``CREATE TABLE IF NOT EXISTS`` like the HL7 message log) are picked up without a change here.
-Derived tables are skipped: the search index (``idx_*``) is rebuilt on restore from the restored
-versions, ``reindex_job`` is progress bookkeeping and ``schema_migrations`` belongs to the target;
-so are the data-key tables of ``KEY_TABLES``.
+Derived tables are skipped: ``reindex_job`` is progress bookkeeping and ``schema_migrations``
+belongs to the target; so are the tables of ``KEY_TABLES``.
 
 Strategies:
   versions   resource_version, append-only with a global ``seq``: an incremental backup holds the
@@ -12,6 +11,9 @@ Strategies:
   resources  resource, one row per resource: an incremental backup holds the rows of the
              resources its versions touch; restore derives version/last_updated/deleted anew
   append     audit_event, append-only by contract (hash chain): incremental by ``seq``
+  index      the search index (``idx_*``): copied by full backups only, sealed under a key the
+             encryption key manager wraps (snapshot.py); a restore loads it and re-extracts only
+             the resources that changed after the full backup, instead of every resource
   whole      everything else (accounts, clients, keys, applied_key, audit_head, message logs):
              copied whole in every backup
 """
@@ -23,13 +25,13 @@ from typing import Any
 
 VERSIONS = "resource_version"
 RESOURCES = "resource"
-APPEND = {"audit_event": "seq"}
+APPEND = {"audit_event": "seq", "audit_ref": "seq"}
 DERIVED = {"reindex_job", "schema_migrations"}
 KEY_TABLES: frozenset[str] = frozenset()
-"""Tables of wrapped per-patient data keys (encryption at rest), never copied into a backup:
-a shredded key must not survive in an older backup. Their own backup belongs to the key
-manager (escrow), which honours shredding. Empty until the key manager lands; see
-docs/operations.md, "Crypto-shredding and backups"."""
+"""Tables never copied into a backup. Empty: the wrapped data keys (``data_key``) are backed
+up, because without them no sealed body can be read; shredding reaches backups through the
+KEK (see docs/encryption.md and docs/operations.md, "Crypto-shredding and backups")."""
+DATA_KEYS = "data_key"
 
 
 @dataclass(frozen=True)
@@ -57,9 +59,12 @@ class Table:
 
 
 def strategy(name: str) -> str:
-    """How the table named ``name`` is backed up: versions, resources, append, whole or derived."""
-    if name.startswith("idx_") or name in DERIVED or name in KEY_TABLES:
+    """How the table named ``name`` is backed up: versions, resources, append, index, whole or
+    derived."""
+    if name in DERIVED or name in KEY_TABLES:
         return "derived"
+    if name.startswith("idx_"):
+        return "index"
     if name == VERSIONS:
         return "versions"
     if name == RESOURCES:

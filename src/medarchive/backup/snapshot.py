@@ -22,7 +22,9 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,12 +34,23 @@ from typing import Any
 from medarchive.backup.archive import FORMAT, Backup, backup_ids, chain, write_file, write_manifest
 from medarchive.backup.codec import Row, encode_rows
 from medarchive.backup.errors import BackupError
+from medarchive.backup.indexkey import IndexSeal, new_seal
 from medarchive.backup.keys import BackupKey
-from medarchive.backup.schema import APPEND, RESOURCES, VERSIONS, Table, list_tables, strategy
+from medarchive.backup.schema import (
+    APPEND,
+    DATA_KEYS,
+    RESOURCES,
+    VERSIONS,
+    Table,
+    list_tables,
+    strategy,
+)
 from medarchive.store.base import to_micros
 from medarchive.store.sql.database import Database, PostgresDatabase
 
-CHUNK_ROWS = 5_000
+CHUNK_ROWS = 10_000  # rows per data file
+FETCH_ROWS = 2_000  # rows per fetch from the database
+IN_LIST = 5_000  # rids per IN (...) list
 LOCK_TIMEOUT = "30s"
 
 
@@ -99,54 +112,107 @@ def _key_order(table: Table) -> str:
     return f" ORDER BY {', '.join(table.key)}" if table.key else ""
 
 
+def _stream(cur: Any, db: Database, sql: str, params: Sequence[Any] = ()) -> Iterator[list[Row]]:
+    """Pages of the rows of one query, streamed inside the backup's read transaction: a
+    SQLite cursor steps through it; PostgreSQL uses a server-side cursor in binary format
+    (bytea travels as raw bytes, not hex)."""
+    if db.dialect != "postgresql":
+        cur.execute(sql, params)
+        while rows := cur.fetchmany(FETCH_ROWS):
+            yield rows
+        return
+    with cur.connection.cursor(name="medarchive_backup", binary=True) as server:
+        server.execute(db.sql(sql), params)
+        while rows := server.fetchmany(FETCH_ROWS):
+            yield rows
+
+
 def _scan(cur: Any, db: Database, table: Table, key: str | None,
           after: int) -> Iterator[list[Row]]:
     """Pages of rows of ``table`` (with ``key`` above ``after``, in key order)."""
     cols = ", ".join(table.column_names)
     if key is None:
-        cur.execute(f"SELECT {cols} FROM {table.name}{_key_order(table)}")
-        yield cur.fetchall()
+        yield from _stream(cur, db, f"SELECT {cols} FROM {table.name}{_key_order(table)}")
         return
-    position = table.column_names.index(key)
-    while True:
-        cur.execute(db.sql(f"SELECT {cols} FROM {table.name} WHERE {key} > ? "
-                           f"ORDER BY {key} LIMIT ?"), (after, CHUNK_ROWS))
-        rows = cur.fetchall()
-        yield rows
-        if len(rows) < CHUNK_ROWS:
-            return
-        after = rows[-1][position]
+    yield from _stream(cur, db, f"SELECT {cols} FROM {table.name} WHERE {key} > ? "
+                                f"ORDER BY {key}", (after,))
 
 
 def _rows_of(cur: Any, db: Database, table: Table, rids: list[int]) -> Iterator[list[Row]]:
     cols = ", ".join(table.column_names)
-    for start in range(0, len(rids), CHUNK_ROWS):
-        part = rids[start:start + CHUNK_ROWS]
+    for start in range(0, len(rids), IN_LIST):
+        part = rids[start:start + IN_LIST]
         cur.execute(db.sql(f"SELECT {cols} FROM {table.name} WHERE rid IN "
                            f"({', '.join('?' * len(part))}) ORDER BY rid"), part)
         yield cur.fetchall()
 
 
-class _Writer:
-    """Turns a table's pages of rows into encrypted data files and counts them."""
+class _Sink:
+    """The second stage of the backup pipeline: encodes, compresses, encrypts, hashes and
+    writes data files in a worker thread while the reading thread fetches the next rows
+    (zstd, SHA-256 and file I/O release the GIL). At most ``depth`` chunks wait."""
 
-    def __init__(self, folder: Path, backup_id: str, table: Table, key: BackupKey) -> None:
-        self.folder, self.backup_id, self.table, self.key = folder, backup_id, table.name, key
-        self.positions = [i for i, (_, kind) in enumerate(table.columns)
-                          if kind in ("bool", "bytes")]
+    def __init__(self, folder: Path, backup_id: str, key: BackupKey, depth: int = 2) -> None:
+        self.folder, self.backup_id, self.key = folder, backup_id, key
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backup-writer")
+        self._pending: deque[Future[None]] = deque()
+        self._depth = depth
+
+    def submit(self, name: str, rows: list[Row], binary: list[int], flags: list[int],
+               entry: dict[str, Any], seal: IndexSeal | None = None) -> None:
+        while len(self._pending) >= self._depth:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(self._write, name, rows, binary, flags, entry,
+                                               seal))
+
+    def _write(self, name: str, rows: list[Row], binary: list[int], flags: list[int],
+               entry: dict[str, Any], seal: IndexSeal | None) -> None:
+        context = f"{self.backup_id}/{name}".encode()
+        data = encode_rows(rows, binary, flags)
+        if seal is not None:
+            data = seal.seal(data, context)
+        entry.update(write_file(self.folder, name, self.key.encrypt(data, context)))
+
+    def drain(self) -> None:
+        """Wait for every chunk; the first failure is raised here."""
+        while self._pending:
+            self._pending.popleft().result()
+
+    def close(self) -> None:
+        for future in self._pending:
+            future.cancel()
+        self._pool.shutdown(wait=True)
+
+
+class _Writer:
+    """Turns a table's pages of rows into data files (through the sink) and counts them."""
+
+    def __init__(self, sink: _Sink, table: Table, seal: IndexSeal | None = None) -> None:
+        self.sink, self.table, self.seal = sink, table.name, seal
+        kinds = [kind for _, kind in table.columns]
+        self.binary = [i for i, kind in enumerate(kinds) if kind == "bytes"]
+        self.flags = [i for i, kind in enumerate(kinds) if kind == "bool"]
         self.files: list[dict[str, Any]] = []
         self.rows = 0
+        self._held: list[Row] = []
 
     def add(self, rows: list[Row]) -> None:
-        for start in range(0, len(rows), CHUNK_ROWS):
-            part = rows[start:start + CHUNK_ROWS]
-            name = f"{self.table}.{len(self.files):05d}"
-            blob = self.key.encrypt(encode_rows(part, self.positions),
-                                    f"{self.backup_id}/{name}".encode())
-            entry = write_file(self.folder, name, blob)
-            entry["rows"] = len(part)
-            self.files.append(entry)
-            self.rows += len(part)
+        self._held.extend(rows)
+        while len(self._held) >= CHUNK_ROWS:
+            self._emit(self._held[:CHUNK_ROWS])
+            del self._held[:CHUNK_ROWS]
+
+    def finish(self) -> None:
+        if self._held:
+            self._emit(self._held)
+            self._held = []
+
+    def _emit(self, part: list[Row]) -> None:
+        name = f"{self.table}.{len(self.files):05d}"
+        entry: dict[str, Any] = {"name": name, "rows": len(part)}
+        self.files.append(entry)
+        self.rows += len(part)
+        self.sink.submit(name, part, self.binary, self.flags, entry, self.seal)
 
 
 def _count(cur: Any, table: str) -> int:
@@ -155,8 +221,14 @@ def _count(cur: Any, table: str) -> int:
 
 
 def create_backup(db: Database, root: Path, key: BackupKey, *, incremental: bool = False,
-                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> BackupResult:
-    """Write a new backup of ``db`` into ``root`` (issue 5, "Backup and restore")."""
+                  now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                  kek: Any = None) -> BackupResult:
+    """Write a new backup of ``db`` into ``root`` (issue 5, "Backup and restore").
+
+    A full backup also copies the search index; ``kek`` (the encryption key manager,
+    ``app.build_encryption(...).kek``) lets it seal that copy under a key the KEK wraps
+    (indexkey.py). Without it, the index of a database that holds encrypted records is not
+    copied (a restore re-extracts it)."""
     started = time.perf_counter()
     root.mkdir(parents=True, exist_ok=True)
     parent: Backup | None = None
@@ -172,8 +244,13 @@ def create_backup(db: Database, root: Path, key: BackupKey, *, incremental: bool
     folder = root / f".partial-{backup_id}"
     folder.mkdir()
     try:
-        with consistent_read(db) as cur:
-            manifest = _dump(cur, db, folder, backup_id, key, parent)
+        sink = _Sink(folder, backup_id, key)
+        try:
+            with consistent_read(db) as cur:
+                manifest = _dump(cur, db, sink, backup_id, parent, kek)
+            sink.drain()
+        finally:
+            sink.close()
         manifest.update({"format": FORMAT, "id": backup_id,
                          "kind": "incremental" if parent else "full",
                          "parent": parent.id if parent else None,
@@ -187,17 +264,45 @@ def create_backup(db: Database, root: Path, key: BackupKey, *, incremental: bool
         raise
     stored = sum(f["bytes"] for t in manifest["tables"].values() for f in t["files"])
     rows = sum(t["rows"] for t in manifest["tables"].values())
+    if not parent and "index" not in manifest:
+        note = ("search index not copied: the database holds encrypted records and no "
+                "encryption key manager was given (a restore re-extracts the index)")
     return BackupResult(backup_id, root / backup_id, manifest["kind"], rows, stored,
                         time.perf_counter() - started, note)
 
 
-def _dump(cur: Any, db: Database, folder: Path, backup_id: str, key: BackupKey,
-          parent: Backup | None) -> dict[str, Any]:
+def _encrypted(cur: Any, tables: dict[str, Table]) -> bool:
+    if DATA_KEYS not in tables:
+        return False
+    cur.execute(f"SELECT 1 FROM {DATA_KEYS} WHERE wrapped IS NOT NULL LIMIT 1")
+    return cur.fetchone() is not None
+
+
+def _index_plan(cur: Any, tables: dict[str, Table], backup_id: str, parent: Backup | None,
+                kek: Any) -> tuple[dict[str, Any] | None, IndexSeal | None]:
+    """(manifest "index" entry, seal) when this backup copies the search index, else None:
+    full backups only; sealed when there is a KEK, skipped when the data needs one and there
+    is none."""
+    if parent is not None:
+        return None, None
+    if kek is not None:
+        seal, doc = new_seal(kek, backup_id)
+        return {"sealed": doc}, seal
+    if _encrypted(cur, tables):
+        return None, None
+    return {"sealed": None}, None
+
+
+def _dump(cur: Any, db: Database, sink: _Sink, backup_id: str,
+          parent: Backup | None, kek: Any = None) -> dict[str, Any]:
     tables = {name: t for name, t in list_tables(cur, db.dialect).items()
               if strategy(name) != "derived"}
     if VERSIONS not in tables or RESOURCES not in tables:
         raise BackupError("the database has no MedArchive schema yet (run medarchive db "
                           "migrate, or start the server once)")
+    index, seal = _index_plan(cur, tables, backup_id, parent, kek)
+    if index is None:
+        tables = {name: t for name, t in tables.items() if strategy(name) != "index"}
     before = parent.manifest if parent else {"marks": {}, "tables": {}}
     marks: dict[str, int] = {}
     docs: dict[str, dict[str, Any]] = {}
@@ -205,13 +310,14 @@ def _dump(cur: Any, db: Database, folder: Path, backup_id: str, key: BackupKey,
     order = sorted(tables, key=lambda n: (n != VERSIONS, n))  # versions first: they name rids
     for name in order:
         table, how = tables[name], strategy(name)
-        writer = _Writer(folder, backup_id, table, key)
+        writer = _Writer(sink, table, seal if how == "index" else None)
         mark_col = "seq" if how == "versions" else APPEND.get(name)
         prior = before["tables"].get(name, {})
         if mark_col is not None:
             after = int(before["marks"].get(name, 0))
             position = table.column_names.index(mark_col)
-            rid = table.column_names.index("rid") if how == "versions" else None
+            rid = (table.column_names.index("rid") if how == "versions" and parent is not None
+                   else None)  # an incremental's resource rows are those its versions touch
             high = after
             for page in _scan(cur, db, table, mark_col, after):
                 writer.add(page)
@@ -226,15 +332,16 @@ def _dump(cur: Any, db: Database, folder: Path, backup_id: str, key: BackupKey,
         else:
             for page in _scan(cur, db, table, "rid" if how == "resources" else None, 0):
                 writer.add(page)
+        writer.finish()
         doc = {"strategy": how, **table.to_json(), "files": writer.files, "rows": writer.rows}
         if mark_col is not None:
             doc["total_rows"] = int(prior.get("total_rows", 0)) + writer.rows
             actual = _count(cur, name)
             if actual != doc["total_rows"]:
-                raise BackupError(f"the backup chain in {folder.parent} does not match this "
+                raise BackupError(f"the backup chain in {sink.folder.parent} does not match this "
                                   f"database ({doc['total_rows']} rows of {name} in the chain, "
                                   f"{actual} in the database): take a full backup")
         else:
             doc["total_rows"] = _count(cur, name) if how == "resources" else writer.rows
         docs[name] = doc
-    return {"tables": docs, "marks": marks}
+    return {"tables": docs, "marks": marks, **({"index": index} if index else {})}

@@ -21,6 +21,7 @@ from typing import Any
 from medarchive.backup.archive import Backup, backup_ids, chain, check_files, files, read_rows
 from medarchive.backup.codec import table_digest
 from medarchive.backup.errors import BackupError
+from medarchive.backup.indexkey import IndexSeal, open_seal
 from medarchive.backup.keys import BackupKey
 from medarchive.backup.restore import Plan, restore
 from medarchive.backup.schema import Table
@@ -51,7 +52,8 @@ class VerifyReport:
         return ok
 
 
-def verify_backup(root: Path, key: BackupKey, backup_id: str | None = None) -> VerifyReport:
+def verify_backup(root: Path, key: BackupKey, backup_id: str | None = None, *,
+                  kek: Any = None) -> VerifyReport:
     """Verify the chain ending at ``backup_id`` (default: the newest) (issue 5, "backup
     verify"). Never raises for a bad backup: the report says what failed."""
     started = time.perf_counter()
@@ -68,7 +70,7 @@ def verify_backup(root: Path, key: BackupKey, backup_id: str | None = None) -> V
         checked = sum(check_files(b) for b in backups)
         report.add("checksums", True, f"{sum(len(b.manifest['tables']) for b in backups)} "
                                       f"table parts, {checked:,} bytes")
-        _compare(report, backups, key)
+        _compare(report, backups, key, kek)
     except BackupError as exc:
         report.add("integrity", False, str(exc))
     report.seconds = time.perf_counter() - started
@@ -76,9 +78,12 @@ def verify_backup(root: Path, key: BackupKey, backup_id: str | None = None) -> V
 
 
 def _backed_up(backups: list[Backup], name: str, how: str, table: Table,
-               key: BackupKey) -> tuple[int, int]:
+               key: BackupKey, seal: IndexSeal | None) -> tuple[int, int]:
     """(rows, digest) of what the chain holds for one table, as a restore must reproduce it."""
     parts = backups if how in ("versions", "append") else backups[-1:]
+    if how == "index":
+        rows = [row for b in backups[:1] for row in _rows(b, name, key, seal)]
+        return len(rows), table_digest(rows)
     if how == "resources":
         rid = table.column_names.index("rid")
         merged: dict[int, list[Any]] = {}
@@ -94,24 +99,49 @@ def _backed_up(backups: list[Backup], name: str, how: str, table: Table,
     return count, total
 
 
-def _rows(backup: Backup, name: str, key: BackupKey) -> Iterator[list[Any]]:
+def _rows(backup: Backup, name: str, key: BackupKey,
+          seal: IndexSeal | None = None) -> Iterator[list[Any]]:
     for table, entry in files(backup):
         if table == name:
-            yield from read_rows(backup, entry, key)
+            yield from read_rows(backup, entry, key, seal)
 
 
-def _compare(report: VerifyReport, backups: list[Backup], key: BackupKey) -> None:
+def _index_check(report: VerifyReport, backups: list[Backup], kek: Any) -> Any:
+    """The seal of the full backup's index copy when this verify compares it; otherwise
+    ``False``, with a line in the report saying why not."""
+    doc = backups[0].manifest.get("index")
+    if doc is None:
+        report.add("search index", True, "not copied (a restore re-extracts it)")
+        return False
+    if len(backups) > 1:
+        report.add("search index", True, f"copied in {backups[0].id}; compared only when "
+                                         "verifying that full backup itself")
+        return False
+    if doc["sealed"] is None:
+        return None
+    if kek is None:
+        report.add("search index", True, "sealed copy not compared: needs the encryption key "
+                                         "manager (encryption settings)")
+        return False
+    return open_seal(kek, backups[0].id, doc["sealed"])
+
+
+def _compare(report: VerifyReport, backups: list[Backup], key: BackupKey, kek: Any) -> None:
+    seal = _index_check(report, backups, kek)
     with tempfile.TemporaryDirectory(prefix="medarchive-verify-") as scratch:
         path = Path(scratch) / "verify.db"
-        result = restore(Plan(backups), key, f"sqlite:///{path}")
+        result = restore(Plan(backups), key, f"sqlite:///{path}", kek=kek)
         report.add("restore", True, f"{result.rows:,} rows into a scratch database in "
                                     f"{result.seconds:.2f} s")
         db = SqliteDatabase(str(path))
         try:
             with db.reading() as cur:
                 for name, doc in backups[-1].manifest["tables"].items():
+                    if doc["strategy"] == "index" and seal is False:
+                        continue
                     table = Table.from_json(name, doc)
-                    held, expected = _backed_up(backups, name, doc["strategy"], table, key)
+                    held, expected = _backed_up(backups, name, doc["strategy"], table, key,
+                                                seal or None)
                     cur.execute(f"SELECT {', '.join(table.column_names)} FROM {name}")
                     rows = cur.fetchall()
                     got = table_digest(rows)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -15,6 +15,16 @@ from medarchive.cli.users import audit_admin
 app = typer.Typer(help="Encrypted, signed backups: create, list, verify, prune.",
                   no_args_is_help=True)
 out = Console()
+
+
+def encryption_kek(settings: Any) -> Any:
+    """The encryption key manager, which seals the search index inside backups (None when
+    encryption is off)."""
+    from medarchive.app import build_encryption
+    from medarchive.fhir.spec import load_spec
+
+    encryption = build_encryption(settings, load_spec())
+    return encryption.kek if encryption is not None else None
 
 
 def sql_url(url: str) -> str:
@@ -42,7 +52,7 @@ def create(
         db = open_database(sql_url(settings.database_url))
         try:
             result = create_backup(db, to or Path(settings.backup_dir), key,
-                                   incremental=incremental)
+                                   incremental=incremental, kek=encryption_kek(settings))
             audit_admin(db, f"backup create {result.kind} {result.backup_id}")
         finally:
             db.close()
@@ -106,7 +116,8 @@ def verify(
     settings = state(ctx).settings()
     with reported():
         key = load_key(Path(settings.backup_key_file))
-        report = verify_backup(folder or Path(settings.backup_dir), key, backup)
+        report = verify_backup(folder or Path(settings.backup_dir), key, backup,
+                               kek=encryption_kek(settings))
     table = Table(title=f"backup {report.backup_id or '-'}  (chain: {len(report.chain)})")
     table.add_column("check")
     table.add_column("result")

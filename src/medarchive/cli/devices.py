@@ -1,19 +1,118 @@
-"""``medarchive devices compact``: apply the device-readings retention policy.
+"""``medarchive devices``: the device-readings pipeline from the command line.
 
-Raw readings older than ``device_retention_days`` become per-minute summaries
-(``devices.retention``); run it from cron or a systemd timer.
+``status`` prints the materializer's lag (readings pending, age of the oldest); ``materialize``
+runs the materializer in the foreground (beside a server with several worker processes, or one
+per core with ``--shard k/n``); ``listen`` runs the MQTT subscriber with its materializer;
+``compact`` applies the retention policy: raw readings older than ``device_retention_days``
+become per-minute summaries (``devices.retention``); run it from cron or a systemd timer.
 """
 
 from __future__ import annotations
 
+import signal
+import threading
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from medarchive.cli.context import reported, state
+from medarchive.cli.context import echo_json, fail, reported, state
 
 app = typer.Typer(help="Device readings (see docs/ingestion.md).", no_args_is_help=True)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    number, _, total = text.partition("/")
+    try:
+        shard = int(number), int(total)
+    except ValueError:
+        shard = (-1, 0)
+    if not 0 <= shard[0] < shard[1]:
+        fail(f"--shard must be K/N with 0 <= K < N, not {text!r}", 2)
+    return shard
+
+
+def _until_signalled() -> threading.Event:
+    stop = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stop.set())
+    return stop
+
+
+@app.command("status")
+def status(ctx: typer.Context) -> None:
+    """Readings waiting to become Observations, and the age of the oldest (JSON)."""
+    from medarchive.app import build_services
+    from medarchive.devices.pipeline import open_pipeline
+    from medarchive.store.base import to_micros
+
+    with reported():
+        services = build_services(state(ctx).settings())
+        try:
+            lag = open_pipeline(services).readings.lag()
+            echo_json(lag.report(to_micros(services.repository.now())))
+        finally:
+            services.close()
+
+
+@app.command("materialize")
+def materialize(ctx: typer.Context,
+                once: Annotated[bool, typer.Option(
+                    help="Materialize what is pending, then exit.")] = False,
+                shard: Annotated[str, typer.Option(
+                    help="Take only readings whose sequence number is K modulo N.")] = "0/1",
+                ) -> None:
+    """Make pending device readings Observations until interrupted (or, --once, drained)."""
+    from medarchive.app import build_services
+    from medarchive.devices.pipeline import open_pipeline
+
+    settings = state(ctx).settings()
+    part = _shard(shard)
+    with reported():
+        services = build_services(settings)
+        try:
+            pipeline = open_pipeline(services, batch=settings.device_materialize_batch,
+                                     keep_s=settings.device_raw_keep_hours * 3600, shard=part)
+            if once:
+                typer.echo(f"materialized {pipeline.materializer.drain()} readings")
+                return
+            pipeline.materializer.start()
+            _until_signalled().wait()
+            pipeline.close()
+        finally:
+            services.close()
+
+
+@app.command("listen")
+def listen(ctx: typer.Context,
+           mqtt_url: Annotated[str | None, typer.Option(
+               help="Broker (default: the mqtt_url setting), mqtt://HOST:PORT.")] = None,
+           ) -> None:
+    """Subscribe to device readings over MQTT and materialize them, until interrupted."""
+    from medarchive.app import build_devices, build_services
+    from medarchive.devices.mqtt import DeviceSubscriber, MqttOptions
+
+    settings = state(ctx).settings(**({"mqtt_url": mqtt_url} if mqtt_url else {}))
+    if not settings.mqtt_url:
+        fail("no broker: pass --mqtt-url or set mqtt_url", 2)
+    with reported():
+        services = build_services(settings)
+        subscriber: Any = None
+        try:
+            pipeline = build_devices(services, start=settings.device_materializer)
+            subscriber = DeviceSubscriber(
+                MqttOptions(settings.mqtt_url, topic=settings.mqtt_topic,
+                            batch_size=settings.device_batch_size,
+                            batch_ms=settings.device_batch_ms,
+                            client_id=settings.mqtt_client_id,
+                            connections=settings.mqtt_connections), pipeline.landing.land)
+            subscriber.start()
+            typer.echo(f"listening on {settings.mqtt_url} topic {settings.mqtt_topic}")
+            _until_signalled().wait()
+        finally:
+            if subscriber is not None:
+                subscriber.stop()
+            services.close()
 
 
 @app.command("compact")

@@ -14,6 +14,7 @@ import typer
 from medarchive.cli import (
     audit,
     backup,
+    certs,
     clients,
     db,
     demo,
@@ -50,6 +51,7 @@ app.command("export")(export.export)
 app.command("validate")(validate.validate)
 app.add_typer(backup.app, name="backup")
 app.add_typer(keys.app, name="keys")
+app.add_typer(certs.app, name="certs")
 app.command("restore")(restore.restore_command)
 app.command("drill")(drill.drill)
 

@@ -55,9 +55,10 @@ def restore_command(
         for reason in plan.skipped:
             console.print(f"[yellow]skipped:[/] {reason}", highlight=False)
         spec = load_spec()
+        encryption = build_encryption(settings, spec)
         result = restore(plan, key, url, force=force,
-                         reindex=reindex_with(build_indexer(spec),
-                                              build_encryption(settings, spec)))
+                         reindex=reindex_with(build_indexer(spec), encryption),
+                         kek=encryption.kek if encryption is not None else None)
         db = open_database(url)
         try:  # the restored audit trail goes on with the restore itself
             audit_admin(db, f"restore from {result.backup_id}"

@@ -9,6 +9,7 @@ import typer
 
 from medarchive.cli.context import console, state
 from medarchive.settings import ENV_PREFIX, Settings
+from medarchive.web.tls import uvicorn_context
 
 
 def serve(
@@ -22,15 +23,22 @@ def serve(
     mqtt_url: Annotated[str | None, typer.Option(
         help="Also subscribe to device readings on this broker (mqtt://127.0.0.1:1883).")
     ] = None,
+    tls_cert: Annotated[str | None, typer.Option(
+        help="Serve HTTPS with this PEM certificate (chain); see medarchive certs dev.")
+    ] = None,
+    tls_key: Annotated[str | None, typer.Option(
+        help="PEM private key of --tls-cert (when the certificate file lacks it).")] = None,
 ) -> None:
     """Serve the FHIR API on the configured database until interrupted."""
     import uvicorn
 
     cli = state(ctx)
     settings = cli.settings(host=host, port=port, workers=workers, mllp_port=mllp_port,
-                            mqtt_url=mqtt_url)
+                            mqtt_url=mqtt_url, tls_cert=tls_cert, tls_key=tls_key)
+    tls = _check_edge(settings)
     # Worker processes build their app from the environment: hand every chosen value on.
-    for name, value in {**cli.overrides, "host": host, "port": port, "workers": workers}.items():
+    for name, value in {**cli.overrides, "host": host, "port": port, "workers": workers,
+                        "tls_cert": tls_cert, "tls_key": tls_key}.items():
         if value is not None:
             os.environ[ENV_PREFIX + name.upper()] = str(value)
     if cli.config:
@@ -43,8 +51,11 @@ def serve(
             raise typer.Exit(2)
         console.print("[bold yellow]WARNING:[/] authentication is OFF (MEDARCHIVE_AUTH=off); "
                       "local development only", highlight=False)
-    base = f"http://{settings.host}:{settings.port}"
+    scheme = "https" if tls else "http"
+    base = f"{scheme}://{settings.host}:{settings.port}"
     console.print(f"MedArchive on [bold]{base}[/]  (database {settings.database_url})")
+    if tls:
+        console.print(f"  TLS:        {tls}, certificate {settings.tls_cert}")
     console.print(f"  FHIR API:   {base}/fhir   e.g. {base}/fhir/Patient?_count=10", soft_wrap=True)
     console.print(f"  Capability: {base}/fhir/metadata")
     console.print(f"  Web UI:     {base}/   (log in with a demo login)")
@@ -53,13 +64,36 @@ def serve(
     backups = _start_backups(settings) if settings.backup_schedule else None
     uvicorn.run("medarchive.app:asgi_factory", factory=True, host=settings.host,
                 port=settings.port, workers=settings.workers if settings.workers > 1 else None,
-                log_level=settings.log_level, access_log=False, server_header=False)
+                log_level=settings.log_level, access_log=False, server_header=False,
+                forwarded_allow_ips=settings.trusted_proxies,
+                ssl_certfile=settings.tls_cert or None, ssl_keyfile=settings.tls_key or None,
+                ssl_context_factory=uvicorn_context if tls else None)
     if listener is not None:
         listener.stop()
     if subscriber is not None:
         subscriber.stop()
     if backups is not None:
         backups.stop()
+
+
+def _check_edge(settings: Settings) -> str:
+    """Fail early, with a message, on an unusable certificate or CORS/rate-limit setting
+    (the worker processes would otherwise die one by one); returns the TLS floor or ''."""
+    from medarchive.web.edge import parse_origins
+    from medarchive.web.ratelimit import open_buckets
+    from medarchive.web.tls import describe, server_context
+
+    try:
+        parse_origins(settings.cors_origins)
+        open_buckets(settings.rate_limit_url)
+        if not settings.tls_cert:
+            if settings.tls_key:
+                raise ValueError("tls_key is set but tls_cert is not")
+            return ""
+        return describe(server_context(settings.tls_cert, settings.tls_key))
+    except (OSError, ValueError, ImportError) as exc:  # ssl.SSLError is an OSError
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 def _start_mllp(settings: Settings) -> Any:
@@ -76,17 +110,18 @@ def _start_mllp(settings: Settings) -> Any:
 
 
 def _start_mqtt(settings: Settings) -> Any:
-    """The device-readings subscriber in this (main) process, beside uvicorn."""
-    from medarchive.app import build_services
-    from medarchive.devices.alerts import ingest_with_alerts
+    """The device-readings subscriber in this (main) process, beside uvicorn: it lands readings
+    in the raw readings table; the server's materializer (or ``medarchive devices
+    materialize`` beside a multi-worker server) turns them into Observations."""
+    from medarchive.app import build_devices, build_services
     from medarchive.devices.mqtt import DeviceSubscriber, MqttOptions
 
-    services = build_services(settings)
+    pipeline = build_devices(build_services(settings))
     subscriber = DeviceSubscriber(
         MqttOptions(settings.mqtt_url, topic=settings.mqtt_topic,
-                    batch_size=settings.device_batch_size, batch_ms=settings.device_batch_ms),
-        lambda items: ingest_with_alerts(items, services.router,
-                                         batch_size=settings.device_batch_size))
+                    batch_size=settings.device_batch_size, batch_ms=settings.device_batch_ms,
+                    client_id=settings.mqtt_client_id, connections=settings.mqtt_connections),
+        pipeline.landing.land)
     subscriber.start()
     console.print(f"  Devices:    MQTT {settings.mqtt_url} topic {settings.mqtt_topic}")
     return subscriber
@@ -97,7 +132,8 @@ def _start_backups(settings: Settings) -> Any:
     from medarchive.backup.schedule import BackupSchedule
 
     try:
-        schedule = BackupSchedule(settings)
+        from medarchive.cli.backup import encryption_kek
+        schedule = BackupSchedule(settings, kek=encryption_kek(settings))
     except ValueError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None

@@ -132,6 +132,49 @@ def totp(ctx: typer.Context, username: str) -> None:
     typer.echo(provisioning_uri(secret, username))
 
 
+def access(db: object):  # type: ignore[no-untyped-def]
+    from medarchive.app import utc_now
+    from medarchive.security.access import Access
+    return Access(db, utc_now)  # type: ignore[arg-type]
+
+
+@app.command("entitle")
+def entitle(ctx: typer.Context, username: str,
+            label: Annotated[list[str], typer.Option(
+                help="Security label code: R, V (includes R), HIV, PSY, PSYTHPN, ETH, SDV...; "
+                     "repeat for several.")],
+            revoke: Annotated[bool, typer.Option(
+                "--revoke", help="Withdraw the labels instead.")] = False) -> None:
+    """Entitle a user to see resources carrying security labels (or --revoke)."""
+    with reported(), security_db(ctx) as db:
+        if revoke:
+            access(db).revoke(username, label)
+        else:
+            access(db).entitle(username, label)
+        audit_admin(db, f"users entitle {username} {'revoke' if revoke else 'grant'} "
+                        f"{','.join(label)}")
+        now = access(db).entitlements(username)
+    typer.echo(f"{username} is entitled to: {', '.join(now) or 'no labels'}")
+
+
+@app.command("relate")
+def relate(ctx: typer.Context, username: str,
+           department: Annotated[list[str] | None, typer.Option(
+               help="Organization id of the user's department; repeat for several.")] = None,
+           practitioner: Annotated[list[str] | None, typer.Option(
+               help="Practitioner id of the person; repeat for several.")] = None) -> None:
+    """Set the attributes relationship rules use (each given option replaces its values;
+    an empty value clears them)."""
+    with reported(), security_db(ctx) as db:
+        for name, values in (("department", department), ("practitioner", practitioner)):
+            if values is not None:
+                access(db).set_attribute(username, name, [v for v in values if v])
+                audit_admin(db, f"users relate {username} {name}={','.join(values)}")
+        found = access(db).attributes(username)
+    for name, values in sorted(found.items()):
+        typer.echo(f"{name}\t{','.join(values)}")
+
+
 DEMO_USERS = (("admin", "administrator"), ("doctor", "physician"))
 
 
@@ -139,6 +182,7 @@ def demo_logins(database_url: str, base: str) -> list[str]:
     """Create the demo's administrator and physician (once) and say how to log in."""
     import secrets
 
+    from medarchive.demo.access import relate_demo_user
     from medarchive.errors import Conflict
     from medarchive.store.sql.database import open_database
     from medarchive.store.sql.migrations import migrate
@@ -149,6 +193,7 @@ def demo_logins(database_url: str, base: str) -> list[str]:
     lines = []
     try:
         migrate(db)
+        relate_demo_user(access(db), "doctor")  # related to the demo patients
         for username, role in DEMO_USERS:
             password = "demo-" + secrets.token_urlsafe(12)
             try:

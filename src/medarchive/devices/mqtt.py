@@ -6,7 +6,9 @@ acknowledgement: a PUBACK is sent only after the batch holding the message was c
 its readings refused and logged), so a crash makes the broker redeliver instead of losing
 readings, and redelivered readings are not stored twice (their Observation identifier is the
 reading's identity). Messages are collected for at most ``batch_ms`` or ``batch_size`` readings,
-then written through ``devices.batch`` — one transaction per batch, not per reading.
+or until none arrived for ``idle_ms`` (the broker sends only so many unacknowledged messages —
+Mosquitto's ``max_inflight_messages``, 20 by default — so waiting longer gains nothing), then
+handed to ``ingest`` in one call: the landing (``devices.landing``), one insert per batch.
 """
 
 from __future__ import annotations
@@ -31,19 +33,25 @@ DEFAULT_TOPIC = "medarchive/devices/+/readings"
 
 @dataclass(frozen=True)
 class MqttOptions:
-    """``url``: mqtt://host:port (docs/settings.md mqtt_url); batching limits."""
+    """``url``: mqtt://host:port (docs/settings.md mqtt_url); batching limits; ``connections``
+    sessions sharing the subscription (``$share/{share_group}/{topic}``, MQTT 5 §4.8.2, which
+    Mosquitto also grants to 3.1.1 clients), each with its own window of unacknowledged
+    messages, so more readings are in flight while a batch commits."""
 
     url: str
     topic: str = DEFAULT_TOPIC
     batch_size: int = 500
     batch_ms: int = 200
+    idle_ms: int = 2
     client_id: str = "medarchive-devices"
     clean_session: bool = False  # False: the broker keeps unacknowledged readings for us
+    connections: int = 1
+    share_group: str = "medarchive"
 
 
 class DeviceSubscriber:
     """Subscribes to device readings and hands them in batches to ``ingest`` (a callable taking
-    a list of readings, e.g. ``lambda items: ingest_readings(items, router)``)."""
+    a list of readings, e.g. ``landing.land``); acknowledges them once it returned."""
 
     def __init__(self, options: MqttOptions,
                  ingest: Callable[[list[Any]], BatchResult]) -> None:
@@ -52,40 +60,56 @@ class DeviceSubscriber:
         self.received = 0
         self.stored = 0
         self.refused = 0
-        self._queue: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self._queue: queue.Queue[tuple[mqtt.Client, mqtt.MQTTMessage]] = queue.Queue()
         self._stop = threading.Event()
-        self._subscribed = threading.Event()
+        self._subscribed = threading.Semaphore(0)
         self._worker = threading.Thread(target=self._drain, name="mqtt-batch", daemon=True)
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=options.client_id,
-                                  clean_session=options.clean_session, manual_ack=True)
-        self.client.on_connect = self._on_connect
-        self.client.on_subscribe = lambda *args: self._subscribed.set()
-        self.client.on_message = lambda client, userdata, message: self._queue.put(message)
+        self.clients = [self._client(number) for number in range(max(options.connections, 1))]
+
+    def _client(self, number: int) -> mqtt.Client:
+        client_id = self.options.client_id if self.options.connections <= 1 else \
+            f"{self.options.client_id}-{number}"
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                             clean_session=self.options.clean_session, manual_ack=True)
+        client.on_connect = self._on_connect
+        client.on_subscribe = lambda *args: self._subscribed.release()
+        client.on_message = lambda client, userdata, message: self._queue.put((client, message))
+        return client
+
+    @property
+    def topic(self) -> str:
+        if self.options.connections <= 1:
+            return self.options.topic
+        return f"$share/{self.options.share_group}/{self.options.topic}"
 
     def start(self, timeout: float = 10.0) -> None:
         """Connect, subscribe and start batching; raises TimeoutError if the broker does not
-        confirm the subscription in ``timeout`` seconds."""
+        confirm the subscriptions in ``timeout`` seconds."""
         parsed = urlparse(self.options.url)
         if parsed.scheme not in ("mqtt", "tcp"):
             raise ValueError(f"mqtt_url must be mqtt://host:port, not {self.options.url!r}")
-        if parsed.username:
-            self.client.username_pw_set(parsed.username, parsed.password)
         self._worker.start()
-        self.client.connect(parsed.hostname or "127.0.0.1", parsed.port or 1883, keepalive=30)
-        self.client.loop_start()
-        if not self._subscribed.wait(timeout):
-            self.stop()
-            raise TimeoutError(f"no subscription confirmed by {self.options.url}")
+        deadline = time.monotonic() + timeout
+        for client in self.clients:
+            if parsed.username:
+                client.username_pw_set(parsed.username, parsed.password)
+            client.connect(parsed.hostname or "127.0.0.1", parsed.port or 1883, keepalive=30)
+            client.loop_start()
+        for _ in self.clients:
+            if not self._subscribed.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                self.stop()
+                raise TimeoutError(f"no subscription confirmed by {self.options.url}")
 
     def stop(self) -> None:
         self._stop.set()
         self._worker.join(10)
-        self.client.disconnect()
-        self.client.loop_stop()
+        for client in self.clients:
+            client.disconnect()
+            client.loop_stop()
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
                     properties: Any) -> None:
-        client.subscribe(self.options.topic, qos=1)
+        client.subscribe(self.topic, qos=1)
 
     def _drain(self) -> None:
         while not self._stop.is_set() or not self._queue.empty():
@@ -96,7 +120,7 @@ class DeviceSubscriber:
             batch = [first]
             deadline = time.monotonic() + self.options.batch_ms / 1000
             while len(batch) < self.options.batch_size:
-                remaining = deadline - time.monotonic()
+                remaining = min(deadline - time.monotonic(), self.options.idle_ms / 1000)
                 if remaining <= 0:
                     break
                 try:
@@ -105,9 +129,9 @@ class DeviceSubscriber:
                     break
             self._apply(batch)
 
-    def _apply(self, messages: list[mqtt.MQTTMessage]) -> None:
+    def _apply(self, messages: list[tuple[mqtt.Client, mqtt.MQTTMessage]]) -> None:
         items: list[Any] = []
-        for message in messages:
+        for _, message in messages:
             try:
                 payload = orjson.loads(message.payload)
             except orjson.JSONDecodeError:
@@ -123,6 +147,6 @@ class DeviceSubscriber:
             return
         self.stored += result.stored
         self.refused += len(result.refused)
-        for message in messages:
+        for client, message in messages:
             if message.qos > 0:
-                self.client.ack(message.mid, message.qos)
+                client.ack(message.mid, message.qos)

@@ -18,7 +18,8 @@ from medarchive.security.scopes import Scope, parse_scopes
 @dataclass(frozen=True, slots=True)
 class Actor:
     """An authenticated party: ``kind`` user, client or system; ``patient`` is the patient
-    context (SMART launch context) that confines patient-level scopes and patient users."""
+    context (SMART launch context) that confines patient-level scopes and patient users;
+    ``purpose`` the purpose of use the token was issued for (security.authz)."""
 
     kind: str
     id: str
@@ -28,6 +29,7 @@ class Actor:
     client_id: str | None = None
     address: str | None = None
     token_id: str | None = None
+    purpose: str | None = None  # v3-PurposeOfUse of the token (None: the role's default)
 
     @property
     def patient_scoped(self) -> bool:

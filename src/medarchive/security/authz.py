@@ -137,3 +137,59 @@ def compartment_params(actor: Actor, resource_type: str | None,
         if name in search_params:
             return [(name, f"Patient/{actor.patient}")]
     raise Forbidden(f"{resource_type} cannot be confined to a patient compartment")
+
+
+# -- attribute-based rules: relationships and purpose of use (docs/security.md) -------------
+
+# Roles that need a relationship with a patient (department, care team, encounter, or a
+# break-the-glass grant) to see the patient's compartment, when the setting
+# ``access_relationship_required`` is on. They are also the roles that may break the glass.
+RELATIONSHIP_ROLES = frozenset({"physician", "nurse", "pharmacist"})
+CURRENT_ENCOUNTER = ("arrived", "triaged", "in-progress", "onleave")
+
+PURPOSE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+PURPOSES = {  # v3-PurposeOfUse codes a token may carry
+    "TREAT": "treatment", "ETREAT": "emergency treatment", "HPAYMT": "healthcare payment",
+    "HOPERAT": "healthcare operations", "HRESCH": "healthcare research",
+    "PUBHLTH": "public health", "PATRQT": "patient requested",
+    "HSYSADMIN": "system administration"}
+DEFAULT_PURPOSE = {"physician": "TREAT", "nurse": "TREAT", "pharmacist": "TREAT",
+                   "device": "TREAT", "researcher": "HRESCH", "patient": "PATRQT",
+                   "system": "HSYSADMIN"}
+ROLE_PURPOSES: Mapping[str, frozenset[str]] = {  # roles limited to some purposes
+    "researcher": frozenset({"HRESCH"}),
+    "patient": frozenset({"PATRQT"}),
+}
+
+
+def purpose_of(actor: Actor) -> str:
+    """The actor's purpose of use: the token's, else its role's default (HOPERAT)."""
+    return actor.purpose or DEFAULT_PURPOSE.get(actor.role, "HOPERAT")
+
+
+def purpose_allowed(role: str, purpose: str) -> bool:
+    """True when ``purpose`` is a known purpose of use that ``role`` may act under."""
+    return purpose in PURPOSES and purpose in ROLE_PURPOSES.get(role, frozenset(PURPOSES))
+
+
+def require_purpose(actor: Actor) -> None:
+    """403 unless the actor's role may act under its purpose of use (researchers: HRESCH)."""
+    purpose = purpose_of(actor)
+    if not purpose_allowed(actor.role, purpose):
+        raise Forbidden(f"role {actor.role} may not act with purpose of use {purpose}")
+
+
+def purpose_concept(code: str) -> dict[str, Any]:
+    """A purpose of use as a CodeableConcept (AuditEvent.purposeOfEvent)."""
+    return {"coding": [{"system": PURPOSE_SYSTEM, "code": code,
+                        "display": PURPOSES.get(code, code)}]}
+
+
+def relationship_links(spec: Any, resource_type: str) -> tuple[str, ...]:
+    """The search parameters linking ``resource_type`` into the Patient compartment (R4
+    CompartmentDefinition patient); empty for types that are not patient data."""
+    try:
+        params = spec.compartment_params("Patient", resource_type)
+    except KeyError:
+        return ()
+    return tuple(p for p in params if p != "{def}")

@@ -12,14 +12,16 @@ transaction entries) are allowed, and the compartment predicate narrowing every 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl
 
 from medarchive.errors import FhirError, Forbidden
 from medarchive.fhir.search.parse import parse_search
-from medarchive.fhir.search.query import SearchQuery
+from medarchive.fhir.search.query import Compartment, SearchQuery
+from medarchive.security import audit_context
 from medarchive.security.actor import SYSTEM, Actor, acting, bound_actor, current_actor
 from medarchive.security.audit import AuditTrail, audit_event
 from medarchive.security.authz import Policy, compartment_params, in_compartment
@@ -106,6 +108,7 @@ class Guard:
         self.policy = policy
         self.trail = trail
         self.spec = spec
+        self.abac: Any = None  # security.abac.Abac: labels, relationships, break-the-glass
 
     # -- router entry ---------------------------------------------------------------------
 
@@ -119,7 +122,8 @@ class Guard:
         what = classify(request.method, request.path, request.header("if-none-exist") is not None)
         if what.public:
             return handle(request)
-        with acting(who):
+        with acting(who), audit_context.interaction(who, what.name) as pending, \
+                self._decision(who), self.trail.arriving():
             try:
                 self.authorize(who, what, request)
                 response = handle(request)
@@ -134,10 +138,17 @@ class Guard:
                 entities.append(f"{what.resource_type}/{what.id}")
             elif isinstance(response.version, Version):
                 entities.append(f"{response.version.resource_type}/{response.version.id}")
+            if pending.recorded:  # committed with the write itself (audit_context.write)
+                return response
+            if what.name in ("read", "vread") and isinstance(response.version, Version):
+                pending.patients |= audit_context.patients_of(response.version)
             query = "&".join(f"{k}={v}" for k, v in search_params(request)) \
                 if what.letter == "s" else None
             event = audit_event(who, what.name, self.trail.now(), status=response.status,
-                                entities=entities, query=query, count=_search_count(response))
+                                entities=entities, query=query, count=_search_count(response),
+                                patients=pending.patients)
+            if self.abac is not None:
+                self.abac.mark(event)
             try:
                 self.trail.record(event)
             except Exception:
@@ -147,12 +158,18 @@ class Guard:
                                                 "request was refused"))
             return response
 
+    def _decision(self, actor: Actor) -> Any:
+        """The attribute-based decision shared by one interaction's checks."""
+        return self.abac.interaction(actor) if self.abac is not None else nullcontext()
+
     def authorize(self, actor: Actor, what: Interaction, request: Any) -> None:
         """403 unless ``actor`` may perform ``what`` (type level; instances are checked by
         the repository)."""
         if what.letter is None:
             return
         self.policy.require(actor, what.letter, what.resource_type)
+        if self.abac is not None:
+            self.abac.authorize(actor, what.name, what.id)
         if what.conditional:
             self.policy.require(actor, "s", what.resource_type)
         if actor.patient_scoped:
@@ -162,6 +179,8 @@ class Guard:
                                 "patient-scoped actors")
             if what.name == "history" and what.id is None:
                 raise Forbidden("patient-scoped actors may not read type or system history")
+            if what.name == "search" and what.resource_type is None:
+                raise Forbidden("patient-scoped actors may not search all resource types")
             if what.name == "operation" and (what.resource_type, what.id) != (
                     "Patient", actor.patient):
                 raise Forbidden("patient-scoped actors may only run operations on their own "
@@ -169,9 +188,21 @@ class Guard:
 
     # -- repository checks ----------------------------------------------------------------
 
+    def write(self, store: Any, changes: Sequence[Change],
+              idempotency_key: str | None) -> list[Version]:
+        """Store ``changes`` with the interaction's AuditEvent in the same transaction."""
+        return audit_context.write(self.trail, store, changes, idempotency_key,
+                                   self.abac.mark if self.abac is not None else None)
+
+    def touched(self, versions: Sequence[Version]) -> None:
+        """Note the patients of versions a search returns, for its AuditEvent."""
+        audit_context.touched(versions)
+
     def visible(self, version: Version | None) -> bool:
         """True when the current actor may see this loaded version."""
         actor = current_actor()
+        if version is not None and self.abac is not None and not self.abac.visible(version):
+            return False
         if version is None or not actor.patient_scoped:
             return True
         if version.deleted:
@@ -181,15 +212,35 @@ class Guard:
     def narrow(self, query: SearchQuery) -> SearchQuery:
         """``query`` confined to the actor's patient compartment, inside the query itself."""
         actor = current_actor()
+        if self.abac is not None:
+            query = self.abac.narrow(query)
         if not actor.patient_scoped:
             return query
-        params = self.spec.search_params(query.resource_type) if query.resource_type else {}
+        if query.resource_type is None:  # $everything, Patient/<id>/*: every type at once
+            clause = self._compartment(actor, query.types or self.spec.resource_types)
+            return replace(query, predicates=(*query.predicates, clause))
+        params = self.spec.search_params(query.resource_type)
         extra = compartment_params(actor, query.resource_type, params)
         if not extra:
             return query
         confined = parse_search(self.spec, query.resource_type, extra, default_count=1,
                                 max_count=1)
         return replace(query, predicates=query.predicates + confined.query.predicates)
+
+    def _compartment(self, actor: Actor, types: Iterable[str]) -> Compartment:
+        """The actor's compartment over several types as one clause: its Patient, and per type
+        the parameter that confines a search of that type alone (types without one drop out)."""
+        if actor.patient is None:
+            raise Forbidden("a patient-scoped actor without a patient context may not search")
+        links = []
+        for rtype in sorted(types):
+            try:
+                extra = compartment_params(actor, rtype, self.spec.search_params(rtype))
+            except Forbidden:
+                continue
+            if extra and rtype != "Patient":
+                links.append((rtype, extra[0][0]))
+        return Compartment("Patient", actor.patient, tuple(links), owner=True)
 
     def check_changes(self, changes: Sequence[Change],
                       read: Callable[[str, str], Version | None]) -> None:
@@ -200,6 +251,8 @@ class Guard:
         for change in changes:
             letter = "d" if change.deleted else ("c" if change.expected_version == 0 else "u")
             self.policy.require(actor, letter, change.resource_type)
+            if self.abac is not None:
+                self.abac.check_change(change, read)
             if not actor.patient_scoped:
                 continue
             if change.resource is not None and not in_compartment(actor, change.resource):

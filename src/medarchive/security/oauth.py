@@ -28,6 +28,7 @@ from medarchive.errors import BadRequest, FhirError, TooManyRequests, Unauthoriz
 from medarchive.security.accounts import Accounts, Client
 from medarchive.security.actor import Actor
 from medarchive.security.audit import AuditTrail, audit_event
+from medarchive.security.authz import purpose_allowed
 from medarchive.security.scopes import grant, parse_scopes
 from medarchive.security.tokens import TokenService
 
@@ -35,6 +36,7 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGORITHMS = ["RS384", "ES384", "RS256", "ES256"]
 MAX_ASSERTION_LIFETIME_S = 300
 ROLE_SCOPES = {"patient": "patient/*.rs"}
+APP_GRANT_TYPES = ("authorization_code", "refresh_token")
 
 
 class OAuthError(FhirError):
@@ -93,6 +95,7 @@ class OAuthServer:
     trail: AuditTrail
     token_endpoint: str
     throttle: Throttle | None = None
+    apps: Any = None  # security.appgrants.AppGrants: authorization code and refresh grants
 
     def _audit(self, who: Actor, what: str, status: int, detail: str) -> None:
         self.trail.record(audit_event(who, what, self.tokens.now(), status=status,
@@ -156,22 +159,27 @@ class OAuthServer:
 
     def token(self, form: Mapping[str, str], headers: Mapping[str, str],
               address: str | None = None) -> dict[str, Any]:
-        """The token endpoint (RFC 6749 §3.2): client_credentials only for now."""
+        """The token endpoint (RFC 6749 §3.2): client_credentials, and authorization_code
+        and refresh_token for user-facing apps (security.appgrants)."""
         grant_type = form.get("grant_type")
-        if grant_type != "client_credentials":
+        app_grant = grant_type in APP_GRANT_TYPES and self.apps is not None
+        if grant_type != "client_credentials" and not app_grant:
             raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not "
-                             "supported (client_credentials is)")
+                             "supported")
         anonymous = Actor("client", form.get("client_id") or "unknown", "none", (),
                           address=address)
         try:
             if self.throttle is not None:
                 self.throttle.check(address)
-            client = self.authenticate_client(form, headers)
+            client = self.app_client(form, headers) if app_grant \
+                else self.authenticate_client(form, headers)
         except FhirError as exc:
             self._audit(anonymous, "token", exc.status, str(exc))
             if self.throttle is not None and exc.status == 401:
                 self.throttle.failed(address)
             raise
+        if app_grant:
+            return self.apps.token(client, form, address)  # type: ignore[no-any-return]
         who = Actor("client", client.client_id, client.role, (), client_id=client.client_id,
                     address=address)
         scope = grant(form.get("scope", ""), client.scope)
@@ -183,8 +191,9 @@ class OAuthServer:
                                  scope=scope, client_id=client.client_id)
 
     def login(self, username: str, password: str, code: str | None = None,
-              address: str | None = None) -> dict[str, Any]:
-        """A person's login: password and TOTP (if enrolled) -> a user access token."""
+              address: str | None = None, purpose: str | None = None) -> dict[str, Any]:
+        """A person's login: password and TOTP (if enrolled) -> a user access token, for
+        ``purpose`` (v3-PurposeOfUse; default: the role's, security.authz)."""
         who = Actor("user", username, "unknown", (), address=address)
         try:
             if self.throttle is not None:
@@ -196,33 +205,57 @@ class OAuthServer:
                 self.throttle.failed(address)
             raise
         scope = ROLE_SCOPES.get(user.role, "user/*.cruds")
-        self._audit(Actor("user", username, user.role, (), address=address), "login", 200,
-                    "password" + ("+totp" if user.totp_enrolled else ""))
+        actor = Actor("user", username, user.role, (), address=address, purpose=purpose)
+        if purpose is not None and not purpose_allowed(user.role, purpose):
+            self._audit(actor, "login", 400, f"purpose of use {purpose[:40]} refused")
+            raise OAuthError("invalid_request", f"purpose of use {purpose[:40]!r} is not "
+                             f"allowed for role {user.role}")
+        self._audit(actor, "login", 200, "password" + ("+totp" if user.totp_enrolled else ""))
         return self.tokens.issue(username, kind="user", role=user.role, scope=scope,
-                                 patient=user.patient_id)
+                                 patient=user.patient_id, purpose=purpose)
 
     def introspect(self, form: Mapping[str, str], headers: Mapping[str, str]) -> dict[str, Any]:
-        """RFC 7662 §2: the caller authenticates as a client; unknown tokens are inactive."""
-        self.authenticate_client(form, headers)
+        """RFC 7662 §2: the caller authenticates as a client; unknown tokens are inactive.
+        Refresh tokens are active only for the client they were issued to."""
+        client = self.authenticate_client(form, headers)
         try:
             claims = self.tokens.verify(form.get("token", ""))
         except Unauthorized:
-            return {"active": False}
+            found = self.apps.introspect(client, form.get("token", "")) if self.apps else None
+            return found or {"active": False}
         return {"active": True, **{k: claims[k] for k in ("scope", "sub", "exp", "iat", "iss",
                                                            "client_id", "patient")
                                    if k in claims}, "token_type": "Bearer"}
 
     def revoke(self, form: Mapping[str, str], headers: Mapping[str, str]) -> None:
-        """RFC 7009 §2: revoke an access token; unknown tokens are not an error."""
-        client = self.authenticate_client(form, headers)
+        """RFC 7009 §2: revoke an access token, or a refresh token and its grant (any
+        ``token_type_hint``: both kinds are looked for); unknown tokens are not an error.
+        Public apps identify themselves by ``client_id`` (RFC 7009 §2.1)."""
+        client = self.app_client(form, headers) if self.apps is not None \
+            else self.authenticate_client(form, headers)
         try:
             claims = self.tokens.verify(form.get("token", ""))
         except Unauthorized:
+            if self.apps is not None:
+                self.apps.revoke(client, form.get("token", ""))
             return
         if claims.get("client_id") not in (None, client.client_id):
             raise OAuthError("unauthorized_client", "a client may only revoke its own tokens",
                              403)
         self.tokens.revoke(str(claims["jti"]), int(claims["exp"]))
+
+    def app_client(self, form: Mapping[str, str], headers: Mapping[str, str]) -> Client:
+        """The client of an app's request: authenticated as usual when it sends credentials;
+        a public app (no secret, PKCE only; RFC 6749 §2.1) sends just its ``client_id``."""
+        credentials = form.get("client_secret") or form.get("client_assertion") or \
+            headers.get("authorization", "").lower().startswith("basic ")
+        if credentials:
+            return self.authenticate_client(form, headers)
+        client_id = form.get("client_id", "")
+        app = self.apps.app(client_id) if client_id and self.apps is not None else None
+        if app is None or not app.public:
+            raise OAuthError("invalid_client", "client authentication is required", 401)
+        return self.accounts.client(client_id)
 
     # -- resource server ------------------------------------------------------------------
 
@@ -237,4 +270,4 @@ class OAuthServer:
         return Actor(str(claims.get("kind", "client")), str(claims["sub"]),
                      str(claims.get("role", "none")), scopes, patient=claims.get("patient"),
                      client_id=claims.get("client_id"), address=address,
-                     token_id=str(claims["jti"]))
+                     token_id=str(claims["jti"]), purpose=claims.get("purpose_of_use"))

@@ -16,16 +16,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from medarchive.security.abac import Abac
+from medarchive.security.access import Access
 from medarchive.security.accounts import Accounts
+from medarchive.security.appgrants import build_app_grants
 from medarchive.security.audit import AuditTrail
 from medarchive.security.authz import Policy
 from medarchive.security.guard import Guard
 from medarchive.security.oauth import OAuthServer, Throttle
+from medarchive.security.relations import Relations
 from medarchive.security.tokens import TokenService
 from medarchive.store.sql.database import Database, open_database
 from medarchive.store.sql.migrations import migrate
 
 TOKEN_PATH = "/auth/token"
+STYLE_PATH = "/ui/static/smart-style.json"  # SMART smart_style_url
 
 
 @dataclass
@@ -39,6 +44,7 @@ class Security:
     oauth: OAuthServer
     guard: Guard
     owned_folder: Path | None = None
+    access: Access | None = None  # entitlements, attributes, break-the-glass (migration 0007)
 
     def close(self) -> None:
         if self.owned_folder is not None:
@@ -60,7 +66,11 @@ def security_database(store: Any) -> tuple[Database, Path | None]:
 
 
 def build_security(store: Any, spec: Any, *, issuer: str, now: Callable[[], datetime],
-                   token_lifetime_s: int, policy: Policy | None = None) -> Security:
+                   token_lifetime_s: int, policy: Policy | None = None,
+                   relationship_required: bool = True,
+                   break_glass_minutes: int = 60,
+                   refresh_lifetime_s: int = 30 * 86_400,
+                   online_refresh_lifetime_s: int = 43_200) -> Security:
     """Security for a server whose FHIR base URL (token issuer and audience) is ``issuer``."""
     db, owns = security_database(store)
     accounts = Accounts(db, now)
@@ -68,5 +78,13 @@ def build_security(store: Any, spec: Any, *, issuer: str, now: Callable[[], date
     trail = AuditTrail(db, now)
     base = issuer.rsplit("/fhir", 1)[0] if issuer.endswith("/fhir") else issuer
     oauth = OAuthServer(accounts, tokens, trail, base + TOKEN_PATH, Throttle(now))
+    oauth.apps = build_app_grants(db, accounts, tokens, trail,  # SMART App Launch
+                                  refresh_lifetime_s=refresh_lifetime_s,
+                                  online_refresh_lifetime_s=online_refresh_lifetime_s,
+                                  style_url=base + STYLE_PATH)
     guard = Guard(policy or Policy(), trail, spec)
-    return Security(db, accounts, tokens, trail, oauth, guard, owns)
+    access = Access(db, now)
+    guard.abac = Abac(access, Relations(store, spec), spec,
+                      relationship_required=relationship_required,
+                      break_glass_minutes=break_glass_minutes)
+    return Security(db, accounts, tokens, trail, oauth, guard, owns, access)

@@ -25,6 +25,7 @@ from medarchive.errors import Unauthorized
 from medarchive.store.sql.database import Database
 
 ALGORITHM = "RS256"
+GRANT = "grant:"  # sec_jti key of a revoked app grant
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +88,12 @@ class TokenService:
     # -- tokens ---------------------------------------------------------------------------
 
     def issue(self, subject: str, *, kind: str, role: str, scope: str,
-              client_id: str | None = None, patient: str | None = None) -> dict[str, Any]:
-        """A signed access token and its OAuth token response fields (RFC 6749 §5.1)."""
-        key = next(iter(self.keys().values()))
+              client_id: str | None = None, patient: str | None = None,
+              purpose: str | None = None, encounter: str | None = None,
+              grant: str | None = None) -> dict[str, Any]:
+        """A signed access token and its OAuth token response fields (RFC 6749 §5.1).
+        ``grant``: the app authorization (code, refresh tokens) it was issued under; revoking
+        the grant (``revoke_grant``) revokes the token."""
         now = int(self.now().timestamp())
         claims: dict[str, Any] = {
             "iss": self.issuer, "aud": self.issuer, "sub": subject, "iat": now,
@@ -99,12 +103,35 @@ class TokenService:
             claims["client_id"] = client_id
         if patient:
             claims["patient"] = patient
-        token = jwt.encode(claims, key.private, algorithm=ALGORITHM, headers={"kid": key.kid})
+        if purpose:  # v3-PurposeOfUse (security.authz)
+            claims["purpose_of_use"] = purpose
+        if encounter:
+            claims["encounter"] = encounter
+        if grant:
+            claims["grant"] = grant
+        token = self._sign(claims)
         response: dict[str, Any] = {"access_token": token, "token_type": "Bearer",
                                     "expires_in": self.lifetime_s, "scope": scope}
         if patient:
             response["patient"] = patient
         return response
+
+    def _sign(self, claims: dict[str, Any]) -> str:
+        key = next(iter(self.keys().values()))
+        return jwt.encode(claims, key.private, algorithm=ALGORITHM, headers={"kid": key.kid})
+
+    def id_token(self, subject: str, audience: str, *, fhir_user: str | None = None,
+                 nonce: str | None = None) -> str:
+        """An OpenID Connect ID token (OIDC Core §2) for an app: RS256 under the server key,
+        ``iss`` = the FHIR base URL, ``aud`` = the client, ``fhirUser`` (SMART §2.0.9)."""
+        now = int(self.now().timestamp())
+        claims: dict[str, Any] = {"iss": self.issuer, "sub": subject, "aud": audience,
+                                  "iat": now, "exp": now + self.lifetime_s}
+        if fhir_user:
+            claims["fhirUser"] = fhir_user
+        if nonce:
+            claims["nonce"] = nonce
+        return self._sign(claims)
 
     def verify(self, token: str) -> dict[str, Any]:
         """The claims of a valid, unexpired, unrevoked token of ours; 401 otherwise."""
@@ -125,7 +152,7 @@ class TokenService:
             raise Unauthorized(f"invalid access token: {exc}") from None
         if int(claims["exp"]) <= int(self.now().timestamp()):
             raise Unauthorized("the access token has expired")
-        if self.used(str(claims["jti"])):
+        if self.used(str(claims["jti"]), GRANT + str(claims.get("grant", ""))):
             raise Unauthorized("the access token was revoked")
         return claims
 
@@ -151,7 +178,14 @@ class TokenService:
             raise
         return True
 
-    def used(self, jti: str) -> bool:
+    def revoke_grant(self, grant: str) -> None:
+        """Refuse every access token issued under ``grant`` (they live ``lifetime_s`` at
+        most, so the mark can be forgotten after that)."""
+        self.remember(GRANT + grant, int(self.now().timestamp()) + self.lifetime_s)
+
+    def used(self, jti: str, grant_key: str = "") -> bool:
+        """True when ``jti`` (or the revoked-grant key ``grant:ID``) was recorded."""
         with self.db.reading() as cur:
-            cur.execute(self._sql("SELECT 1 FROM sec_jti WHERE jti = ?"), (jti,))
+            cur.execute(self._sql("SELECT 1 FROM sec_jti WHERE jti IN (?, ?)"),
+                        (jti, grant_key or jti))
             return cur.fetchone() is not None

@@ -232,8 +232,9 @@ class Repository:
                idempotency_key: str | None = None) -> list[Version]:
         """Write all changes atomically (the store raises VersionConflict, writing nothing);
         every change must be allowed for the acting actor (transaction entries included)."""
-        if self.guard is not None:
+        if self.guard is not None:  # the AuditEvent goes into the same transaction
             self.guard.check_changes(changes, self.store.read)
+            return self.guard.write(self.store, changes, idempotency_key)
         return self.store.write(changes, idempotency_key=idempotency_key)
 
     def backoff(self, attempt: int) -> None:

@@ -28,7 +28,15 @@ from medarchive.errors import (
     operation_outcome,
 )
 from medarchive.fhir.bundle import bundle, history_entry, search_entry
-from medarchive.fhir.search.query import AnyOf, Chain, Clause, Has, Include, SearchQuery
+from medarchive.fhir.search.query import (
+    AllOf,
+    AnyOf,
+    Chain,
+    Clause,
+    Has,
+    Include,
+    SearchQuery,
+)
 from medarchive.security.actor import current_actor
 from medarchive.service.headers import prefer_strict
 from medarchive.service.request import FhirRequest, FhirResponse
@@ -77,7 +85,7 @@ def _linked_types(clause: Clause | None) -> Iterator[str]:
         if clause.source_type is not None:
             yield clause.source_type
         yield from _linked_types(clause.clause)
-    elif isinstance(clause, AnyOf):
+    elif isinstance(clause, AnyOf | AllOf):
         for part in clause.clauses:
             yield from _linked_types(part)
 
@@ -128,8 +136,11 @@ class Narrowed:
         return query
 
     def search(self, query: SearchQuery) -> list[Version]:
-        """One page of narrowed matches."""
-        return self.store.search(self.narrow(query))
+        """One page of narrowed matches (their patients noted for the AuditEvent)."""
+        found = self.store.search(self.narrow(query))
+        if self.repository.guard is not None:
+            self.repository.guard.touched(found)
+        return found
 
     def count(self, query: SearchQuery) -> int:
         """The narrowed total."""
@@ -142,8 +153,11 @@ class Narrowed:
     def include(self, keys: Sequence[tuple[str, str]], include: Include,
                 limit: int) -> list[Version]:
         """Included resources the actor may read (R4 §3.1.1.5.14); others are left out."""
-        return [version for version in self.store.include(keys, include, limit)
-                if self.visible(version)]
+        found = [version for version in self.store.include(keys, include, limit)
+                 if self.visible(version)]
+        if self.repository.guard is not None:
+            self.repository.guard.touched(found)
+        return found
 
     def visible(self, version: Version) -> bool:
         """True when the actor may read ``version``."""
@@ -151,6 +165,11 @@ class Narrowed:
         if guard is None:
             return True
         return self._allowed("r", version.resource_type) and bool(guard.visible(version))
+
+    def hides(self) -> bool:
+        """True when security labels or relationships may hide versions from the actor."""
+        guard = self.repository.guard
+        return guard is not None and guard.abac is not None and bool(guard.abac.hides())
 
     def read(self, resource_type: str, id: str) -> Version | None:
         """The current version as ``Repository.current`` shows it to the actor."""
@@ -311,6 +330,18 @@ class Searches:
         query = HistoryQuery(rtype, rid, since, snapshot, count, offset)
         versions = self.repository.history(query) if count else []
         total = self.repository.history_total(query)
+        more = offset + count < total
+        hides = self.narrowed.hides()
+        if rid is not None and (current_actor().patient_scoped or hides):  # as vread: only
+            every = self.repository.history(replace(query, count=total, offset=0)) \
+                if total else []  # the versions the actor may see
+            shown = [v for v in every if self.narrowed.visible(v)]
+            total, versions = len(shown), shown[offset:offset + count]
+            more = offset + count < total
+        reported: int | None = total
+        if rid is None and hides:  # type/system history: hidden versions left out, no total
+            versions = [v for v in versions if self.narrowed.visible(v)]
+            reported = None
         kept = [("_snapshot", str(snapshot))]
         if since is not None:
             kept.insert(0, ("_since", request.param("_since") or ""))
@@ -319,5 +350,5 @@ class Searches:
         base = self.router.base
         entries = [history_entry(base, v, None if v.deleted else self._entry_resource(v, view))
                    for v in versions]
-        links = self._paging(path, kept, count, offset, total, offset + count < total)
-        return self._respond(bundle("history", entries, total=total, links=links), view)
+        links = self._paging(path, kept, count, offset, reported, more)
+        return self._respond(bundle("history", entries, total=reported, links=links), view)

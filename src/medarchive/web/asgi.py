@@ -110,7 +110,8 @@ async def _bug(request: Request, exc: Exception) -> Response:
 
 def build_asgi(routes: Sequence[BaseRoute], *, max_request_bytes: int,
                on_shutdown: Callable[[], Any] | None = None,
-               worker_threads: int | None = None) -> Starlette:
+               worker_threads: int | None = None,
+               on_startup: Callable[[], Any] | None = None) -> Starlette:
     """The ASGI app serving ``routes`` with the limits and error rendering above.
 
     ``worker_threads`` caps the threads that run blocking store calls: a few per core keep
@@ -121,6 +122,8 @@ def build_asgi(routes: Sequence[BaseRoute], *, max_request_bytes: int,
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if worker_threads:
             anyio.to_thread.current_default_thread_limiter().total_tokens = worker_threads
+        if on_startup is not None:
+            on_startup()
         yield
         if on_shutdown is not None:
             on_shutdown()

@@ -20,15 +20,18 @@ from starlette.routing import BaseRoute, Route
 
 from medarchive.errors import FhirError
 from medarchive.security.actor import Actor
+from medarchive.security.discovery import openid_configuration, smart_configuration
 from medarchive.security.oauth import OAuthError
 from medarchive.security.service import TOKEN_PATH, Security
 from medarchive.service.request import FhirRequest
 from medarchive.service.router import Router
+from medarchive.web.edge import is_api_path
 from medarchive.web.fhir_api import fhir_routes
 
 FORM = "application/x-www-form-urlencoded"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-PUBLIC_PATHS = frozenset({"metadata", ".well-known/smart-configuration"})
+PUBLIC_PATHS = frozenset({"metadata", ".well-known/smart-configuration",
+                          ".well-known/openid-configuration"})
 
 
 def _address(request: Request) -> str | None:
@@ -64,26 +67,6 @@ def _oauth_error(exc: FhirError) -> Response:
     return JSONResponse(body, status_code=exc.status, headers=headers)
 
 
-def smart_configuration(base: str, fhir_base: str) -> dict[str, Any]:
-    """The SMART configuration document (SMART App Launch 2.0 §2.0.8 / Backend Services)."""
-    return {
-        "issuer": fhir_base,
-        "jwks_uri": f"{base}/auth/jwks",
-        "token_endpoint": f"{base}{TOKEN_PATH}",
-        "introspection_endpoint": f"{base}/auth/introspect",
-        "revocation_endpoint": f"{base}/auth/revoke",
-        "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic",
-                                                  "client_secret_post"],
-        "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384", "RS256"],
-        "scopes_supported": ["system/*.rs", "system/*.cruds", "user/*.rs", "user/*.cruds",
-                             "patient/*.rs", "system/*.read", "user/*.read", "patient/*.read"],
-        "response_types_supported": ["token"],
-        "capabilities": ["client-confidential-symmetric", "client-confidential-asymmetric",
-                         "permission-v1", "permission-v2"],
-    }
-
-
 def auth_routes(security: Security, fhir_prefix: str = "/fhir") -> list[BaseRoute]:
     """The security endpoints; SMART configuration under the FHIR base, the rest under /auth."""
     oauth = security.oauth
@@ -95,6 +78,9 @@ def auth_routes(security: Security, fhir_prefix: str = "/fhir") -> list[BaseRout
 
     async def configuration(request: Request) -> Response:
         return JSONResponse(smart_configuration(base_of(request), fhir_base))
+
+    async def openid(request: Request) -> Response:
+        return JSONResponse(openid_configuration(base_of(request), fhir_base))
 
     async def jwks(request: Request) -> Response:
         return JSONResponse(await run_in_threadpool(security.tokens.jwks))
@@ -113,7 +99,7 @@ def auth_routes(security: Security, fhir_prefix: str = "/fhir") -> list[BaseRout
             form = await _form(request)
             body = await run_in_threadpool(oauth.login, form.get("username", ""),
                                            form.get("password", ""), form.get("code"),
-                                           _address(request))
+                                           _address(request), form.get("purpose_of_use"))
         except FhirError as exc:
             return _oauth_error(exc)
         return JSONResponse(body, headers=NO_STORE)
@@ -136,6 +122,7 @@ def auth_routes(security: Security, fhir_prefix: str = "/fhir") -> list[BaseRout
 
     return [
         Route(fhir_prefix + "/.well-known/smart-configuration", configuration, methods=["GET"]),
+        Route(fhir_prefix + "/.well-known/openid-configuration", openid, methods=["GET"]),
         Route("/auth/jwks", jwks, methods=["GET"]),
         Route(TOKEN_PATH, token, methods=["POST"]),
         Route("/auth/login", login, methods=["POST"]),
@@ -147,25 +134,21 @@ def auth_routes(security: Security, fhir_prefix: str = "/fhir") -> list[BaseRout
 def audit_search(security: Security, actor: Actor, params: list[tuple[str, str]],
                  fhir_base: str) -> dict[str, Any]:
     """``GET /fhir/AuditEvent``: the trail as a searchset Bundle (R4 §3.1.1), for actors
-    allowed to search AuditEvent (auditors). Parameters: ``_count`` (default 50, at most
-    1000) and ``_after`` (a record number: page on from there). The search is itself audited."""
-    from medarchive.errors import BadRequest
-    from medarchive.security.audit import audit_event
+    allowed to search AuditEvent (auditors). The R4 AuditEvent search parameters, ``_count``
+    (default 50, at most 1000), ``_sort=date|-date``, ``_offset``, ``_after`` (a record number)
+    and ``_summary=count`` (security/audit_index.py); record order by default, paged with
+    ``_after``. The search is itself audited."""
+    from urllib.parse import urlencode
 
-    status, found = 200, 0
+    from medarchive.security.audit import audit_event
+    from medarchive.security.audit_index import parse_audit_search
+
+    status, found, total = 200, 0, None
     try:
         security.guard.policy.require(actor, "s", "AuditEvent")
-        values = dict(params)
-        try:
-            count = min(max(int(values.get("_count", "50")), 1), 1000)
-            after = max(int(values.get("_after", "0")), 0)
-        except ValueError:
-            raise BadRequest("_count and _after must be integers") from None
-        unknown = sorted(set(values) - {"_count", "_after"})
-        if unknown:
-            raise BadRequest(f"unsupported AuditEvent search parameter(s): {', '.join(unknown)}")
-        events = security.trail.events(after, count)
-        found = len(events)
+        search = parse_audit_search(params)
+        events, total = security.trail.search(search)
+        found = len(events) if total is None else total
     except FhirError as exc:
         status = exc.status
         raise
@@ -173,15 +156,24 @@ def audit_search(security: Security, actor: Actor, params: list[tuple[str, str]]
         security.trail.record(audit_event(
             actor, "search", security.trail.now(), status=status, count=found,
             query="AuditEvent?" + "&".join(f"{k}={v}" for k, v in params)))
-    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "entry": [
+    kept = [(k, v) for k, v in params if k not in ("_offset", "_after", "_count")]
+
+    def link(**paging: int) -> str:
+        query = [*kept, ("_count", str(search.count))] + [(k, str(v)) for k, v in paging.items()
+                                                           if v]
+        return f"{fhir_base}/AuditEvent?{urlencode(query)}"
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    if total is not None:
+        bundle["total"] = total
+    bundle["link"] = [{"relation": "self", "url": link(_after=search.after,
+                                                        _offset=search.offset)}]
+    if total is None and search.count and len(events) == search.count:
+        paging = {"_after": events[-1][0]} if search.sort == "seq" else {
+            "_after": search.after, "_offset": search.offset + search.count}
+        bundle["link"].append({"relation": "next", "url": link(**paging)})
+    bundle["entry"] = [
         {"fullUrl": f"{fhir_base}/AuditEvent/{seq}", "resource": {**event, "id": str(seq)},
-         "search": {"mode": "match"}} for seq, event in events]}
-    links = [{"relation": "self", "url": f"{fhir_base}/AuditEvent?_count={count}"
-              f"&_after={after}"}]
-    if len(events) == count:
-        links.append({"relation": "next", "url": f"{fhir_base}/AuditEvent?_count={count}"
-                      f"&_after={events[-1][0]}"})
-    bundle["link"] = links
+         "search": {"mode": "match"}} for seq, event in events]
     return bundle
 
 
@@ -229,16 +221,23 @@ HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 
 class SecurityHeaders:
     """Adds the usual security headers to every HTTP response (OWASP Secure Headers), and
-    HSTS (RFC 6797) when the request came over TLS. Pure ASGI middleware."""
+    HSTS (RFC 6797) when the request came over TLS. Pure ASGI middleware. The APIs get a
+    deny-all CSP; the web UI's paths get the UI's own (its scripts, styles and images)."""
 
     def __init__(self, app: Any) -> None:
+        from medarchive.web.ui.pages import CSP
         self.app = app
+        self.ui_headers = [(b"x-content-type-options", b"nosniff"),
+                           (b"x-frame-options", b"DENY"),
+                           (b"referrer-policy", b"same-origin"),
+                           (b"content-security-policy", CSP.encode())]
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = SECURITY_HEADERS + ([HSTS] if scope.get("scheme") == "https" else [])
+        base = SECURITY_HEADERS if is_api_path(scope["path"]) else self.ui_headers
+        extra = base + ([HSTS] if scope.get("scheme") == "https" else [])
 
         async def sending(message: Any) -> None:
             if message["type"] == "http.response.start":

@@ -23,6 +23,7 @@ from starlette.exceptions import StarletteDeprecationWarning
 
 from medarchive.app import Services, build_services, create_app
 from medarchive.demo import generate, reference_bundle
+from medarchive.demo.access import relate_demo_user
 from medarchive.settings import Settings
 
 with warnings.catch_warnings():
@@ -83,6 +84,7 @@ def build_site(folder: Path, patients: int = 2) -> Site:
     assert first is not None, "no demo patient with a Latin family name"
     accounts = services.security.accounts
     accounts.add_user("doctor", "physician", PASSWORD)
+    relate_demo_user(services.security.access, "doctor")  # docs/security.md "Relationships"
     accounts.add_user("admin", "administrator", PASSWORD)
     accounts.add_user("audit", "auditor", PASSWORD)
     accounts.add_user("secure", "nurse", PASSWORD)

@@ -234,5 +234,6 @@ def test_admin_pages_for_administrator_and_auditor(browser: Any, served: str,
     assert page.locator("#audit tbody tr").count() >= 1
     assert "admin" in page.locator("#audit").inner_text()
     page.goto(served + "/admin/break-glass")
-    assert page.locator("h1").inner_text() == "Break-the-glass events"
+    assert page.locator("h1").inner_text() == "Break-the-glass grants"
+    assert page.locator("#grants").count() == 1
     context.close()

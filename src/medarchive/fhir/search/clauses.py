@@ -15,7 +15,15 @@ from typing import Protocol
 
 from medarchive.fhir.search.entries import IndexEntries
 from medarchive.fhir.search.match import predicate_matches
-from medarchive.fhir.search.query import AnyOf, Chain, Clause, Compartment, Has, Predicate
+from medarchive.fhir.search.query import (
+    AllOf,
+    AnyOf,
+    Chain,
+    Clause,
+    Compartment,
+    Has,
+    Predicate,
+)
 
 
 class Indexed(Protocol):
@@ -59,6 +67,8 @@ class ClauseMatcher:
             return in_compartment(item, clause)
         if isinstance(clause, AnyOf):
             return any(self.matches(item, part) for part in clause.clauses)
+        if isinstance(clause, AllOf):
+            return all(self.matches(item, part) for part in clause.clauses)
         raise TypeError(f"not a search clause: {clause!r}")
 
     def select(self, resource_type: str | None, clause: Clause | None) -> list[Indexed]:

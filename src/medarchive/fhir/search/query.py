@@ -161,7 +161,15 @@ class AnyOf:
     clauses: tuple[Clause, ...]
 
 
-Clause = Predicate | Chain | Has | Compartment | AnyOf
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    """A conjunction of clauses, for nesting: the condition of a chain or ``_has`` narrowed
+    by the security layer (labels the actor may not see)."""
+
+    clauses: tuple[Clause, ...]
+
+
+Clause = Predicate | Chain | Has | Compartment | AnyOf | AllOf
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 from medarchive.crypto.blind import BLIND_TYPES, BlindIndex, blinded, everywhere
 from medarchive.fhir.search.query import (
+    AllOf,
     AnyOf,
     Chain,
     Clause,
@@ -113,6 +114,8 @@ class Compiler:
         """A condition on the resource row ``alias`` (of type ``rtype`` when known)."""
         if isinstance(clause, Predicate):
             return self._predicate(clause, alias, rtype)
+        if isinstance(clause, AllOf):
+            return "(" + " AND ".join(self.clause(c, alias, rtype) for c in clause.clauses) + ")"
         if isinstance(clause, AnyOf):  # one IN over a UNION: planners drive it from the index
             return f"{alias}.rid IN ({self.rid_query(clause, rtype)})"
         if isinstance(clause, Has):

@@ -17,7 +17,7 @@ is left out of search results.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -147,8 +147,10 @@ class SqlStore:
             row = cur.fetchone()
         return self._open(row) if row else None
 
-    def write(self, changes: Sequence[Change], *,
-              idempotency_key: str | None = None) -> list[Version]:
+    def write(self, changes: Sequence[Change], *, idempotency_key: str | None = None,
+              after: Callable[[Any, list[Version]], None] | None = None) -> list[Version]:
+        """The Store contract; ``after(cursor, versions)`` runs last inside the same
+        transaction (the interaction's AuditEvent: both commit or neither)."""
         if not changes and idempotency_key is None:
             return []
         keys = {(c.resource_type, c.id) for c in changes}
@@ -163,8 +165,11 @@ class SqlStore:
             sealed = self._seal(cur, changes, entries)
             seqs = self._insert_versions(cur, changes, rids, sealed)
             self._reindex(cur, changes, rids, entries)
-        return [Version(c.resource_type, c.id, c.version_id, c.last_updated, c.deleted, c.body,
-                        seq) for c, seq in zip(changes, seqs, strict=True)]
+            written = [Version(c.resource_type, c.id, c.version_id, c.last_updated, c.deleted,
+                               c.body, seq) for c, seq in zip(changes, seqs, strict=True)]
+            if after is not None:
+                after(cur, written)
+        return written
 
     def _record_key(self, cur: Any, key: str, changes: Sequence[Change]) -> None:
         at = to_micros(changes[0].last_updated) if changes else 0
@@ -329,6 +334,28 @@ class SqlStore:
                 progress: ReindexCallback | None = None) -> ReindexProgress:
         return run_reindex(self.db, self._indexer, job=job, batch=batch, restart=restart,
                            progress=progress, open_body=self._body)
+
+    def reindex_rids(self, rids: Sequence[int]) -> int:
+        """Re-extract the index rows of the resources ``rids`` (a restore's changed ones), one
+        transaction per chunk; deleted and erased resources are left without rows."""
+        indexed = 0
+        for start in range(0, len(rids), _CHUNK):
+            chunk = list(rids[start:start + _CHUNK])
+            with self.db.writing() as cur:
+                cur.execute(self._sql(
+                    "SELECT r.rid, r.res_type, r.res_id, r.version, v.body, k.shredded "
+                    "FROM resource r JOIN resource_version v ON v.rid = r.rid "
+                    "AND v.version = r.version LEFT JOIN data_key k ON k.kid = v.kid "
+                    f"WHERE r.deleted = ? AND r.rid IN ({', '.join('?' * len(chunk))})"),
+                    [False, *chunk])
+                items = []
+                for rid, *row in cur.fetchall():
+                    body = self._body(row)
+                    if body is not None:
+                        items.append((rid, row[0], self._indexer(orjson.loads(body))))
+                replace_index(cur, self._sql, chunk, items)
+                indexed += len(items)
+        return indexed
 
     def changes(self, after_seq: int = 0, limit: int = 1000) -> list[Version]:
         sql = (f"SELECT {VERSION_COLUMNS} FROM resource_version v JOIN resource r "

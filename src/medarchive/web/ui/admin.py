@@ -1,17 +1,19 @@
-"""Administration pages: dashboard, users and roles, audit trail, break-the-glass events.
+"""Administration pages: dashboard, users and roles, audit trail, break-the-glass grants and
+events.
 
 Administrators see the dashboard (counts and admissions per day, each count an audited FHIR
 search) and the user list; auditors, the only role the security policy lets search AuditEvent,
 see the audit trail and its break-the-glass subset through ``audit_search``, which checks that
-permission and audits the search itself. The user list is read from the security layer's
-accounts and recorded in the trail as a read of the accounts.
+permission and audits the search itself, and the break-the-glass grants (security.access).
+The user list is read from the security layer's accounts and recorded in the trail as a read
+of the accounts.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -75,6 +77,10 @@ def is_break_glass(event: dict[str, Any]) -> bool:
     return any(word.lower() in text for word in BREAK_GLASS)
 
 
+def _utc(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def admin_routes(ui: Ui) -> dict[str, Callable[[Request, Session], Awaitable[Response]]]:
     """Paths and pages of the administration area."""
     security = ui.services.security
@@ -109,6 +115,17 @@ def admin_routes(ui: Ui) -> dict[str, Callable[[Request, Session], Awaitable[Res
                  and (not only_break_glass or is_break_glass(ev))]
         return shown, more
 
+    def read_grants(session: Session) -> list[dict[str, Any]]:
+        """Break-the-glass grants, newest first, with whether each is still active; the
+        reading is itself audited."""
+        now = int(security.trail.now().timestamp())
+        found = [{**g.to_json(), "active": g.expires > now, "granted": _utc(g.granted),
+                  "expires": _utc(g.expires)} for g in security.access.grants(limit=AUDIT_PAGE)]
+        security.trail.record(audit_event(session.actor, "search", security.trail.now(),
+                                          status=200, count=len(found),
+                                          query="sec_break_glass (web UI break-glass grants)"))
+        return found
+
     def audit_page(template: str, only_break_glass: bool) -> Callable[
             [Request, Session], Awaitable[Response]]:
         async def page(request: Request, session: Session) -> Response:
@@ -123,8 +140,10 @@ def admin_routes(ui: Ui) -> dict[str, Callable[[Request, Session], Awaitable[Res
                 after = 0
             events, more = await run_in_threadpool(trail, session, after, only_break_glass,
                                                    filters)
+            grants = await run_in_threadpool(read_grants, session) if only_break_glass else []
             return render(request, template, session, {
-                "events": events, "more": more, "after": after, "filters": filters})
+                "events": events, "more": more, "after": after, "filters": filters,
+                "grants": grants})
         return page
 
     return {"/admin": dashboard, "/admin/users": users,

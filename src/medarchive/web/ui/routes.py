@@ -20,6 +20,8 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from medarchive.errors import FhirError
+from medarchive.security.authz import RELATIONSHIP_ROLES
+from medarchive.security.emergency import break_glass
 from medarchive.web.ui import i18n
 from medarchive.web.ui.chart import load_chart
 from medarchive.web.ui.clinic import Clinic, UiError
@@ -138,8 +140,15 @@ def ui_routes(services: Any, *, idle_s: int = 900) -> list[BaseRoute]:
 
     async def chart(request: Request, session: Session) -> Response:
         patient_id = request.path_params["id"]
-        loaded = await run_in_threadpool(load_chart, clinic(session), patient_id,
-                                         now().date())
+        try:
+            loaded = await run_in_threadpool(load_chart, clinic(session), patient_id,
+                                             now().date())
+        except UiError as exc:  # not found or not related: offer break-the-glass
+            if exc.status != 404 or not session.secured or \
+                    session.role not in RELATIONSHIP_ROLES:
+                raise
+            return render(request, "error.html", session, {"error": exc, "glass": patient_id},
+                          404)
         return render(request, "chart.html", session, {
             "chart": loaded, "saved": request.query_params.get("saved")})
 
@@ -175,6 +184,16 @@ def ui_routes(services: Any, *, idle_s: int = 900) -> list[BaseRoute]:
             "kind": kind, "title": FORM_TITLES[kind], "patient": patient, "values": fields,
             "errors": checked.errors, "problems": problems}, 422)
 
+    async def glass(request: Request, session: Session) -> Response:
+        """Break-the-glass from the UI (docs/security.md): a stated reason, then the chart."""
+        patient_id = request.path_params["id"]
+        fields = await checked_form(request)
+        if not session.secured:
+            raise UiError(404, ["break-the-glass needs MEDARCHIVE_AUTH=on"])
+        await run_in_threadpool(break_glass, services.security, session.actor, patient_id,
+                                fields.get("reason", ""))
+        return redirect(request, f"/patients/{patient_id}", session)
+
     from medarchive.web.ui.admin import admin_routes
 
     return [
@@ -186,6 +205,7 @@ def ui_routes(services: Any, *, idle_s: int = 900) -> list[BaseRoute]:
         Route("/patients/{id}", logged_in(ui, chart), methods=["GET"]),
         Route("/patients/{id}/new/{form}", logged_in(ui, entry_page), methods=["GET"]),
         Route("/patients/{id}/new/{form}", logged_in(ui, entry), methods=["POST"]),
+        Route("/patients/{id}/break-glass", logged_in(ui, glass), methods=["POST"]),
         *[Route(path, logged_in(ui, page), methods=["GET"])
           for path, page in admin_routes(ui).items()],
         Mount("/ui/static", StaticFiles(directory=Path(HERE) / "static"), name="ui-static"),

@@ -91,7 +91,8 @@ class Sessions:
         if age > REFRESH_S:
             renewed = str(tokens.issue(actor.id, kind="user", role=actor.role,
                                        scope=str(claims["scope"]),
-                                       patient=claims.get("patient"))["access_token"])
+                                       patient=claims.get("patient"),
+                                       purpose=claims.get("purpose_of_use"))["access_token"])
         return Session(actor, actor.id, actor.role, now + self.idle_s, renewed, self.idle_s)
 
     def logout(self, token: str | None) -> None:

@@ -1,0 +1,172 @@
+"""The materializer: pending raw readings become vital-signs Observations, a large batch at a time.
+
+Each cycle reads up to ``batch`` pending rows of the raw readings table (``devices.raw``),
+re-scores NEWS2 (at most every ``alert_every_s`` seconds) for the patients with readings landed
+since the previous scoring, from their newest readings (``devices.alerts``), and makes each row
+an Observation (``readings.to_observation``: LOINC, UCUM, Device, Patient) through the
+repository: stamped, validated against the R4 definitions, search-indexed like any write and
+checked by the security guard, but the way the bulk import does it
+(``service/bulk/imports.py``): no Bundle machinery, the batch in one ``Store.write``.
+Validation and index extraction run before the transaction; the transaction itself (a
+``SharedTransaction`` group) re-checks which rows are still pending (locking them on
+PostgreSQL), writes their Observations and marks the rows with them, so a crash at any point
+leaves every row either pending with no Observation or materialized with exactly one, and two
+materializers never make the same reading twice. Materialized rows older than ``keep_s``
+seconds are pruned. Several materializers (processes, one per core) share the work without
+preparing the same rows by taking a ``shard`` each: rows whose ``seq`` is ``k`` modulo ``n``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from medarchive.devices.alerts import check_patients
+from medarchive.devices.raw import Readings, Row
+from medarchive.devices.readings import Reading, to_observation
+from medarchive.errors import FhirError
+from medarchive.store.base import Change, to_micros
+
+log = logging.getLogger(__name__)
+PRUNE_EVERY = 50  # cycles between prunes of old materialized rows
+# PostgreSQL commits concurrent inserts out of seq order: each alert pass looks this many seqs
+# back, past the concurrent landing batches, so none is missed.
+ALERT_OVERLAP = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Cycle:
+    """What one cycle did: readings materialized, refused (left pending, logged), alerts."""
+
+    materialized: int
+    refused: int = 0
+    alerts: int = 0
+
+
+class Materializer:
+    """Turns pending readings of ``readings`` into Observations (see the module doc).
+
+    ``transactions`` is the scope shared by ``readings`` and ``write`` (a ``SharedTransaction``
+    on SQL, ``NoTransaction`` on the memory store); ``write(changes, entries)`` stores a batch
+    of changes with their precomputed index entries; ``index`` extracts them."""
+
+    def __init__(self, repository: Any, router: Any, readings: Readings, transactions: Any,
+                 write: Callable[[Sequence[Change], list[Any]], Any],
+                 index: Callable[[dict[str, Any]], Any], *, batch: int = 500,
+                 keep_s: float = 86_400, alerts: bool = True,
+                 shard: tuple[int, int] = (0, 1), alert_every_s: float = 5.0) -> None:
+        self.repository = repository
+        self.router = router
+        self.readings = readings
+        self.transactions = transactions
+        self.write = write
+        self.index = index
+        self.batch = batch
+        self.keep_s = keep_s
+        self.alerts = alerts
+        self.shard = shard
+        self.alert_every_s = alert_every_s
+        self.cycles = 0
+        self._scored: int | None = None
+        self._scored_at = -math.inf
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _prepare(self, rows: list[Row], when: datetime
+                 ) -> tuple[list[tuple[Row, Change, Any]], int]:
+        ready = []
+        refused = 0
+        for row in rows:
+            reading = Reading(row.device, row.kind, row.values, row.effective)
+            observation = to_observation(reading, row.patient, row.device_ref)
+            try:
+                change = self.repository.change_for_write(observation, self.repository.new_id(),
+                                                          None, when=when)
+            except FhirError as exc:  # the landing's checks make this a bug: keep it pending
+                log.error("device reading %s cannot be materialized: %s", row.key, exc)
+                refused += 1
+                continue
+            assert change.resource is not None
+            ready.append((row, change, self.index(change.resource)))
+        return ready, refused
+
+    def run_once(self) -> Cycle:
+        """One cycle: alerts, then at most ``batch`` readings materialized in one transaction."""
+        rows = self.readings.pending(self.batch, self.shard)
+        if not rows:
+            return Cycle(0)
+        raised = 0
+        if self.alerts and self.shard[0] == 0 and \
+                time.monotonic() - self._scored_at >= self.alert_every_s:
+            raised = self._alert(rows[0].seq)
+        when = self.repository.now()
+        ready, refused = self._prepare(rows, when)
+        with self.transactions.group():
+            still = self.readings.claim([row.seq for row, _, _ in ready])
+            chosen = [item for item in ready if item[0].seq in still]
+            if chosen:
+                changes = [change for _, change, _ in chosen]
+                if self.repository.guard is not None:
+                    self.repository.guard.check_changes(changes, self.repository.store.read)
+                self.write(changes, [entries for _, _, entries in chosen])
+                self.readings.mark([(row.seq, f"Observation/{change.id}")
+                                    for row, change, _ in chosen], to_micros(when))
+        self.cycles += 1
+        if self.cycles % PRUNE_EVERY == 0:
+            self.prune()
+        return Cycle(len(chosen), refused, raised)
+
+    def _alert(self, oldest_pending: int) -> int:
+        """Re-score the patients with readings landed since the last cycle (from the oldest
+        pending one at the first); returns the alerts raised."""
+        since = oldest_pending - 1 if self._scored is None else self._scored - ALERT_OVERLAP
+        patients, self._scored = self.readings.patients_since(since)
+        self._scored_at = time.monotonic()
+        return len(check_patients(self.router, patients, self.repository.now().isoformat(),
+                                  readings=self.readings))
+
+    def prune(self) -> int:
+        """Delete raw rows materialized more than ``keep_s`` seconds ago."""
+        before = self.repository.now() - timedelta(seconds=self.keep_s)
+        return self.readings.prune(to_micros(before))
+
+    def drain(self) -> int:
+        """Cycles until nothing is pending (or a cycle makes no progress); returns the count."""
+        done = 0
+        while True:
+            cycle = self.run_once()
+            done += cycle.materialized
+            if cycle.materialized == 0:
+                return done
+
+    def run(self, idle_s: float = 0.2) -> None:
+        """Cycle until ``stop``; sleeps ``idle_s`` when nothing is pending. A failing cycle is
+        logged and retried (its readings stay pending)."""
+        while not self._stop.is_set():
+            try:
+                cycle = self.run_once()
+            except Exception:
+                log.exception("device materializer cycle failed; retrying")
+                cycle = Cycle(0)
+            if cycle.materialized == 0:
+                self._stop.wait(idle_s)
+
+    def start(self) -> None:
+        """Run in a background thread (once)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, name="device-materializer",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)

@@ -1,0 +1,81 @@
+"""The device pipeline of one server: raw readings table, landing and materializer together.
+
+``open_pipeline(services)`` (called by ``app.build_devices``) picks the table for the store: on
+SQL stores ``device_reading`` (migration 0008) reached through a ``SharedTransaction`` of the
+store's database, so the materializer's Observations and the marks on their rows commit in one
+transaction, and a second ``SqlStore`` over that transaction that takes the index entries the
+materializer extracted before the transaction (as the bulk import's pool does); on the memory
+store the in-memory twins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from medarchive.devices.landing import Landing
+from medarchive.devices.materializer import Materializer
+from medarchive.devices.raw import MemoryReadings, Readings, SqlReadings
+from medarchive.store.base import Change
+
+
+@dataclass
+class Pipeline:
+    """The parts; ``close`` stops the materializer thread if it was started."""
+
+    readings: Readings
+    landing: Landing
+    materializer: Materializer
+
+    def close(self) -> None:
+        self.materializer.stop()
+
+
+class _PrecomputedWriter:
+    """``write(changes, entries)`` into a SqlStore whose indexer returns the given entries."""
+
+    def __init__(self, transactions: Any, encryption: Any) -> None:
+        from medarchive.store.sql.store import SqlStore
+        self._entries: dict[tuple[str, str], Any] = {}
+        self.store = SqlStore(transactions, self._lookup, run_migrations=False,
+                              encryption=encryption)
+
+    def _lookup(self, resource: dict[str, Any]) -> Any:
+        return self._entries.pop((resource["resourceType"], resource["id"]))
+
+    def __call__(self, changes: Sequence[Change], entries: list[Any]) -> None:
+        self._entries = {(c.resource_type, c.id): e
+                         for c, e in zip(changes, entries, strict=True)}
+        self.store.write(changes)
+
+
+def open_pipeline(services: Any, *, batch: int = 500, keep_s: float = 86_400,
+                  assignment_ttl_s: float = 5.0, shard: tuple[int, int] = (0, 1)) -> Pipeline:
+    """The pipeline over ``services`` (``app.Services``); the materializer is not started."""
+    from medarchive.fhir.search.index import build_indexer
+    from medarchive.mllp.transaction import NoTransaction, SharedTransaction
+
+    repository = services.repository
+    indexer = build_indexer(services.spec)
+    db = getattr(services.store, "db", None)
+    readings: Readings
+    if db is None:
+        readings = MemoryReadings()
+        transactions: Any = NoTransaction()
+
+        def write(changes: Sequence[Change], entries: list[Any]) -> None:
+            services.store.write(changes)
+    else:
+        readings = SqlReadings(db)
+        transactions = SharedTransaction(db)
+        keyring = getattr(services.store, "keyring", None)
+        write = _PrecomputedWriter(transactions, keyring.encryption if keyring else None)
+        readings_in_group = SqlReadings(transactions)
+    guard = services.security.guard if services.security is not None else None
+    landing = Landing(readings, services.router, guard=guard, now=repository.now,
+                      assignment_ttl_s=assignment_ttl_s)
+    materializer = Materializer(
+        repository, services.router, readings if db is None else readings_in_group,
+        transactions, write, indexer, batch=batch, keep_s=keep_s, shard=shard)
+    return Pipeline(readings, landing, materializer)

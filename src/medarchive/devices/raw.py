@@ -1,0 +1,245 @@
+"""The raw readings table (migration 0008): where device readings land before they become
+Observations.
+
+Acknowledging a reading needs it durable, not yet an Observation: one multi-row ``INSERT`` per
+batch costs a few microseconds a reading, where an Observation through the service path costs
+milliseconds. Rows are appended by the landing (``devices.landing``) and, apart from pruning,
+changed once: the materializer (``devices.materializer``) records the Observation it made of a
+row in the transaction that stores that Observation, so a row is pending until then and never
+materialized twice. ``SqlReadings`` works on a plain ``Database`` or on a ``SharedTransaction``
+(inside a group its statements join the group's transaction); ``MemoryReadings`` is its twin for
+the memory store.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from medarchive.devices.readings import KINDS
+
+_COLUMNS = ("reading_key, device, kind, value, value2, effective, effective_at, patient, "
+            "device_ref, received_at")
+_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One reading as landed: validated, in canonical units, with the patient and Device its
+    device was assigned to when it arrived. ``seq`` is 0 until stored."""
+
+    key: str
+    device: str
+    kind: str
+    values: tuple[float, ...]
+    effective: str
+    effective_at: int
+    patient: str
+    device_ref: str
+    received_at: int
+    seq: int = 0
+    observation: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lag:
+    """How far the materializer is behind: pending rows and the reception time (microseconds)
+    of the oldest one (None when nothing is pending)."""
+
+    pending: int
+    oldest_received_at: int | None
+
+    def report(self, now: int) -> dict[str, Any]:
+        """``{"pending": n, "oldest_pending_age_s": seconds or None}`` at ``now`` (micros)."""
+        age = None if self.oldest_received_at is None else \
+            round(max(0, now - self.oldest_received_at) / 1e6, 3)
+        return {"pending": self.pending, "oldest_pending_age_s": age}
+
+
+class Readings(Protocol):
+    """What the landing, the materializer and the alerts need of the table."""
+
+    def append(self, rows: Sequence[Row]) -> int: ...
+    def pending(self, limit: int, shard: tuple[int, int] = (0, 1)) -> list[Row]: ...
+    def claim(self, seqs: Sequence[int]) -> set[int]: ...
+    def mark(self, done: Sequence[tuple[int, str]], at: int) -> None: ...
+    def patients_since(self, seq: int) -> tuple[set[str], int]: ...
+    def latest(self, patient: str) -> dict[str, tuple[int, tuple[float, ...]]]: ...
+    def lag(self) -> Lag: ...
+    def prune(self, before: int) -> int: ...
+
+
+def _row(values: Sequence[Any]) -> Row:
+    seq, key, device, kind, value, value2, effective, effective_at, patient, device_ref, \
+        received_at, observation = values
+    numbers = (float(value),) if value2 is None else (float(value), float(value2))
+    return Row(key, device, kind, numbers, effective, int(effective_at), patient, device_ref,
+               int(received_at), int(seq), observation)
+
+
+class SqlReadings:
+    """``device_reading`` on SQLite or PostgreSQL (``db``: a Database or SharedTransaction)."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self._sql = db.sql
+        # PostgreSQL: a second materializer waits for the rows the first is committing and
+        # then sees them marked (READ COMMITTED re-checks the WHERE on the locked row).
+        self._lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
+
+    def append(self, rows: Sequence[Row]) -> int:
+        """Insert ``rows`` in one transaction, durable on return; a row whose key is already
+        stored is skipped. Returns how many were new."""
+        added = 0
+        with self.db.writing() as cur:
+            for start in range(0, len(rows), _CHUNK):
+                chunk = rows[start:start + _CHUNK]
+                params: list[Any] = []
+                for r in chunk:
+                    params += [r.key, r.device, r.kind, r.values[0],
+                               r.values[1] if len(r.values) > 1 else None, r.effective,
+                               r.effective_at, r.patient, r.device_ref, r.received_at]
+                marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+                cur.execute(self._sql(f"INSERT INTO device_reading ({_COLUMNS}) VALUES {marks} "
+                                      "ON CONFLICT (reading_key) DO NOTHING RETURNING seq"),
+                            params)
+                added += len(cur.fetchall())
+        return added
+
+    def pending(self, limit: int, shard: tuple[int, int] = (0, 1)) -> list[Row]:
+        """The oldest ``limit`` pending rows whose ``seq`` is ``shard[0]`` modulo
+        ``shard[1]`` (a plain read: claim them before writing)."""
+        with self.db.reading() as cur:
+            cur.execute(self._sql(f"SELECT seq, {_COLUMNS}, observation FROM device_reading "
+                                  "WHERE observation IS NULL AND seq % ? = ? ORDER BY seq "
+                                  "LIMIT ?"), (shard[1], shard[0], limit))
+            return [_row(r) for r in cur.fetchall()]
+
+    def claim(self, seqs: Sequence[int]) -> set[int]:
+        """Which of ``seqs`` are still pending, locked for the open transaction (call inside
+        the materializer's group)."""
+        found: set[int] = set()
+        with self.db.writing() as cur:
+            for start in range(0, len(seqs), _CHUNK):
+                chunk = list(seqs[start:start + _CHUNK])
+                marks = ", ".join("?" * len(chunk))
+                cur.execute(self._sql(f"SELECT seq FROM device_reading WHERE seq IN ({marks}) "
+                                      f"AND observation IS NULL{self._lock}"), chunk)
+                found.update(int(r[0]) for r in cur.fetchall())
+        return found
+
+    def mark(self, done: Sequence[tuple[int, str]], at: int) -> None:
+        """Record the Observation made of each row (call inside the materializer's group)."""
+        with self.db.writing() as cur:
+            cur.executemany(self._sql("UPDATE device_reading SET observation = ?, "
+                                      "materialized_at = ? WHERE seq = ?"),
+                            [(observation, at, seq) for seq, observation in done])
+
+    def patients_since(self, seq: int) -> tuple[set[str], int]:
+        """The patients of rows after ``seq``, and the highest ``seq`` seen."""
+        with self.db.reading() as cur:
+            cur.execute(self._sql("SELECT DISTINCT patient FROM device_reading WHERE seq > ?"),
+                        (seq,))
+            patients = {str(r[0]) for r in cur.fetchall()}
+            cur.execute("SELECT COALESCE(MAX(seq), 0) FROM device_reading")
+            return patients, int(cur.fetchone()[0])
+
+    def latest(self, patient: str) -> dict[str, tuple[int, tuple[float, ...]]]:
+        """Per kind, the (effective time, values) of ``patient``'s newest reading."""
+        found: dict[str, tuple[int, tuple[float, ...]]] = {}
+        with self.db.reading() as cur:
+            for kind in KINDS:
+                cur.execute(self._sql("SELECT effective_at, value, value2 FROM device_reading "
+                                      "WHERE patient = ? AND kind = ? "
+                                      "ORDER BY effective_at DESC LIMIT 1"), (patient, kind))
+                row = cur.fetchone()
+                if row is not None:
+                    at, value, value2 = row
+                    found[kind] = (int(at), (float(value),) if value2 is None
+                                   else (float(value), float(value2)))
+        return found
+
+    def lag(self) -> Lag:
+        with self.db.reading() as cur:
+            cur.execute("SELECT COUNT(*), MIN(seq) FROM device_reading "
+                        "WHERE observation IS NULL")
+            pending, first = cur.fetchone()
+            oldest = None
+            if first is not None:
+                cur.execute(self._sql("SELECT received_at FROM device_reading WHERE seq = ?"),
+                            (first,))
+                oldest = int(cur.fetchone()[0])
+        return Lag(int(pending), oldest)
+
+    def prune(self, before: int) -> int:
+        """Delete rows materialized before ``before`` (microseconds); returns how many."""
+        with self.db.writing() as cur:
+            cur.execute(self._sql("DELETE FROM device_reading WHERE observation IS NOT NULL "
+                                  "AND materialized_at < ?"), (before,))
+            return int(cur.rowcount)
+
+
+class MemoryReadings:
+    """The twin of ``SqlReadings`` for the memory store (nothing is durable there)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, Row] = {}
+        self._materialized_at: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self._next = 1
+
+    def append(self, rows: Sequence[Row]) -> int:
+        added = 0
+        with self._lock:
+            for row in rows:
+                if row.key not in self._rows:
+                    self._rows[row.key] = replace(row, seq=self._next, observation=None)
+                    self._next += 1
+                    added += 1
+        return added
+
+    def _all(self) -> Iterable[Row]:
+        with self._lock:
+            return sorted(self._rows.values(), key=lambda r: r.seq)
+
+    def pending(self, limit: int, shard: tuple[int, int] = (0, 1)) -> list[Row]:
+        return [r for r in self._all() if r.observation is None
+                and r.seq % shard[1] == shard[0]][:limit]
+
+    def claim(self, seqs: Sequence[int]) -> set[int]:
+        wanted = set(seqs)
+        return {r.seq for r in self._all() if r.seq in wanted and r.observation is None}
+
+    def mark(self, done: Sequence[tuple[int, str]], at: int) -> None:
+        made = dict(done)
+        with self._lock:
+            for key, row in list(self._rows.items()):
+                if row.seq in made:
+                    self._rows[key] = replace(row, observation=made[row.seq])
+                    self._materialized_at[row.seq] = at
+
+    def patients_since(self, seq: int) -> tuple[set[str], int]:
+        rows = list(self._all())
+        return {r.patient for r in rows if r.seq > seq}, max((r.seq for r in rows), default=0)
+
+    def latest(self, patient: str) -> dict[str, tuple[int, tuple[float, ...]]]:
+        found: dict[str, tuple[int, tuple[float, ...]]] = {}
+        for row in self._all():
+            if row.patient == patient and (row.kind not in found
+                                           or row.effective_at > found[row.kind][0]):
+                found[row.kind] = (row.effective_at, row.values)
+        return found
+
+    def lag(self) -> Lag:
+        waiting = [r for r in self._all() if r.observation is None]
+        return Lag(len(waiting), waiting[0].received_at if waiting else None)
+
+    def prune(self, before: int) -> int:
+        with self._lock:
+            old = [k for k, r in self._rows.items()
+                   if r.observation is not None and self._materialized_at[r.seq] < before]
+            for key in old:
+                del self._rows[key]
+            return len(old)
