@@ -1,6 +1,7 @@
 """Versioned schema migrations, applied in order and recorded in ``schema_migrations``.
 
-Each dialect has a folder of numbered SQL files (``0001_initial.sql``, ...). ``migrate`` applies
+Each dialect has a folder of numbered SQL files (``0001_initial.sql``, ...); a migration whose SQL
+is the same for every dialect lives once in ``common/``. ``migrate`` applies
 the ones not yet recorded, each in its own transaction, and is safe to run at every start and
 from several processes at once (the version row's primary key makes the second runner fail its
 transaction; it then re-reads and finds nothing left to do).
@@ -22,13 +23,18 @@ class Migration:
 
 
 def available(dialect: str) -> list[Migration]:
-    folder = resources.files("medarchive.store.sql") / "migrations" / dialect
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            number, _, rest = entry.name.partition("_")
-            found.append(Migration(int(number), rest.removesuffix(".sql"), entry.read_text()))
-    return sorted(found, key=lambda m: m.version)
+    """The dialect's migrations and the common ones, in version order (numbers never repeat)."""
+    root = resources.files("medarchive.store.sql") / "migrations"
+    found: dict[int, Migration] = {}
+    for folder in (root / "common", root / dialect):
+        for entry in folder.iterdir():
+            if entry.name.endswith(".sql"):
+                number, _, rest = entry.name.partition("_")
+                if int(number) in found:
+                    raise RuntimeError(f"migration {number} exists twice for {dialect}")
+                found[int(number)] = Migration(int(number), rest.removesuffix(".sql"),
+                                               entry.read_text())
+    return sorted(found.values(), key=lambda m: m.version)
 
 
 def _statements(sql: str) -> list[str]:
