@@ -25,6 +25,7 @@ def demo(
     from medarchive.app import build_services
     from medarchive.demo import generate, reference_bundle
     from medarchive.fhir.search.query import SearchQuery
+    from medarchive.web.ui.questionnaire import INSTALL_KEY, install_bundle
 
     settings = state(ctx).settings()
     if settings.auth == "on":  # security is on by default: make logins to try it with
@@ -36,6 +37,8 @@ def demo(
     with reported():
         services = build_services(settings)
         try:
+            with suppress(AlreadyApplied):  # the web UI's forms (docs/ui.md "Questionnaires")
+                services.submit(install_bundle(), INSTALL_KEY)
             if if_empty and services.store.count(SearchQuery("Patient", count=1)):
                 console.print("database already has patients; not loading demo data")
                 return

@@ -25,6 +25,7 @@ from medarchive.app import Services, build_services, create_app
 from medarchive.demo import generate, reference_bundle
 from medarchive.demo.access import relate_demo_user
 from medarchive.settings import Settings
+from medarchive.web.ui.questionnaire import INSTALL_KEY, install_bundle
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
@@ -73,6 +74,7 @@ def build_site(folder: Path, patients: int = 2) -> Site:
     settings = Settings(database_url=f"sqlite:///{folder}/ui.db", base_url="http://testserver")
     services = build_services(settings, now=clock)
     services.submit(reference_bundle(0))
+    services.submit(install_bundle(), INSTALL_KEY)  # as `medarchive demo` does
     first = None
     for bundle in generate(patients, seed=4):
         services.submit(bundle)

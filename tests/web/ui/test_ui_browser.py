@@ -1,10 +1,11 @@
 """End to end in Debian's Chromium through Playwright: log in, find a patient, open the chart,
-enter vital signs, see them on the chart, log out, at phone (375 px) and desktop (1366 px)
-widths, with screenshots kept in test-artifacts/ui/; every other data-entry form (refused when
-empty, then saved and shown on the chart); the administrator's and auditor's pages; and
-accessibility checks written over the DOM (labels, lang, heading order, theme contrast, focus
-order), because axe-core is not vendored. Without /usr/bin/chromium or the playwright package
-these skip (and fail in CI)."""
+enter vital signs, see them on the chart, log out, at phone (360 px) and desktop (1366 px)
+widths, with screenshots kept in test-artifacts/ui/; no sideways scrolling at 360 px on any
+main page; every other data-entry form (refused when empty, then saved and shown on the chart);
+the administrator's and auditor's pages; and accessibility: axe-core (axe-playwright-python)
+on the main pages, failing on any serious or critical WCAG 2.1 A/AA violation, plus checks of
+our own (labels, lang, heading order, theme contrast, focus order). Without /usr/bin/chromium,
+the playwright package or axe-playwright-python these skip (and fail in CI)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from typing import Any
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
-WIDTHS = {"phone": (375, 812), "desktop": (1366, 900)}
+WIDTHS = {"phone": (360, 740), "desktop": (1366, 900)}
+WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
 
 @pytest.fixture(scope="module")
@@ -123,18 +125,66 @@ def test_contrast_formula() -> None:
     assert contrast("#777777", "#ffffff") < 4.5 < contrast("#595959", "#ffffff")
 
 
-def test_main_pages_are_accessible(browser: Any, served: str, site: Any) -> None:
-    context = browser.new_context(viewport={"width": 1366, "height": 900})
+def main_pages(served: str, site: Any) -> dict[str, list[str]]:
+    """The main pages by the user who sees them (login: nobody)."""
+    chart = f"{served}/patients/{site.patient_id}"
+    return {"": [served + "/login"],
+            "admin": [served + "/?q=" + site.family, chart, f"{chart}/new/vitals",
+                      f"{chart}/new/problem", f"{chart}/new/note", served + "/admin",
+                      served + "/admin/users"],
+            "audit": [served + "/admin/audit", served + "/admin/break-glass"]}
+
+
+def visit_main_pages(browser: Any, served: str, site: Any, viewport: dict[str, int]
+                     ) -> Iterator[tuple[Any, str]]:
+    """Each main page open in turn, logged in as the user who may see it."""
+    context = browser.new_context(viewport=viewport, locale="en-GB")
     page = context.new_page()
-    page.goto(served + "/login")
-    pages = [served + "/login"]
-    log_in(page, served, site, "admin")
-    pages += [served + "/?q=" + site.family, f"{served}/patients/{site.patient_id}",
-              f"{served}/patients/{site.patient_id}/new/vitals",
-              f"{served}/patients/{site.patient_id}/new/note", served + "/admin",
-              served + "/admin/users"]
-    for url in pages:
-        page.goto(url)
+    for user, urls in main_pages(served, site).items():
+        if user:
+            log_in(page, served, site, user)
+        for url in urls:
+            page.goto(url)
+            yield page, url
+        if user:
+            page.locator("#logout").click()
+            page.wait_for_url(f"{served}/login?bye=1")
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def axe(need: Any) -> Any:
+    try:
+        from axe_playwright_python.sync_playwright import Axe
+    except ImportError:
+        need("axe-playwright-python is not installed (pip install axe-playwright-python)")
+    return Axe()
+
+
+def test_axe_finds_no_serious_violations(browser: Any, served: str, site: Any,
+                                         axe: Any) -> None:
+    """axe-core's WCAG 2.1 A and AA rules on every main page, at desktop and phone widths."""
+    for width in sorted(WIDTHS):
+        w, h = WIDTHS[width]
+        for page, url in visit_main_pages(browser, served, site, {"width": w, "height": h}):
+            results = axe.run(page, options={"runOnly": {"type": "tag", "values": WCAG}})
+            serious = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:5])
+                       for v in results.response["violations"]
+                       if v["impact"] in ("serious", "critical")]
+            assert serious == [], (width, url, serious)
+
+
+def test_no_sideways_scrolling_at_360_px(browser: Any, served: str, site: Any,
+                                         artifacts: Path) -> None:
+    for page, url in visit_main_pages(browser, served, site, {"width": 360, "height": 740}):
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360, url
+        path = url.split("/", 3)[-1].split("?")[0].replace(f"patients/{site.patient_id}", "chart")
+        name = path.replace("/", "-") or "search"
+        page.screenshot(path=str(artifacts / f"phone-{name}.png"), full_page=True)
+
+
+def test_main_pages_are_accessible(browser: Any, served: str, site: Any) -> None:
+    for page, url in visit_main_pages(browser, served, site, {"width": 1366, "height": 900}):
         assert page.evaluate("document.documentElement.lang") in ("en", "zh-Hans"), url
         assert page.title().strip(), url
         assert page.evaluate(LABELS_JS) == [], url
@@ -142,9 +192,12 @@ def test_main_pages_are_accessible(browser: Any, served: str, site: Any) -> None
         assert levels and levels[0] == 1 and levels.count(1) == 1, (url, levels)
         assert all(b - a <= 1 for a, b in itertools.pairwise(levels)), (url, levels)
         assert page.locator("img:not([alt])").count() == 0, url
-    for fore, back, a, b in page.evaluate(COLOURS_JS):
-        assert contrast(a, b) >= 4.5, (fore, back, a, b)
+        for fore, back, a, b in page.evaluate(COLOURS_JS):
+            assert contrast(a, b) >= 4.5, (fore, back, a, b)
     # focus order: the skip link first, then the header's links and controls, then the page
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    log_in(page, served, site, "admin")
     page.goto(f"{served}/patients/{site.patient_id}")
     order = []
     for _ in range(12):
@@ -202,6 +255,11 @@ def test_every_data_entry_form_saves_and_shows_on_the_chart(browser: Any, served
         assert page.url.endswith(f"/new/{form}"), form
         for name, value in fields.items():
             page.fill(f"#{name}", value)
+        if form == "problem":  # Questionnaire enableWhen: a resolution date when resolved
+            assert not page.locator("#abatement").is_visible()
+            page.select_option("#clinical_status", "resolved")
+            page.fill("#onset", "2026-01-10")
+            page.fill("#abatement", "2026-02-20")
         if form == "admission":
             page.fill("#start", "2026-11-27T08:30")
         page.locator("#save").click()

@@ -6,10 +6,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import orjson
 from starlette.testclient import TestClient
 
 from medarchive.fhir.search.query import SearchQuery
 from medarchive.security import totp
+from medarchive.service.request import FhirRequest
+from medarchive.web.ui.questionnaire import KINDS, questionnaire
 
 Site = Any
 
@@ -18,6 +21,14 @@ def csrf_of(html: str) -> str:
     found = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert found, "the page has no CSRF field"
     return found.group(1)
+
+
+def fhir_search(site: Site, resource_type: str, **params: str) -> list[dict[str, Any]]:
+    """A search through the service path as the system (what the UI stored)."""
+    response = site.services.router.handle(FhirRequest("GET", resource_type,
+                                                       tuple(params.items())))
+    assert response.status == 200, response.content()
+    return [e["resource"] for e in orjson.loads(response.content()).get("entry", ())]
 
 
 def audit_count(site: Site, who: str, action: str) -> int:
@@ -114,7 +125,8 @@ def test_vital_signs_are_checked_before_saving(site: Site, doctor: TestClient) -
 
 def test_vital_signs_saved_through_the_service_path_appear_on_the_chart(
         site: Site, doctor: TestClient) -> None:
-    creates = audit_count(site, "doctor", "create")
+    transactions = audit_count(site, "doctor", "transaction")
+    responses = site.services.store.count(SearchQuery("QuestionnaireResponse"))
     when = site.clock().strftime("%Y-%m-%dT%H:%M")
     page = doctor.post(f"/patients/{site.patient_id}/new/vitals", data={
         "csrf_token": doctor.cookies["ma_csrf"], "when": when, "heart_rate": "143",
@@ -122,7 +134,40 @@ def test_vital_signs_saved_through_the_service_path_appear_on_the_chart(
     assert page.url.path == f"/patients/{site.patient_id}" and 'id="saved"' in page.text
     latest = re.search(r'<table class="latest" id="latest-vitals">.*?</table>', page.text, re.S)
     assert latest and "143 beats/minute" in latest.group(0) and "181 mmHg" in latest.group(0)
-    assert audit_count(site, "doctor", "create") == creates + 2
+    # the response and its two Observations: one transaction, one AuditEvent
+    assert audit_count(site, "doctor", "transaction") == transactions + 1
+    assert site.services.store.count(SearchQuery("QuestionnaireResponse")) == responses + 1
+    stored = fhir_search(site, "QuestionnaireResponse", subject=f"Patient/{site.patient_id}",
+                         _sort="-_lastUpdated", _count="1")[0]
+    assert stored["questionnaire"].startswith(
+        "https://medarchive.example/fhir/Questionnaire/vital-signs|")
+    observations = fhir_search(site, "Observation",
+                               **{"derived-from": f"QuestionnaireResponse/{stored['id']}"})
+    assert sorted(o["code"]["coding"][0]["code"] for o in observations) == ["85354-9",
+                                                                            "8867-4"]
+
+
+def test_the_questionnaires_are_in_the_store_under_their_canonical_urls(site: Site) -> None:
+    for kind in KINDS:
+        packaged = questionnaire(kind)
+        found = fhir_search(site, "Questionnaire", url=packaged["url"])
+        assert [q["version"] for q in found] == [packaged["version"]]
+
+
+def test_questionnaire_forms_are_drawn_from_their_items(site: Site,
+                                                        doctor: TestClient) -> None:
+    page = doctor.get(f"/patients/{site.patient_id}/new/problem").text
+    assert re.search(r'<input id="problem" name="problem" type="text"[^>]*required[^>]*'
+                     r'maxlength="200"', page)
+    assert '<option value="active" selected>active</option>' in page
+    assert 'data-enable-when="[[&#34;clinical_status&#34;, &#34;resolved&#34;]]"' in page
+    vitals = doctor.get(f"/patients/{site.patient_id}/new/vitals").text
+    assert re.search(r'id="heart_rate"[^>]*type="number"[^>]*min="20" max="250" step="1"',
+                     vitals)
+    assert "<legend>Blood pressure (mmHg)</legend>" in vitals
+    chinese = doctor.get(f"/patients/{site.patient_id}/new/allergy",
+                         headers={"accept-language": "zh-CN"}).text
+    assert ">过敏原</label>" in chinese and "例如：皮疹。" in chinese  # noqa: RUF001
 
 
 def test_every_form_saves(site: Site, doctor: TestClient) -> None:
@@ -140,6 +185,11 @@ def test_every_form_saves(site: Site, doctor: TestClient) -> None:
     for text in ("Asthma", "Penicillin", "Amoxicillin 500 mg", "Ward round",
                  "Comfortable overnight.", "inpatient encounter"):
         assert text in chart
+    refused = doctor.post(f"/patients/{site.patient_id}/new/problem", data={
+        "csrf_token": doctor.cookies["ma_csrf"], "problem": "Gout",
+        "clinical_status": "resolved", "onset": "2025-03-01", "abatement": "2025-02-01"})
+    assert refused.status_code == 422
+    assert "The problem cannot be resolved before its onset." in refused.text
 
 
 def test_logout_revokes_the_session(doctor: TestClient) -> None:

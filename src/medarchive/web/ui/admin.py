@@ -23,7 +23,7 @@ from starlette.responses import Response
 from medarchive.security.audit import audit_event
 from medarchive.web.auth_routes import audit_search
 from medarchive.web.ui.clinic import Clinic, UiError
-from medarchive.web.ui.pages import Ui, render
+from medarchive.web.ui.pages import Ui, durably, render
 from medarchive.web.ui.session import Session
 
 COUNTED = ("Patient", "Encounter", "Observation", "Condition", "MedicationRequest",
@@ -89,7 +89,7 @@ def admin_routes(ui: Ui) -> dict[str, Callable[[Request, Session], Awaitable[Res
         require(session, "administrator")
         clinic = Clinic(ui.router, session.actor if session.secured else None)
         today = ui.services.repository.now().date()
-        data = await run_in_threadpool(dashboard_data, clinic, today)
+        data = await durably(dashboard_data, clinic, today)
         return render(request, "admin_dashboard.html", session, data)
 
     def read_users(session: Session) -> list[Any]:

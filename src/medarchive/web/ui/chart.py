@@ -124,6 +124,7 @@ class Chart:
     mrn: str
     age: int | None
     encounters: list[dict[str, Any]] = field(default_factory=list)
+    encounter_total: int = 0
     problems: list[dict[str, Any]] = field(default_factory=list)
     medications: list[dict[str, Any]] = field(default_factory=list)
     allergies: list[dict[str, Any]] = field(default_factory=list)
@@ -172,13 +173,17 @@ def series_of(points: list[tuple[str, datetime, float, str]]
     return series, units, latest
 
 
+TIMELINE = 200  # encounters shown, newest first
+
+
 def load_chart(clinic: Clinic, patient_id: str, today: date) -> Chart:
     """The chart of Patient/``patient_id``: one audited search per section."""
     patient = clinic.read("Patient", patient_id)
     ref = [("patient", f"Patient/{patient_id}")]
     chart = Chart(patient, name_of(patient), mrn_of(patient),
                   age_on(patient.get("birthDate"), today))
-    chart.encounters = clinic.search("Encounter", [*ref, ("_sort", "-date")])
+    chart.encounters, chart.encounter_total = clinic.page(
+        "Encounter", [*ref, ("_sort", "-date")], TIMELINE)
     chart.problems = clinic.search("Condition", ref)
     chart.medications = clinic.search("MedicationRequest", ref)
     chart.allergies = clinic.search("AllergyIntolerance", ref)

@@ -82,6 +82,15 @@ class Clinic:
             query = tuple(parse_qsl(urlsplit(link).query, keep_blank_values=True))
         return found[:limit]
 
+    def page(self, resource_type: str, params: list[tuple[str, str]],
+             count: int) -> tuple[list[dict[str, Any]], int]:
+        """The first ``count`` matches of a search and how many match in all (its Bundle's
+        ``total``)."""
+        bundle = self._call("GET", resource_type, (*params, ("_count", str(count))))
+        found = [e["resource"] for e in bundle.get("entry", ())
+                 if e.get("search", {}).get("mode", "match") == "match"]
+        return found, int(bundle.get("total", len(found)))
+
     def count(self, resource_type: str, params: list[tuple[str, str]]) -> int:
         """How many match (``_summary=count``, R4 §3.1.1.5.8)."""
         bundle = self._call("GET", resource_type, (*params, ("_summary", "count")))
@@ -96,3 +105,7 @@ class Clinic:
     def create(self, resource: dict[str, Any]) -> dict[str, Any]:
         """create (R4 §3.1.0.4); the stored resource comes back."""
         return dict(self._call("POST", resource["resourceType"], resource=resource))
+
+    def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        """transaction (R4 §3.1.0.11): all entries stored, or none; the response Bundle."""
+        return dict(self._call("POST", "", resource=bundle))

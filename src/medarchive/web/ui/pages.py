@@ -8,22 +8,27 @@ script), ``Cache-Control: no-store`` (pages hold patient data) and the CSRF cook
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from medarchive.errors import BadRequest
+from medarchive.security.audit import deferred
 from medarchive.web.ui import csrf, i18n
 from medarchive.web.ui.chart import attachment_text, status_of, text_of, when_of
 from medarchive.web.ui.charts import bar_chart, line_chart
+from medarchive.web.ui.clinic import UiError
 from medarchive.web.ui.session import COOKIE, Session, Sessions, cookie_options
 
+log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'; connect-src 'self'")
@@ -98,6 +103,35 @@ def render(request: Request, template: str, session: Session | None,
         session=session, csrf_field=csrf.FIELD, csrf_value=csrf_token(request),
         admin_roles=ADMIN_ROLES, path=request.url.path, **(context or {}))
     return finish(request, HTMLResponse(html, status_code=status), session)
+
+
+async def durably(call: Callable[..., Any], *args: Any) -> Any:
+    """``call(*args)`` in a worker thread with the AuditEvents of its FHIR interactions
+    queued (``audit.deferred``), then awaited on the event loop before the page is sent, as
+    the REST API does (``web/fhir_api.handle_durably``): a chart's dozen reads share the audit
+    writer's group commits instead of waiting for one durable commit each. The page still
+    leaves only once every event is durable; if one cannot be written, an error (fail
+    closed)."""
+
+    def run() -> tuple[Any, list[Any], BaseException | None]:
+        with deferred() as tickets:
+            try:
+                return call(*args), tickets, None
+            except Exception as exc:  # re-raised below, once the events are durable
+                return None, tickets, exc
+
+    result, tickets, error = await run_in_threadpool(run)
+    try:
+        for ticket in tickets:
+            await ticket.wait_async()
+    except Exception:
+        log.critical("audit trail write failed; refusing a page (%s)",
+                     getattr(call, "__qualname__", call), exc_info=True)
+        raise UiError(500, ["the audit trail could not be written; the request was "
+                            "refused"]) from None
+    if error is not None:
+        raise error
+    return result
 
 
 def redirect(request: Request, url: str, session: Session | None = None) -> Response:

@@ -25,17 +25,20 @@ from medarchive.security.emergency import break_glass
 from medarchive.web.ui import i18n
 from medarchive.web.ui.chart import load_chart
 from medarchive.web.ui.clinic import Clinic, UiError
-from medarchive.web.ui.forms import FORMS
+from medarchive.web.ui.entry import FORMS, initial_values, localized, save
 from medarchive.web.ui.i18n import N_
 from medarchive.web.ui.pages import (
     HERE,
     Ui,
     address,
     checked_form,
+    durably,
     is_tls,
+    language,
     redirect,
     render,
 )
+from medarchive.web.ui.questionnaire import KINDS, fields_of, questionnaire
 from medarchive.web.ui.search import find_patients
 from medarchive.web.ui.session import COOKIE, Session, Sessions, cookie_options
 
@@ -134,14 +137,14 @@ def ui_routes(services: Any, *, idle_s: int = 900) -> list[BaseRoute]:
         birthdate = request.query_params.get("birthdate", "")
         results = None
         if text or birthdate:
-            results = await run_in_threadpool(find_patients, clinic(session), text, birthdate)
+            results = await durably(find_patients, clinic(session), text, birthdate)
         return render(request, "search.html", session, {"q": text, "birthdate": birthdate,
                                                         "results": results})
 
     async def chart(request: Request, session: Session) -> Response:
         patient_id = request.path_params["id"]
         try:
-            loaded = await run_in_threadpool(load_chart, clinic(session), patient_id,
+            loaded = await durably(load_chart, clinic(session), patient_id,
                                              now().date())
         except UiError as exc:  # not found or not related: offer break-the-glass
             if exc.status != 404 or not session.secured or \
@@ -152,15 +155,25 @@ def ui_routes(services: Any, *, idle_s: int = 900) -> list[BaseRoute]:
         return render(request, "chart.html", session, {
             "chart": loaded, "saved": request.query_params.get("saved")})
 
+    def form_page(request: Request, session: Session, kind: str, patient: Any,
+                  values: Any, errors: Any, problems: list[str], status: int) -> Response:
+        """A data-entry form: drawn from its Questionnaire, or its own template."""
+        context = {"kind": kind, "title": FORM_TITLES[kind], "patient": patient,
+                   "values": values, "errors": errors, "problems": problems}
+        if kind in KINDS:
+            lang = language(request).code
+            context["fields"] = fields_of(questionnaire(kind), lang)
+            context["errors"] = localized(kind, errors, lang)
+            return render(request, "form_questionnaire.html", session, context, status)
+        return render(request, f"form_{kind}.html", session, context, status)
+
     async def entry_page(request: Request, session: Session) -> Response:
         kind, patient_id = request.path_params["form"], request.path_params["id"]
         if kind not in FORMS:
             raise UiError(404, ["no such form"])
-        patient = await run_in_threadpool(clinic(session).read, "Patient", patient_id)
-        stamp = now().strftime("%Y-%m-%dT%H:%M")
-        return render(request, f"form_{kind}.html", session, {
-            "kind": kind, "title": FORM_TITLES[kind], "patient": patient, "errors": {},
-            "values": {"when": stamp, "start": stamp, "clinical_status": "active"}})
+        patient = await durably(clinic(session).read, "Patient", patient_id)
+        return form_page(request, session, kind, patient, initial_values(kind, now()), {}, [],
+                         200)
 
     async def entry(request: Request, session: Session) -> Response:
         kind, patient_id = request.path_params["form"], request.path_params["id"]
@@ -168,21 +181,19 @@ def ui_routes(services: Any, *, idle_s: int = 900) -> list[BaseRoute]:
             raise UiError(404, ["no such form"])
         fields = await checked_form(request)
         service = clinic(session)
-        patient = await run_in_threadpool(service.read, "Patient", patient_id)
+        patient = await durably(service.read, "Patient", patient_id)
         checked = FORMS[kind](fields, patient_id, now())
         problems: list[str] = []
         if checked.ok:
             try:
-                for resource in checked.resources:
-                    await run_in_threadpool(service.create, resource)
+                await durably(save, service, checked)
             except UiError as exc:
                 problems = exc.messages
             else:
                 return redirect(request, f"/patients/{patient_id}?saved={kind}"
                                 f"#{SECTIONS[kind]}", session)
-        return render(request, f"form_{kind}.html", session, {
-            "kind": kind, "title": FORM_TITLES[kind], "patient": patient, "values": fields,
-            "errors": checked.errors, "problems": problems}, 422)
+        return form_page(request, session, kind, patient, fields, checked.errors, problems,
+                         422)
 
     async def glass(request: Request, session: Session) -> Response:
         """Break-the-glass from the UI (docs/security.md): a stated reason, then the chart."""

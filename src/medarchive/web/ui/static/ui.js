@@ -21,6 +21,27 @@
     restart();
   }
 
+  // Questionnaire enableWhen: a field that does not apply is hidden and not sent (without
+  // script it stays visible and the server ignores it).
+  document.querySelectorAll("[data-enable-when]").forEach(function (holder) {
+    var conditions = JSON.parse(holder.getAttribute("data-enable-when"));
+    var update = function () {
+      var on = conditions.every(function (c) {
+        var question = document.getElementById(c[0]);
+        return question && question.value === c[1];
+      });
+      holder.hidden = !on;
+      holder.querySelectorAll("input, select, textarea").forEach(function (field) {
+        field.disabled = !on;
+      });
+    };
+    conditions.forEach(function (c) {
+      var question = document.getElementById(c[0]);
+      if (question) { question.addEventListener("change", update); }
+    });
+    update();
+  });
+
   // Form checks before sending: the browser's constraint validation, shown as our messages.
   document.querySelectorAll("form[data-validate]").forEach(function (form) {
     form.addEventListener("submit", function (event) {
