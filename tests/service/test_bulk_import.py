@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from medarchive.fhir.search.parse import parse_search
-from medarchive.service.bulk.imports import BulkImport
+from medarchive.service.bulk.imports import BulkImport, Source, file_source, resolve_urns
 from medarchive.service.request import FhirRequest
 
 LINES = [
@@ -66,3 +66,98 @@ def test_import_operation(repository: Any, router: Any) -> None:
     wrong = router.handle(FhirRequest("POST", "$import", (),
                                       {"content-type": "application/fhir+json"}, body))
     assert wrong.status == 400
+
+
+def test_a_keyed_source_resumes_after_its_committed_chunks(repository: Any) -> None:
+    lines = [orjson.dumps({"resourceType": "Patient", "id": f"p{n}"}) for n in range(5)]
+    asked = iter([True, False])  # the first run stops (crashes) after its first chunk
+    first = BulkImport(repository, chunk=2, proceed=lambda: next(asked)).load_many(
+        [Source("f", lambda: lines, "k")])[0]
+    assert (first.stored, first.skipped) == (2, 0)
+    again = BulkImport(repository, chunk=2).load_many([Source("f", lambda: lines, "k")])[0]
+    assert (again.stored, again.skipped) == (3, 2)
+    assert [repository.read("Patient", f"p{n}").version_id for n in range(5)] == [1] * 5
+    assert BulkImport(repository, chunk=2).load_many(
+        [Source("f", lambda: lines, "k")])[0].skipped == 5
+    unkeyed = BulkImport(repository, chunk=2).load(lines[:1], "no key")
+    assert unkeyed.stored == 1 and repository.read("Patient", "p0").version_id == 2
+
+
+def test_urn_references_resolve_across_sources(repository: Any) -> None:
+    pid = "0b6c9f4e-1111-4222-8333-444455556666"
+    patients = [orjson.dumps({"resourceType": "Patient", "id": pid})]
+    observations = [orjson.dumps({"resourceType": "Observation", "id": f"o{n}",
+                                  "status": "final", "code": {"text": "hr"},
+                                  "subject": {"reference": f"urn:uuid:{ref}"}})
+                    for n, ref in enumerate([pid, "99999999-0000-4000-8000-000000000000"])]
+    reports = BulkImport(repository).load_many([
+        Source("obs", lambda: observations, type="Observation"),
+        Source("pat", lambda: patients, type="Patient")])
+    assert reports[0].stored == 1 and reports[1].stored == 1
+    assert reports[0].errors[0].startswith("line 2: reference urn:uuid:9999")
+    assert repository.read("Observation", "o0").resource()["subject"] == {
+        "reference": f"Patient/{pid}"}
+    assert search(repository, "Observation", [("subject", f"Patient/{pid}")]) == ["o0"]
+
+
+def test_resolve_urns_walks_every_reference() -> None:
+    resource = {"a": [{"reference": "urn:uuid:x"}, {"b": {"reference": "Patient/y"}}],
+                "reference": "urn:uuid:z"}
+    assert resolve_urns(resource, {"x": "Patient", "z": "Group"}) is None
+    assert resource == {"a": [{"reference": "Patient/x"}, {"b": {"reference": "Patient/y"}}],
+                        "reference": "Group/z"}
+    assert resolve_urns({"reference": "urn:uuid:q"}, {}) == "urn:uuid:q"
+
+
+def test_a_typed_source_refuses_other_types(repository: Any) -> None:
+    report = BulkImport(repository).load_many([Source("p", lambda: LINES[:1] + LINES[4:5],
+                                                      type="Patient")])[0]
+    assert report.stored == 1
+    assert report.errors == ["line 2: a Observation in an input of type Patient"]
+
+
+def test_cancelled_load_stops_between_chunks(repository: Any) -> None:
+    lines = [orjson.dumps({"resourceType": "Patient", "id": f"p{n}"}) for n in range(6)]
+    asked = iter([True, False])
+    report = BulkImport(repository, chunk=2, proceed=lambda: next(asked)).load(lines, "c")
+    assert report.stored == 2 and repository.store.read("Patient", "p2") is None
+
+
+def index_rows(db: Any) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every search-index table, with the rid replaced by type/id."""
+    from medarchive.store.sql.indexing import INDEX_TABLES
+    rows = {}
+    with db.reading() as cur:
+        cur.execute("SELECT rid, res_type, res_id FROM resource")
+        keys = {rid: f"{rtype}/{rid_}" for rid, rtype, rid_ in cur.fetchall()}
+        for table in INDEX_TABLES:
+            cur.execute(f"SELECT * FROM {table}")
+            rows[table] = sorted((keys[row[0]], *row[1:]) for row in cur.fetchall())
+    return rows
+
+
+def test_the_fast_path_indexes_exactly_like_transactions(tmp_path: Any) -> None:
+    """Every index table (new ones included, through the store's generic extraction) gets
+    the same rows from the process pool, in-process, and from transaction Bundles."""
+    from medarchive.app import build_services
+    from medarchive.demo.generate import generate_ndjson
+    from medarchive.service.ingest import import_file
+    from medarchive.settings import load_settings
+    path = tmp_path / "demo.ndjson"
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in generate_ndjson(1, seed=3)))
+    found = []
+    for way in ("pool", "here", "bundles"):
+        services = build_services(load_settings(
+            {"database_url": f"sqlite:///{tmp_path / way}.db", "auth": "off",
+             "encryption": "off"}, environ={}))  # blind indexes differ per database
+        if way == "bundles":
+            assert import_file(path, services.submit, chunk_size=100).ok
+        else:
+            report = BulkImport(services.repository, chunk=60,
+                                processes=1 if way == "pool" else 0).load_many(
+                [file_source(path)])[0]
+            assert report.ok, report.errors[:3]
+        found.append(index_rows(services.store.db))
+        services.close()
+    assert found[0] == found[1] == found[2]
+    assert all(found[0][table] for table in ("idx_token", "idx_reference", "idx_date_sort"))

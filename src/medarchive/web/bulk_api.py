@@ -1,12 +1,12 @@
-"""HTTP endpoints of Bulk Data export beside the FHIR API: status polling, cancel, files.
+"""HTTP endpoints of Bulk Data beside the FHIR API: status polling, cancel, files.
 
-The kick-off (``GET /fhir/$export``, ``/fhir/Patient/$export``, ``/fhir/Group/[id]/$export``)
-is a FHIR operation and goes through the router like any interaction, so it is authorized and
-audited by the one guard. What follows is not a FHIR interaction (Bulk Data Access IG 2.0
-§"Bulk Data Status Request", §"Bulk Data Delete Request", §"File Request"): ``GET`` and
-``DELETE /bulk/status/{job}`` and ``GET /bulk/files/{job}/{name}``. With security on they need
-the bearer token of the same user or client that started the export. Files are streamed from
-disk in chunks (``FileResponse``), never read whole.
+The kick-offs (``GET /fhir/$export``, ``/fhir/Patient/$export``, ``/fhir/Group/[id]/$export``,
+``POST /fhir/$import``) are FHIR operations and go through the router like any interaction, so
+they are authorized and audited by the one guard. What follows is not a FHIR interaction
+(Bulk Data Access IG 2.0 §"Bulk Data Status Request", §"Bulk Data Delete Request", §"File
+Request"): ``GET`` and ``DELETE /bulk/status/{job}`` and ``GET /bulk/files/{job}/{name}``. With
+security on they need the bearer token of the same user or client that started the job. Files
+are streamed from disk in chunks (``FileResponse``), never read whole.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from medarchive.errors import FhirError
-from medarchive.service.bulk.imports import BulkImport
+from medarchive.service.bulk.inputs import InputPolicy
 from medarchive.service.bulk.jobs import jobs_for
 from medarchive.service.bulk.runner import NDJSON, BulkExports
 from medarchive.web.asgi import render, render_error
@@ -33,9 +33,10 @@ def install_bulk(services: Any) -> list[BaseRoute]:
     settings = services.settings
     repository = services.repository
     exports = BulkExports(repository, jobs_for(services.store), Path(settings.bulk_dir),
-                          settings.public_base(), workers=settings.bulk_workers)
+                          settings.public_base(), workers=settings.bulk_workers,
+                          inputs=InputPolicy.from_settings(settings))
     services.router.operations["$export"] = exports.kickoff
-    services.router.operations["$import"] = BulkImport(repository).operation
+    services.router.operations["$import"] = exports.import_kickoff
     services.bulk = exports
     return bulk_routes(exports, services.security)
 

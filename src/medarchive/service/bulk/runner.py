@@ -1,4 +1,4 @@
-"""The asynchronous side of Bulk Data export: kick-off, status, cancel, files, and the worker.
+"""The asynchronous side of Bulk Data: kick-off, status, cancel, files, and the worker.
 
 Bulk Data Access IG 2.0 §"Bulk Data Kick-off Request" … §"File Request": a kick-off with
 ``Prefer: respond-async`` answers 202 with ``Content-Location`` (the status URL); polling it
@@ -11,6 +11,10 @@ would have during the request), and writes one ``<Type>.ndjson`` per resource ty
 ``<bulk_dir>/<job id>/``, renamed into place only when the whole export succeeded. A job that a
 crashed process left half done is claimed again when its lease runs out and starts over (same
 ``transactionTime``, so the same content). Completion and every file download are audited.
+
+``$import`` jobs (``import_jobs``: a Parameters kick-off naming NDJSON URLs) share the job
+table, the workers, status polling, cancel and the file route; their manifest lists what each
+input stored and refused, with the refused lines as OperationOutcome NDJSON files.
 """
 
 from __future__ import annotations
@@ -32,6 +36,14 @@ from medarchive.fhir.bundle import instant
 from medarchive.security.actor import SYSTEM, Actor, acting, current_actor
 from medarchive.security.scopes import parse_scopes
 from medarchive.service.bulk.export import parse_kickoff, stream
+from medarchive.service.bulk.import_jobs import (
+    import_manifest,
+    is_parameters_kickoff,
+    parse_parameters,
+    run_import,
+)
+from medarchive.service.bulk.imports import BulkImport
+from medarchive.service.bulk.inputs import InputPolicy
 from medarchive.service.bulk.jobs import ACTIVE, Job, Jobs
 from medarchive.service.request import FhirRequest, FhirResponse
 from medarchive.store.base import from_micros, to_micros
@@ -64,15 +76,19 @@ def wall_micros() -> int:
 
 
 class BulkExports:
-    """Kick-off, status, cancel and files of export jobs, and the worker that runs them.
+    """Kick-off, status, cancel and files of export and import jobs, and the worker that runs
+    them.
 
     ``site`` is the server's public base (status and file URLs live under ``site/bulk``);
-    ``folder`` holds the files; ``page`` is how many changes are read per step."""
+    ``folder`` holds the files; ``page`` is how many changes are read per step; ``inputs``
+    says where ``$import`` may read from (default: nowhere)."""
 
     def __init__(self, repository: Any, jobs: Jobs, folder: Path, site: str, *,
                  new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
-                 lease_s: float = 30.0, page: int = 5000, workers: int = 0) -> None:
+                 lease_s: float = 30.0, page: int = 5000, workers: int = 0,
+                 inputs: InputPolicy = InputPolicy(None)) -> None:
         self.repository = repository
+        self.inputs = inputs
         self.jobs = jobs
         self.folder = folder
         self.site = site.rstrip("/")
@@ -119,12 +135,39 @@ class BulkExports:
         return FhirResponse(202, headers={"Content-Location": self.status_url(job.id)},
                             resource=_outcome(f"export {job.id} accepted"))
 
+    def import_kickoff(self, request: FhirRequest, resource_type: str | None,
+                       id: str | None) -> FhirResponse:
+        """``POST [base]/$import``: a Parameters body starts a job (202 with
+        Content-Location, Bulk Data import draft); an NDJSON body loads synchronously."""
+        if not is_parameters_kickoff(request):
+            return BulkImport(self.repository).operation(request, resource_type, id)
+        if resource_type is not None or id is not None or request.method.upper() != "POST":
+            raise BadRequest("$import is POST [base]/$import")
+        if "respond-async" not in (request.header("prefer") or "").lower():
+            raise BadRequest("$import with Parameters is asynchronous: send "
+                             "'Prefer: respond-async'")
+        params = parse_parameters(request.body, self.repository.spec, self.inputs)
+        actor = current_actor()
+        guard = self.repository.guard
+        if guard is not None:  # refused now rather than by the job's first write
+            for rtype in sorted({item["type"] for item in params["inputs"]}):
+                guard.policy.require(actor, "c", rtype)
+                guard.policy.require(actor, "u", rtype)
+        now = wall_micros()
+        job = Job(self.new_id(), "import", "accepted", request.path, params, owner_of(actor),
+                  actor_json(actor), to_micros(self.repository.now()), len(params["inputs"]),
+                  created=now, updated=now)
+        self.jobs.add(job)
+        self.wake()
+        return FhirResponse(202, headers={"Content-Location": self.status_url(job.id)},
+                            resource=_outcome(f"import {job.id} accepted"))
+
     def _owned(self, job_id: str, actor: Actor | None) -> Job:
         job = self.jobs.get(job_id)
         if job is None or job.status == "cancelled":
-            raise NotFound(f"no export job {job_id[:80]!r}")
+            raise NotFound(f"no bulk job {job_id[:80]!r}")
         if actor is not None and owner_of(actor) != job.owner:
-            raise Forbidden("only the client that started an export may see it")
+            raise Forbidden(f"only the client that started an {job.kind} may see it")
         return job
 
     def status(self, job_id: str, actor: Actor | None) -> FhirResponse:
@@ -137,14 +180,16 @@ class BulkExports:
             return FhirResponse(202, headers={"X-Progress": f"{job.status}: {share}%",
                                               "Retry-After": RETRY_AFTER})
         if job.status == "failed":
-            raise FhirError(f"export {job.id} failed: {job.error}")
-        manifest = {
+            raise FhirError(f"{job.kind} {job.id} failed: {job.error}")
+        manifest: dict[str, Any] = {
             "transactionTime": instant(from_micros(job.transaction_time)),
             "request": f"{self.repository_base()}/{job.request}",
-            "requiresAccessToken": self.repository.guard is not None,
-            "output": [{"type": o["type"], "url": self.file_url(job.id, o["name"]),
-                        "count": o["count"]} for o in job.output],
-            "error": []}
+            "requiresAccessToken": self.repository.guard is not None}
+        if job.kind == "import":
+            manifest.update(import_manifest(job, lambda name: self.file_url(job.id, name)))
+        else:
+            manifest.update(output=[{"type": o["type"], "url": self.file_url(job.id, o["name"]),
+                                     "count": o["count"]} for o in job.output], error=[])
         return FhirResponse(200, body=orjson.dumps(manifest), content_type="application/json")
 
     def repository_base(self) -> str:
@@ -156,26 +201,28 @@ class BulkExports:
     def cancel(self, job_id: str, actor: Actor | None) -> FhirResponse:
         """Delete request (IG "Bulk Data Delete Request"): cancel a running job or remove a
         finished one and its files; 202."""
-        self._owned(job_id, actor)
+        job = self._owned(job_id, actor)
         self.jobs.cancel(job_id, wall_micros())
         shutil.rmtree(self.folder / job_id, ignore_errors=True)
-        return FhirResponse(202, resource=_outcome(f"export {job_id} cancelled"))
+        return FhirResponse(202, resource=_outcome(f"{job.kind} {job_id} cancelled"))
 
     def file(self, job_id: str, name: str, actor: Actor | None) -> Path:
         """The file behind a manifest URL (IG "File Request"); audited."""
         job = self._owned(job_id, actor)
-        names = {o["name"] for o in job.output}
+        names = {o.get("name") or o.get("errorFile") for o in job.output}
         if job.status != "completed" or name not in names:
-            raise NotFound(f"no file {name[:80]!r} in export {job_id[:80]!r}")
-        self.audit(actor or SYSTEM, 200, f"bulk export {job_id} file {name}", None)
+            raise NotFound(f"no file {name[:80]!r} in {job.kind} {job_id[:80]!r}")
+        self.audit(actor or SYSTEM, 200, f"bulk {job.kind} {job_id} file {name}", None,
+                   job.kind)
         return self.folder / job_id / name
 
-    def audit(self, actor: Actor, status: int, detail: str, count: int | None) -> None:
+    def audit(self, actor: Actor, status: int, detail: str, count: int | None,
+              kind: str = "export") -> None:
         guard = self.repository.guard
         if guard is None:
             return
         from medarchive.security.audit import audit_event
-        guard.trail.record(audit_event(actor, "export", self.repository.now(), status=status,
+        guard.trail.record(audit_event(actor, kind, self.repository.now(), status=status,
                                        detail=detail, count=count))
 
     # -- the worker side --------------------------------------------------------------------
@@ -221,8 +268,41 @@ class BulkExports:
             return False
         actor = actor_from(job.actor)
         with acting(actor):
-            self._run(job, actor)
+            if job.kind == "import":
+                self._run_import(job, actor)
+            else:
+                self._run(job, actor)
         return True
+
+    def _run_import(self, job: Job, actor: Actor) -> None:
+        target = self.folder / job.id
+        target.mkdir(parents=True, exist_ok=True)  # a restarted job resumes (chunk keys)
+        saved = {"at": time.monotonic(), "alive": True}
+
+        def proceed(current: Job) -> bool:
+            if self._stop.is_set():
+                return False
+            if time.monotonic() - saved["at"] > 0.5:
+                saved["alive"] = self.jobs.save(current, wall_micros(), self.lease)
+                saved["at"] = time.monotonic()
+            return bool(saved["alive"])
+
+        try:
+            done = run_import(self.repository, job, self.inputs, target, proceed)
+            if done is None or not self.jobs.save(done, wall_micros(), 0):
+                self._abandon(job, target, cancelled=not saved["alive"] or done is not None)
+                return
+        except Exception as exc:
+            self._failed(job, actor, target, exc)
+
+    def _failed(self, job: Job, actor: Actor, target: Path, exc: Exception) -> None:
+        shutil.rmtree(target, ignore_errors=True)
+        message = str(exc) if isinstance(exc, FhirError) else "internal error (logged)"
+        if not isinstance(exc, FhirError):
+            log.exception("bulk %s %s failed", job.kind, job.id)
+        self.jobs.save(replace(job, status="failed", error=message), wall_micros(), 0)
+        self.audit(actor, getattr(exc, "status", 500), f"bulk {job.kind} {job.id} failed: "
+                   f"{message}", None, job.kind)
 
     def _run(self, job: Job, actor: Actor) -> None:
         target = self.folder / job.id
@@ -271,13 +351,7 @@ class BulkExports:
         except Exception as exc:
             for handle in handles.values():
                 handle.close()
-            shutil.rmtree(target, ignore_errors=True)
-            message = str(exc) if isinstance(exc, FhirError) else "internal error (logged)"
-            if not isinstance(exc, FhirError):
-                log.exception("bulk export %s failed", job.id)
-            self.jobs.save(replace(job, status="failed", error=message), wall_micros(), 0)
-            self.audit(actor, getattr(exc, "status", 500), f"bulk export {job.id} failed: "
-                       f"{message}", None)
+            self._failed(job, actor, target, exc)
 
     def _abandon(self, job: Job, target: Path, *, cancelled: bool) -> None:
         """Stopped: a cancelled job's files and row go; a job stopped by shutdown keeps its
