@@ -12,10 +12,14 @@ senders do. Messages alternate ADT^A01 and ORU^R01, each for its own patient. Mo
 - ``echo``: the reference, an MLLP listener that answers AA without doing anything (the cost of
   the transport and the senders).
 
-Prints one JSON object per mode and connection count.
+Prints one JSON object per mode and connection count: ACKed messages per second, the CPU
+seconds the listener process spent (all its threads; the senders are other processes) and
+messages per CPU-second — the figure that does not depend on how loaded the machine is — and the
+load average at the end of the run. For ``group``, also how many messages each commit carried.
 
     python benchmarks/mllp.py [--backend sqlite|postgresql] [--messages 2000]
-                              [--modes echo,single,group]
+                              [--modes echo,single,group] [--group-wait-ms 2] [--group-max 64]
+                              [--encryption on|off]
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
+import resource
 import socket
+import tempfile
 import time
 from typing import Any
 
@@ -73,9 +80,15 @@ def sender(port: int, conn: int, count: int, run: str, ready: multiprocessing.Qu
     result.put(acked)
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process (the listener and every thread of it) so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run(port: int, connections: int, total: int, tag: str) -> dict[str, object]:
     """Time from the moment every sender is connected and ready (process start-up and
-    imports excluded) to the last ACK."""
+    imports excluded) to the last ACK; CPU of the listener process over the same span."""
     ctx = multiprocessing.get_context("spawn")
     ready: multiprocessing.Queue = ctx.Queue()
     results: multiprocessing.Queue = ctx.Queue()
@@ -87,14 +100,16 @@ def run(port: int, connections: int, total: int, tag: str) -> dict[str, object]:
         proc.start()
     for _ in procs:
         ready.get()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     go.set()
     acked = sum(results.get() for _ in procs)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     for proc in procs:
         proc.join()
     return {"connections": connections, "messages": per * connections, "acked": acked,
-            "seconds": round(elapsed, 3), "acked_per_s": round(acked / elapsed, 1)}
+            "seconds": round(elapsed, 3), "acked_per_s": round(acked / elapsed, 1),
+            "server_cpu_s": round(cpu, 3), "acked_per_cpu_s": round(acked / max(cpu, 1e-9), 1),
+            "load_1m": round(os.getloadavg()[0], 2)}
 
 
 class EchoGateway(Gateway):
@@ -109,9 +124,11 @@ def listen(gateway: Gateway) -> tuple[BackgroundListener, int]:
     return listener, listener.start()
 
 
-def measure(mode: str, backend: str, total: int, tag: str) -> None:
-    with throwaway_url(backend) as url:
-        settings = Settings(database_url=url, auth="off")
+def measure(mode: str, backend: str, total: int, tag: str, args: argparse.Namespace) -> None:
+    with throwaway_url(backend) as url, tempfile.TemporaryDirectory() as keys:
+        settings = Settings(database_url=url, auth="off", encryption=args.encryption,
+                            encryption_key_file=f"{keys}/bench.kek",
+                            mllp_group_wait_ms=args.group_wait_ms, mllp_group_max=args.group_max)
         if mode == "echo":
             services = None
             gateway: Gateway = EchoGateway(lambda *a, **k: {}, MemoryMessageLog())
@@ -122,17 +139,16 @@ def measure(mode: str, backend: str, total: int, tag: str) -> None:
             gateway, services = build_gateway(settings)
         listener, port = listen(gateway)
         for connections in (1, 8):
+            groups, committed = gateway.committer.groups, gateway.committer.committed
             figures = run(port, connections, total, f"{tag}{mode}c{connections}")
+            if mode != "echo":
+                groups = gateway.committer.groups - groups
+                figures["messages_per_commit"] = round(
+                    (gateway.committer.committed - committed) / max(groups, 1), 2)
             print(json.dumps({"benchmark": "mllp", "backend": backend, "mode": mode,
                               **figures}), flush=True)
         listener.stop()
         gateway.close()
-        if mode == "group":
-            print(json.dumps({"benchmark": "mllp", "backend": backend, "mode": mode,
-                              "groups": gateway.committer.groups,
-                              "messages_per_group": round(gateway.committer.committed
-                                                          / max(gateway.committer.groups, 1),
-                                                          2)}), flush=True)
         if services is not None:
             services.close()
 
@@ -142,10 +158,13 @@ def main() -> None:
     parser.add_argument("--backend", default="sqlite", choices=["sqlite", "postgresql"])
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--modes", default="echo,single,group")
+    parser.add_argument("--group-wait-ms", type=int, default=Settings.mllp_group_wait_ms)
+    parser.add_argument("--group-max", type=int, default=Settings.mllp_group_max)
+    parser.add_argument("--encryption", default="on", choices=["on", "off"])
     args = parser.parse_args()
     tag = str(int(time.time()))
     for mode in args.modes.split(","):
-        measure(mode, args.backend, args.messages, tag)
+        measure(mode, args.backend, args.messages, tag, args)
 
 
 if __name__ == "__main__":

@@ -69,3 +69,13 @@ def test_entries_keep_what_is_not_identifying() -> None:
         BLIND.date("birthdate", form) for form in ("1990", "1990-06", "1990-06-06")}
     encounter = BLIND.entries("Encounter", IndexEntries(tokens=found.tokens))
     assert encounter.tokens[1].code == BLIND.code("identifier", "MRN-1")
+
+
+@given(kind=st.sampled_from("pedt"), param=words, value=words)
+def test_remembered_digests_are_the_computed_ones_of_their_own_key(kind: str, param: str,
+                                                                   value: str) -> None:
+    other = BlindIndex(b"o" * 32)
+    for _ in range(2):  # computed, then remembered
+        assert BLIND.digest(kind, param, value) == BLIND._digest(kind, param, value)
+        assert other.digest(kind, param, value) == other._digest(kind, param, value)
+    assert BLIND.digest(kind, param, value) != other.digest(kind, param, value)

@@ -6,9 +6,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import pytest
 from mllp_builders import adt
 
 from medarchive.app import build_encryption
@@ -85,3 +87,71 @@ def test_kill_mid_stream_loses_no_acknowledged_message(tmp_path: Path) -> None:
         kill(proc)
     mrns = stored_mrns(url)
     assert sorted(mrns) == sorted(f"CRASH{i}" for i in range(COUNT))  # all, none twice
+
+
+SENDERS, PER_SENDER = 6, 20
+
+
+def send_from(port: int, sender: int, first: int, acked: list[int],
+              total: list[int], stop_at: int | None) -> None:
+    """One sender's messages first..PER_SENDER-1 on its own connection, each after the ACK of
+    the one before; stops when the listener dies (or ``total`` reaches ``stop_at``)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            decoder = FrameDecoder()
+            for i in range(first, PER_SENDER):
+                if stop_at is not None and len(total) >= stop_at:
+                    return
+                sock.sendall(encode_frame(adt(f"G{sender}-{i}", mrn=f"CRASH{sender}x{i}")))
+                frames: list[bytes] = []
+                while not frames:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        return
+                    frames = decoder.feed(chunk)
+                if b"MSA|AA" in frames[0]:
+                    acked.append(i)
+                    total.append(1)
+    except OSError:  # the listener was killed under this sender
+        return
+
+
+def run_senders(port: int, firsts: list[int], acked: list[list[int]],
+                stop_at: int | None) -> None:
+    total: list[int] = []
+    threads = [threading.Thread(target=send_from,
+                                args=(port, s, firsts[s], acked[s], total, stop_at))
+               for s in range(SENDERS)]
+    for thread in threads:
+        thread.start()
+    if stop_at is not None:
+        while len(total) < stop_at and any(t.is_alive() for t in threads):
+            time.sleep(0.001)
+        return
+    for thread in threads:
+        thread.join(120)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_kill_during_group_commits_loses_no_acknowledged_message(database_url: str) -> None:
+    """Six senders at once, so messages are committed in groups: killed mid-stream, every
+    acknowledged message is stored; after the senders resend from their last ACK, every
+    message is stored exactly once (one Patient version each)."""
+    proc, port = start(database_url)
+    acked: list[list[int]] = [[] for _ in range(SENDERS)]
+    try:
+        run_senders(port, [0] * SENDERS, acked, stop_at=40)
+        kill(proc)
+        stored = set(stored_mrns(database_url))
+        assert {f"CRASH{s}x{i}" for s in range(SENDERS) for i in acked[s]} <= stored
+        proc, port = start(database_url)
+        again: list[list[int]] = [[] for _ in range(SENDERS)]
+        run_senders(port, [a[-1] if a else 0 for a in acked], again, stop_at=None)
+        for s in range(SENDERS):
+            first = acked[s][-1] if acked[s] else 0
+            assert again[s] == list(range(first, PER_SENDER))
+    finally:
+        kill(proc)
+    mrns = stored_mrns(database_url)
+    assert sorted(mrns) == sorted(f"CRASH{s}x{i}" for s in range(SENDERS)
+                                  for i in range(PER_SENDER))

@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import hmac
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from medarchive.fhir.search.dates import date_range
 from medarchive.fhir.search.entries import IndexEntries, StringEntry, TokenEntry
@@ -35,6 +36,7 @@ BLIND_TYPES = frozenset({"Patient", "Person", "RelatedPerson"})
 BLIND_TOKENS = frozenset({"identifier", "identifier:of-type", "telecom", "phone", "email"})
 BLIND_DATES = frozenset({"birthdate"})
 MAX_PREFIX = 64
+DIGEST_CACHE = 65536  # digests remembered per key (about 10 MB when full)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -98,8 +100,15 @@ class BlindIndex:
     def __init__(self, key: bytes, max_prefix: int = MAX_PREFIX) -> None:
         self._key = key
         self.max_prefix = max_prefix
+        # Prefixes of names and words, codes and systems repeat across resources: remembered
+        # (per instance, so per key), a write blinds each of them once per process.
+        self._remembered = lru_cache(maxsize=DIGEST_CACHE)(self._digest)
 
     def digest(self, kind: str, param: str, value: str) -> str:
+        """``HMAC(key, kind | param | value)``, truncated to 128 bits, base64url."""
+        return self._remembered(kind, param, value)
+
+    def _digest(self, kind: str, param: str, value: str) -> str:
         mac = hmac.digest(self._key, f"{kind}\x1f{param}\x1f{value}".encode(), "sha256")
         return base64.urlsafe_b64encode(mac[:16]).decode()[:22]
 

@@ -70,16 +70,23 @@ class Segment:
 
     def value(self, field_no: int, rep: int = 1, comp: int = 1, sub: int = 1) -> str:
         """The unescaped leaf at ``field_no``/``rep``/``comp``/``sub``, "" when absent."""
-        raw = self.raw_value(field_no, rep, comp, sub)
-        if self.name == "MSH" and field_no <= 2:
+        if field_no < 1 or rep < 1 or comp < 1 or sub < 1:
+            return ""
+        try:
+            raw = self.fields[field_no][rep - 1][comp - 1][sub - 1]
+        except IndexError:
+            return ""
+        if not raw or self.separators.escape not in raw or (
+                field_no <= 2 and self.name == "MSH"):
             return raw
         return unescape(raw, self.separators, self.charset)
 
     def raw_value(self, field_no: int, rep: int = 1, comp: int = 1, sub: int = 1) -> str:
         """The leaf as written in the message, escape sequences untouched."""
+        if field_no < 1 or rep < 1 or comp < 1 or sub < 1:
+            return ""
         try:
-            return self.fields[field_no][rep - 1][comp - 1][sub - 1] if min(
-                field_no, rep, comp, sub) > 0 else ""
+            return self.fields[field_no][rep - 1][comp - 1][sub - 1]
         except IndexError:
             return ""
 

@@ -9,14 +9,15 @@ other messages that arrived meanwhile. AA is built only after that transaction c
 crash before it leaves the sender without an ACK, so it retries, and a redelivered message is
 acknowledged without being applied twice. Messages are applied one at a time in the order they
 were queued, so a patient's messages keep their order; refused ones become dead letters that
-can be fixed and replayed.
+can be fixed and replayed. An A40 also moves the merged patient's clinical data to the survivor
+(``mllp.merge``) inside the message's transaction.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -104,15 +105,19 @@ class Gateway:
     """Applies HL7 v2 messages to the archive. ``submit`` is ``Services.submit``;
     ``transactions`` the scope shared by the store and ``message_log`` (see
     ``app.build_gateway``), or None when they cannot share a transaction (each write then
-    commits on its own)."""
+    commits on its own). ``merge`` moves the clinical data of an A40's merged patients
+    (``mllp.merge.PatientMerge``), in the message's transaction; None leaves it in place."""
 
     def __init__(self, submit: Callable[..., dict[str, Any]], message_log: MessageLog, *,
                  config: MappingConfig | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC),
                  control_id: Callable[[], str] = new_control_id,
                  transactions: TransactionScope | None = None,
-                 max_group: int = 64, group_wait_ms: float = 2.0) -> None:
+                 max_group: int = 64, group_wait_ms: float = 2.0,
+                 merge: Callable[[Sequence[tuple[str, str]]], tuple[str, ...]] | None = None
+                 ) -> None:
         self.submit = submit
+        self.merge = merge
         self.log = message_log
         self.config = config or MappingConfig()
         self.now = now
@@ -176,8 +181,11 @@ class Gateway:
         try:
             with self.transactions.savepoint():
                 response = self.submit(result.bundle, idempotency_key=prepared.key)
+                written = _locations(response)
+                if result.merges and self.merge is not None:
+                    written += self.merge(result.merges)
                 entry = LogEntry(0, prepared.received, prepared.key, "AA", "done", "",
-                                 _locations(response), result.unmapped, prepared.raw)
+                                 written, result.unmapped, prepared.raw)
                 log_id = self.log.record(entry)
                 if replaces is not None:
                     self.log.set_status(replaces, "replayed")

@@ -77,14 +77,16 @@ class SharedTransaction:
         if self._held() is not None:
             raise RuntimeError("a transaction group is already open on this thread")
         with self.db.writing() as cursor:
-            if self.dialect == "sqlite":
+            if self.dialect == "sqlite" and getattr(self._local, "tuned", None) is not \
+                    cursor.connection:
                 # Savepoints make SQLite keep a statement journal of every page they change;
                 # in a temporary file by default. In memory it costs no file I/O, and the
                 # durability of the commit (the WAL) is unchanged. SQLite refuses the change
                 # only when temporary tables are open in a transaction: then it is a speed-up
-                # missed, never an error.
+                # missed, never an error. Once per connection (it lasts as long as it).
                 with contextlib.suppress(sqlite3.OperationalError):
                     cursor.execute("PRAGMA temp_store = MEMORY")
+                    self._local.tuned = cursor.connection
             self._local.connection = cursor.connection
             try:
                 yield
