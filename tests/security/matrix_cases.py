@@ -87,7 +87,7 @@ def cell_id(role: str, interaction: str, relationship: str) -> str:
 # Observation of any patient, nothing on AuditEvent (the trail is the server's; only auditors
 # read it), nothing labelled (no entitlement: 404 on reads, absent from results, 403 on writes;
 # a conditional delete finds nothing and answers 204).
-_FULL = {
+_FULL: dict[str, tuple[str, ...]] = {
     "read": ("200", "200", "403", "404", "200"),
     "vread": ("200", "200", "403", "404", "200"),
     "search": ("200+", "200+", "403", "200-", "200+"),
@@ -109,125 +109,79 @@ _FULL = {
     "count": ("200+", "200+", "403", "200-", "200+"),
 }
 
+_NONE = ("403",) * len(RELATIONSHIPS)
+WRITING = ("create", "update", "patch", "delete", "cond-create", "cond-update", "cond-delete",
+           "transaction")
+
+
+def refused(*interactions: str) -> dict[str, tuple[str, ...]]:
+    """403 in every column for ``interactions``."""
+    return dict.fromkeys(interactions, _NONE)
+
+
+def column(row: tuple[str, ...], relationship: str, value: str) -> tuple[str, ...]:
+    """``row`` with ``value`` in the column of ``relationship``."""
+    at = RELATIONSHIPS.index(relationship)
+    return (*row[:at], value, *row[at + 1:])
+
+
+def only_audit(value: str) -> tuple[str, ...]:
+    """403 everywhere but the audit trail's column."""
+    return column(_NONE, "audit", value)
+
+
 # Read and search only, no relationship rules (records clerk on Observation, researcher).
-_READ_ONLY = {
-    **_FULL,
-    "create": ("403", "403", "403", "403", "403"),
-    "update": ("403", "403", "403", "403", "403"),
-    "patch": ("403", "403", "403", "403", "403"),
-    "delete": ("403", "403", "403", "403", "403"),
-    "cond-create": ("403", "403", "403", "403", "403"),
-    "cond-update": ("403", "403", "403", "403", "403"),
-    "cond-delete": ("403", "403", "403", "403", "403"),
-    "transaction": ("403", "403", "403", "403", "403"),
-}
+_READ_ONLY = {**_FULL, **refused(*WRITING)}
 
 # A relationship role with cruds (physician): p1 (related) and p3 (break-the-glass grant) as
-# above; the unrelated p2 is invisible like labelled data (a compartment search, $everything's
-# confinement and _include find nothing; $everything on the Patient itself is 404); no type
-# history (not narrowed inside the query).
-_RELATED_FULL = {
-    "read": ("200", "404", "403", "404", "200"),
-    "vread": ("200", "404", "403", "404", "200"),
-    "search": ("200+", "200-", "403", "200-", "200+"),
-    "history-instance": ("200+", "404", "403", "404", "200+"),
-    "history-type": ("403", "403", "403", "403", "403"),
-    "create": ("201", "403", "403", "403", "201"),
-    "update": ("200", "403", "403", "403", "200"),
-    "patch": ("200", "404", "403", "404", "200"),
-    "delete": ("200", "403", "403", "403", "200"),
-    "cond-create": ("200", "403", "403", "403", "200"),
-    "cond-update": ("200", "403", "403", "403", "200"),
-    "cond-delete": ("200", "204", "403", "204", "200"),
-    "transaction": ("200", "403", "403", "403", "200"),
-    "batch": ("200", "404", "403", "404", "200"),
-    "everything": ("200+", "404", "-", "200-", "200+"),
-    "compartment": ("200+", "200-", "-", "200-", "200+"),
-    "include": ("200+", "200-", "403", "200-", "200+"),
-    "revinclude": ("200+", "200-", "-", "200-", "200+"),
-    "count": ("200+", "200-", "403", "200-", "200+"),
-}
-_NONE = ("403", "403", "403", "403", "403")
+# for _FULL; the unrelated p2 (column "other") is invisible like labelled data (a compartment
+# search, $everything's confinement and _include find nothing; $everything on the Patient
+# itself is 404); no type history (not narrowed inside the query).
+_UNRELATED = {
+    "read": "404", "vread": "404", "search": "200-", "history-instance": "404",
+    "create": "403", "update": "403", "patch": "404", "delete": "403", "cond-create": "403",
+    "cond-update": "403", "cond-delete": "204", "transaction": "403", "batch": "404",
+    "everything": "404", "compartment": "200-", "include": "200-", "revinclude": "200-",
+    "count": "200-"}
+_RELATED_FULL = {**{i: column(_FULL[i], "other", v) for i, v in _UNRELATED.items()},
+                 **refused("history-type")}
+
+# The auditor: rs on AuditEvent only; GET /fhir/AuditEvent[/id] answers from the trail, the
+# other AuditEvent interactions reach the router, which stores no AuditEvent resources.
+_AUDITOR_TRAIL = {
+    "read": "200", "vread": "404", "search": "200+", "history-instance": "404",
+    "history-type": "200-", "batch": "404", "everything": "-", "compartment": "-",
+    "include": "400", "revinclude": "-", "count": "200+"}
+
+# Interactions that have no request on the audit trail: 403 for roles refused on the type.
+_NO_TRAIL = {i: only_audit("-") for i in ("everything", "compartment", "revinclude")}
 
 EXPECTED: dict[str, dict[str, tuple[str, ...]]] = {
     "administrator": _FULL,
     "integration": _FULL,
     "physician": _RELATED_FULL,
-    "nurse": {  # crus on clinical types: no delete
-        **_RELATED_FULL,
-        "delete": _NONE,
-        "cond-delete": _NONE,
-    },
-    "pharmacist": {  # rs on Observation (cruds on medication types only)
-        **_RELATED_FULL,
-        "create": _NONE, "update": _NONE, "patch": _NONE, "delete": _NONE,
-        "cond-create": _NONE, "cond-update": _NONE, "cond-delete": _NONE,
-        "transaction": _NONE,
-    },
+    "nurse": {**_RELATED_FULL, **refused("delete", "cond-delete")},  # crus on clinical types
+    "pharmacist": {**_RELATED_FULL, **refused(*WRITING)},  # cruds on medication types only
     "records_clerk": _READ_ONLY,
     "researcher": _READ_ONLY,
-    "auditor": {  # rs on AuditEvent only; GET /fhir/AuditEvent answers from the trail
-        "read": ("403", "403", "404", "403", "403"),
-        "vread": ("403", "403", "404", "403", "403"),
-        "search": ("403", "403", "200+", "403", "403"),
-        "history-instance": ("403", "403", "404", "403", "403"),
-        "history-type": ("403", "403", "200-", "403", "403"),
-        "create": _NONE,
-        "update": _NONE,
-        "patch": _NONE,
-        "delete": _NONE,
-        "cond-create": _NONE,
-        "cond-update": _NONE,
-        "cond-delete": _NONE,
-        "transaction": _NONE,
-        "batch": ("403", "403", "404", "403", "403"),
-        "everything": ("403", "403", "-", "403", "403"),
-        "compartment": ("403", "403", "-", "403", "403"),
-        "include": ("403", "403", "400", "403", "403"),
-        "revinclude": ("403", "403", "-", "403", "403"),
-        "count": ("403", "403", "200+", "403", "403"),
-    },
+    "auditor": {i: only_audit(_AUDITOR_TRAIL.get(i, "403")) for i in INTERACTIONS},
     "patient": {  # rs, confined to p1's compartment, without its labelled part
+        **refused(*INTERACTIONS),
         "read": ("200", "404", "403", "404", "404"),
         "vread": ("200", "404", "403", "404", "404"),
         "search": ("200+", "200-", "403", "200-", "200-"),
         "history-instance": ("200+", "404", "403", "404", "404"),
-        "history-type": _NONE,
-        "create": _NONE,
-        "update": _NONE,
-        "patch": _NONE,
-        "delete": _NONE,
-        "cond-create": _NONE,
-        "cond-update": _NONE,
-        "cond-delete": _NONE,
-        "transaction": _NONE,
         "batch": ("200", "404", "403", "404", "404"),
         "everything": ("200+", "403", "-", "200-", "403"),
         "compartment": ("200+", "403", "-", "200-", "403"),
-        "include": _NONE,
-        "revinclude": ("403", "403", "-", "403", "403"),
+        "revinclude": _NO_TRAIL["revinclude"],
         "count": ("200+", "200-", "403", "200-", "200-"),
     },
     "device": {  # cru on Observation, Device, DeviceMetric: no search, no delete
-        "read": ("200", "200", "403", "404", "200"),
-        "vread": ("200", "200", "403", "404", "200"),
-        "search": _NONE,
-        "history-instance": ("200+", "200+", "403", "404", "200+"),
-        "history-type": _NONE,
-        "create": ("201", "201", "403", "403", "201"),
-        "update": ("200", "200", "403", "403", "200"),
-        "patch": ("200", "200", "403", "404", "200"),
-        "delete": _NONE,
-        "cond-create": _NONE,
-        "cond-update": _NONE,
-        "cond-delete": _NONE,
-        "transaction": ("200", "200", "403", "403", "200"),
-        "batch": ("200", "200", "403", "404", "200"),
-        "everything": ("403", "403", "-", "403", "403"),
-        "compartment": ("403", "403", "-", "403", "403"),
-        "include": _NONE,
-        "revinclude": ("403", "403", "-", "403", "403"),
-        "count": _NONE,
+        **refused(*INTERACTIONS),
+        **{i: _FULL[i] for i in ("read", "vread", "history-instance", "create", "update",
+                                 "patch", "transaction", "batch")},
+        **_NO_TRAIL,
     },
 }
 

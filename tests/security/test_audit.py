@@ -136,3 +136,34 @@ def test_group_commit_waits_for_an_interaction_under_way(security: Security,
     other.join()
     assert groups == [2]
     assert security.trail.verify() == (2, None)
+
+
+def test_a_slow_commit_makes_the_next_group_wait_longer(security: Security,
+                                                       monkeypatch: Any) -> None:
+    """After a commit that took long, the next group waits up to half that time (more than
+    ``GATHER_S``) for an interaction under way, so both share the next commit."""
+    import threading
+    import time
+
+    from medarchive.security import audit
+    monkeypatch.setattr(audit, "MAX_GATHER_S", 10.0)
+    groups: list[int] = []
+    write = security.trail._write
+
+    def slow(batch: Any) -> None:
+        groups.append(len(batch))
+        time.sleep(0.4)
+        write(batch)
+    monkeypatch.setattr(security.trail, "_write", slow)
+    event = audit_event(WHO, "read", security.trail.now(), status=200)
+    security.trail.record(event)  # one slow commit: the next group may wait up to 0.2 s
+    with security.trail.arriving():
+        other = threading.Thread(target=security.trail.record, args=(event,))
+        other.start()
+        while not security.trail._queue:
+            time.sleep(0.001)
+        time.sleep(audit.GATHER_S * 5)  # well past GATHER_S: only the longer wait joins us
+        security.trail.record(event)
+    other.join()
+    assert groups == [1, 2]
+    assert security.trail.verify() == (3, None)

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from medarchive.cli.main import app
 from medarchive.security.actor import Actor

@@ -285,3 +285,27 @@ def test_search_and_read_events_name_the_patients(env: Env) -> None:
         "status=final", "family=Doe"]
     refused = env.client.get("/fhir/AuditEvent?patient=p1", headers=clerk)
     assert refused.status_code == 403
+
+
+def test_auditors_read_one_event_by_id(env: Env) -> None:
+    """``GET /fhir/AuditEvent/{id}`` answers the event the search lists under that id, for
+    auditors only, and is itself audited; unknown or malformed ids are 404."""
+    auditor = bearer(env.token(role="auditor", scope="user/AuditEvent.rs"))
+    clerk = bearer(env.token(role="records_clerk", scope="user/*.cruds"))
+    assert env.client.get("/fhir/Patient/p1", headers=clerk).status_code == 200
+    listed = env.client.get("/fhir/AuditEvent?_sort=-date&_count=1",
+                            headers=auditor).json()["entry"][0]
+    seq = listed["resource"]["id"]
+    read = env.client.get(f"/fhir/AuditEvent/{seq}", headers=auditor)
+    assert read.status_code == 200, read.text
+    assert read.json() == listed["resource"]
+    assert listed["fullUrl"].endswith(f"/AuditEvent/{seq}")
+    event = _last_event(env)
+    assert event["subtype"][0]["code"] == "read" and event["outcome"] == "0"
+    assert event["entity"][0]["what"]["reference"] == f"AuditEvent/{seq}"
+    for bad in ("999999", "abc", "1e3", "99999999999999999999999"):
+        missing = env.client.get(f"/fhir/AuditEvent/{bad}", headers=auditor)
+        assert missing.status_code == 404, bad
+        assert missing.json()["resourceType"] == "OperationOutcome"
+    assert env.client.get(f"/fhir/AuditEvent/{seq}", headers=clerk).status_code == 403
+    assert env.client.get(f"/fhir/AuditEvent/{seq}").status_code == 401

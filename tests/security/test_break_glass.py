@@ -15,7 +15,7 @@ from http_env import Env, bearer, open_env
 from typer.testing import CliRunner
 
 from medarchive.security.access import Alert
-from medarchive.security.labels import CONFIDENTIALITY
+from medarchive.security.labels import ACT_CODE, CONFIDENTIALITY
 
 REASON = "unconscious patient in the emergency room, no relatives reachable"
 PASSWORD = "correct horse battery staple"
@@ -146,3 +146,24 @@ def test_the_chart_offers_break_the_glass(env: Env) -> None:
     assert opened.status_code == 303 and opened.headers["location"].endswith("/patients/pz")
     assert env.client.get("/patients/pz").status_code == 200
     assert [g.principal for g in env.services.security.access.grants()] == ["dana"]
+
+
+def test_writes_under_a_grant_are_audited_as_emergency(env: Env) -> None:
+    """A create, update and delete that only a break-glass grant allowed are audited with
+    purpose of use ETREAT and the BTG label, not the user's own purpose (TREAT)."""
+    doctor = bearer(env.token(role="physician", scope="user/*.cruds", subject="dora"))
+    assert glass(env, doctor, patient="pz", reason=REASON).status_code == 200
+    new = {k: v for k, v in labelled("o-new", None).items() if k != "id"}
+    created = env.client.post("/fhir/Observation", headers=doctor, json=new)
+    updated = env.client.put("/fhir/Observation/o-plain", headers=doctor,
+                             json=labelled("o-plain", None) | {"status": "amended"})
+    deleted = env.client.delete("/fhir/Observation/o-r", headers=doctor)
+    assert [created.status_code, updated.status_code, deleted.status_code] == [201, 200, 200]
+    writes = [e for e in env.events() if e["subtype"][0]["code"] in ("create", "update",
+                                                                    "delete")
+              and e["agent"][0]["who"]["identifier"]["value"] == "dora"]
+    assert [e["subtype"][0]["code"] for e in writes] == ["create", "update", "delete"]
+    for event in writes:
+        assert event["purposeOfEvent"][0]["coding"][0]["code"] == "ETREAT", event
+        assert event["meta"]["security"] == [{"system": ACT_CODE, "code": "BTG",
+                                              "display": "break the glass"}]

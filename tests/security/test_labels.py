@@ -140,3 +140,22 @@ def test_chains_and_has_never_test_hidden_resources(env: Env) -> None:
     assert ids(get(env, chain_r, ann).json()) == set()
     assert ids(get(env, has_hiv, user(env, "hugo", "HIV")).json()) == {"p1"}
     assert ids(get(env, chain_r, user(env, "rita", "R")).json()) == {"o-of-secret"}
+
+
+def test_labels_of_the_current_version_govern_older_versions(env: Env) -> None:
+    """A resource labelled after it was first stored: its older, unlabelled versions are
+    hidden like the current one (vread, instance and type history), from users without the
+    entitlement; entitled users still read them."""
+    for label in (None, (ACT_CODE, "HIV")):
+        env.services.submit({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": observation("o-later", "p-secret", label),
+             "request": {"method": "PUT", "url": "Observation/o-later"}}]})
+    ann = user(env, "ann")
+    assert get(env, "Observation/o-later/_history/1", ann).status_code == 404
+    assert get(env, "Observation/o-later/_history/2", ann).status_code == 404
+    assert get(env, "Observation/o-later/_history", ann).status_code == 404
+    history = get(env, "Observation/_history", ann).json()
+    assert "o-later" not in {e["resource"]["id"] for e in history["entry"]}
+    hugo = user(env, "hugo", "HIV")
+    assert get(env, "Observation/o-later/_history/1", hugo).status_code == 200
+    assert len(get(env, "Observation/o-later/_history", hugo).json()["entry"]) == 2

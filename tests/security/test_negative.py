@@ -243,11 +243,26 @@ def test_scope_narrows_the_role(env: Env, role: str, scope: str, method: str, pa
         assert response.json()["issue"][0]["code"] == "forbidden"
 
 
-@pytest.mark.xfail(strict=True, reason="oauth.actor_for answers 400 for a token without a "
-                   "resource scope; RFC 6750 §3.1 insufficient_scope is 403")
+INSUFFICIENT = 'Bearer realm="medarchive", error="insufficient_scope"'
+
+
 def test_token_without_resource_scope_is_403(env: Env) -> None:
     token = env.token(role="physician", scope="openid fhirUser")
-    assert env.client.get("/fhir/Patient/p1", headers=bearer(token)).status_code == 403
+    response = env.client.get("/fhir/Patient/p1", headers=bearer(token))
+    assert response.status_code == 403
+    assert response.headers["WWW-Authenticate"] == INSUFFICIENT
+
+
+def test_missing_scope_403_says_insufficient_scope(env: Env) -> None:
+    """RFC 6750 §3.1: a 403 because the scopes fall short names ``insufficient_scope``; a 403
+    because the role may not do it does not (another token would not help)."""
+    narrow = bearer(env.token(role="physician", scope="user/Patient.rs"))
+    response = env.client.get("/fhir/Observation/o-p1", headers=narrow)
+    assert response.status_code == 403
+    assert response.headers["WWW-Authenticate"] == INSUFFICIENT
+    auditor = bearer(env.token(role="auditor", scope="user/*.rs"))
+    response = env.client.get("/fhir/Observation/o-p1", headers=auditor)
+    assert response.status_code == 403 and "WWW-Authenticate" not in response.headers
 
 
 # -- another patient's data is invisible to a patient user -----------------------------------

@@ -6,8 +6,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from medarchive.cli.main import app
 from medarchive.security.actor import Actor

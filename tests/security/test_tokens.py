@@ -79,3 +79,41 @@ def test_wrong_audience_is_refused(security: Security) -> None:
                         algorithm="RS256", headers={"kid": key.kid})
     with pytest.raises(Unauthorized):
         security.tokens.verify(forged)
+
+
+def test_remembered_token_still_expires_and_revokes(security: Security, clock: Any) -> None:
+    """The verified-signature cache never outlives expiry or revocation: both are checked on
+    every use, also for a token whose signature was checked before."""
+    token = _token(security)
+    security.tokens.verify(token)["scope"] = "tampered"  # callers get a copy
+    assert security.tokens.verify(token)["scope"] == "system/*.rs"
+    clock.advance(601)
+    with pytest.raises(Unauthorized, match="expired"):
+        security.tokens.verify(token)
+    granted = security.tokens.issue("u1", kind="user", role="physician", scope="user/*.rs",
+                                    grant="g1")["access_token"]
+    security.tokens.verify(granted)
+    security.tokens.revoke_grant("g1")
+    with pytest.raises(Unauthorized, match="revoked"):
+        security.tokens.verify(granted)
+
+
+def test_signature_checks_are_remembered_within_bounds(security: Security,
+                                                       monkeypatch: Any) -> None:
+    tokens = security.tokens
+    tokens._verified.size = 2
+    checked: list[str] = []
+    signed = tokens._signed_claims
+
+    def counting(token: str) -> dict[str, Any]:
+        checked.append(token)
+        return signed(token)
+    monkeypatch.setattr(tokens, "_signed_claims", counting)
+    first, second, third = (_token(security) for _ in range(3))
+    for token in (first, first, second, first, third, first, second):
+        tokens.verify(token)
+    assert checked == [first, second, third, second]  # second was the least recently used
+    assert len(tokens._verified) == 2
+    forged = first[:-4] + ("AAAA" if not first.endswith("AAAA") else "BBBB")
+    with pytest.raises(Unauthorized):  # a different string: checked, never taken from cache
+        tokens.verify(forged)

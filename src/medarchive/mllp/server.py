@@ -23,6 +23,7 @@ from medarchive.hl7v2 import build_nak_for_unparseable
 from medarchive.mllp.framing import FrameDecoder, FrameError, encode_frame
 from medarchive.mllp.gateway import Gateway, new_control_id
 from medarchive.settings import Settings
+from medarchive.web.tls import server_context
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +42,11 @@ class ServerOptions:
 
 
 def tls_context(cert: str, key: str) -> ssl.SSLContext | None:
-    """A server TLS context (TLS 1.2+) from PEM files, or None when no certificate is set."""
+    """The server TLS context from PEM files (the same hardened one as HTTPS,
+    ``web.tls.server_context``: TLS 1.2+, AEAD suites only), or None without a certificate."""
     if not cert:
         return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert, key or None)
-    return context
+    return server_context(cert, key)
 
 
 class MllpServer:

@@ -33,6 +33,7 @@ from medarchive.fhir.search.query import (
     Clause,
     Compartment,
     Has,
+    OfType,
     Predicate,
     SearchQuery,
     TokenValue,
@@ -65,6 +66,7 @@ class Decision:
     relationship: bool  # confined to related patients
     _patients: frozenset[str] | None = None
     used_break_glass: bool = False
+    current_labels: dict[tuple[str, str], bool] = field(default_factory=dict)  # by resource
     related: Callable[[Profile], frozenset[str]] = field(default=lambda p: frozenset())
 
     @property
@@ -153,8 +155,7 @@ class Abac:
         resource = version.resource()
         patients = patient_refs(resource)
         labels = protected_labels(resource) & decision.hidden
-        glass = decision.opened_by_glass(patients)
-        if labels and not (labels <= RESTRICTED_ONLY and glass):
+        if labels and not _labels_open(decision, labels, patients):
             return False
         if decision.relationship and patients:
             allowed = patients & decision.patients()
@@ -165,6 +166,24 @@ class Abac:
         if labels:
             decision.used_break_glass = True
         return True
+
+    def current_labels_allow(self, version: Version) -> bool:
+        """For an older version (vread, history): the labels of the resource's current
+        version govern every version, so an unlabelled old version of a resource labelled
+        since is hidden like the current one. True for the current version itself."""
+        decision = self.decision()
+        if decision is None or not decision.hidden:
+            return True
+        key = (version.resource_type, version.id)
+        if key not in decision.current_labels:
+            current = self.relations.store.read(*key)
+            allowed = True
+            if current is not None and not current.deleted:
+                resource = current.resource()
+                labels = protected_labels(resource) & decision.hidden
+                allowed = not labels or _labels_open(decision, labels, patient_refs(resource))
+            decision.current_labels[key] = allowed
+        return decision.current_labels[key]
 
     def check_change(self, change: Change, read: Callable[[str, str], Version | None]) -> None:
         """403 unless the current actor may write ``change``: labels it is entitled to,
@@ -178,11 +197,16 @@ class Abac:
             if labels and not (labels <= RESTRICTED_ONLY and decision.opened_by_glass(patients)):
                 raise Forbidden("not entitled to write resources labelled "
                                 + ", ".join(sorted(labels)))
+            if labels:  # only a grant lets this label through
+                decision.used_break_glass = True
             new_patient = change.resource_type == "Patient" and not change.expected_version
-            if decision.relationship and patients and not new_patient \
-                    and not patients & decision.patients():
-                raise Forbidden("no relationship with this patient (break the glass to "
-                                "gain access in an emergency)")
+            if decision.relationship and patients and not new_patient:
+                allowed = patients & decision.patients()
+                if not allowed:
+                    raise Forbidden("no relationship with this patient (break the glass to "
+                                    "gain access in an emergency)")
+                if allowed <= decision.profile.break_glass - decision.related(decision.profile):
+                    decision.used_break_glass = True
         if change.expected_version:
             current = read(change.resource_type, change.id)
             if current is not None and not self.visible(current):
@@ -241,6 +265,8 @@ class Abac:
         if isinstance(clause, AnyOf | AllOf):
             return type(clause)(tuple(self._guarded(c, label, decision)
                                       for c in clause.clauses))
+        if isinstance(clause, OfType):
+            return OfType(clause.resource_type, self._guarded(clause.clause, label, decision))
         if not isinstance(clause, Chain | Has):
             return clause
         rtype = clause.target_type if isinstance(clause, Chain) else clause.source_type
@@ -298,6 +324,13 @@ class Abac:
             event["purposeOfEvent"] = [purpose_concept("ETREAT")]
             event.setdefault("meta", {})["security"] = [BTG]
         return event
+
+
+def _labels_open(decision: Decision, labels: frozenset[str] | set[str],
+                 patients: set[str]) -> bool:
+    """True when protecting ``labels`` the actor is not entitled to are still let through:
+    only ``R``, by a break-glass grant for one of ``patients``."""
+    return labels <= RESTRICTED_ONLY and decision.opened_by_glass(patients)
 
 
 def _ids(ids: Iterable[str]) -> Predicate:

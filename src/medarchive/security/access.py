@@ -127,19 +127,17 @@ class Access:
 
     def profile(self, principal: str) -> Profile:
         """Entitlements, attributes and the patients of active break-glass grants."""
-        sql = self.db.sql
-        with self.db.reading() as cur:
-            cur.execute(sql("SELECT label FROM sec_entitlement WHERE principal = ?"),
-                        (principal,))
-            entitled = effective(str(row[0]) for row in cur.fetchall())
-            cur.execute(sql("SELECT name, value FROM sec_attribute WHERE principal = ?"),
-                        (principal,))
-            attrs = [(str(n), str(v)) for n, v in cur.fetchall()]
-            cur.execute(sql("SELECT patient_id FROM sec_break_glass WHERE principal = ? AND "
-                            "expires > ?"), (principal, self._time()))
-            glass = frozenset(str(row[0]) for row in cur.fetchall())
-        return Profile(entitled, tuple(sorted(v for n, v in attrs if n == "department")),
-                       tuple(sorted(v for n, v in attrs if n == "practitioner")), glass)
+        with self.db.reading() as cur:  # one statement: one round trip per interaction
+            cur.execute(self.db.sql(
+                "SELECT 'label', label FROM sec_entitlement WHERE principal = ? UNION ALL "
+                "SELECT name, value FROM sec_attribute WHERE principal = ? UNION ALL "
+                "SELECT 'glass', patient_id FROM sec_break_glass WHERE principal = ? "
+                "AND expires > ?"), (principal, principal, principal, self._time()))
+            rows = [(str(kind), str(value)) for kind, value in cur.fetchall()]
+        return Profile(effective(v for k, v in rows if k == "label"),
+                       tuple(sorted(v for k, v in rows if k == "department")),
+                       tuple(sorted(v for k, v in rows if k == "practitioner")),
+                       frozenset(v for k, v in rows if k == "glass"))
 
     # -- break the glass --------------------------------------------------------------------
 

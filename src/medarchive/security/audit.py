@@ -5,8 +5,11 @@ Every row stores the SHA-256 of (previous row's hash, sequence number, body), an
 transaction. ``verify`` recomputes the chain and names the first row that does not fit, so an
 edited, inserted, deleted or reordered row (or a truncated tail) is detected. Appends take the
 database's write lock (SQLite) or a row lock on the head (PostgreSQL), so the chain stays linear
-under concurrent writers; concurrent appends in one process share one commit (group commit).
-A failed append raises: callers fail the request (fail closed). ``append`` writes events inside
+under concurrent writers. Events not tied to a write go to one writer thread per trail, which
+commits everything queued in one transaction (group commit); callers block on their ticket
+(``record``) or, over HTTP, queue it (``deferred``) and await it on the event loop
+(``Ticket.wait_async``), so no worker thread waits for the fsync. A failed append raises:
+callers fail the request (fail closed). ``append`` writes events inside
 a transaction the caller already holds (a FHIR write's own), so the change and its AuditEvent
 commit together or not at all. Each row's searchable values go to ``audit_ref`` in the same
 transaction (``audit_index``).
@@ -16,11 +19,12 @@ Events follow R4 AuditEvent (§6.4) with the DICOM/HL7 codes the spec binds.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,7 +49,12 @@ ACTIONS = {"create": "C", "read": "R", "vread": "R", "search": "E", "history": "
            "export": "R"}
 
 
-GATHER_S = 0.002  # longest a group commit waits for interactions still under way
+# How long a group commit waits for interactions still under way: GATHER_S, or half the last
+# commit's duration when that is longer (a slow commit is worth a longer wait), at most
+# MAX_GATHER_S.
+GATHER_S = 0.002
+GATHER_SHARE = 0.5
+MAX_GATHER_S = 0.02
 _ARRIVING: ContextVar[list[bool] | None] = ContextVar("medarchive_audit_arriving", default=None)
 
 
@@ -129,43 +138,130 @@ class Problem:
     reason: str
 
 
-@dataclass(slots=True)
-class _Slot:
-    """One event waiting in the group-commit queue."""
+class Ticket:
+    """One event queued for the group-commit writer: its sequence number once it is durable.
+    ``wait`` blocks the calling thread; ``wait_async`` suspends a coroutine instead (the
+    HTTP layer's), so no worker thread is held while the commit runs."""
 
-    body: str
-    at_us: int
-    rows: set[tuple[str, str, str]]
-    seq: int = 0
-    done: bool = False
-    error: BaseException | None = None
+    __slots__ = ("_cond", "_wakers", "at_us", "body", "done", "error", "rows", "seq")
+
+    def __init__(self, body: str, at_us: int, rows: set[tuple[str, str, str]],
+                 cond: threading.Condition) -> None:
+        self.body = body
+        self.at_us = at_us
+        self.rows = rows
+        self.seq = 0
+        self.done = False
+        self.error: BaseException | None = None
+        self._cond = cond
+        self._wakers: list[Callable[[], None]] = []
+
+    def _result(self) -> int:
+        if self.error is not None:
+            raise self.error
+        return self.seq
+
+    def wait(self) -> int:
+        """Block until the event is durable; its sequence number. Raises when the group's
+        commit failed (fail closed)."""
+        with self._cond:
+            while not self.done:
+                self._cond.wait()
+        return self._result()
+
+    async def wait_async(self) -> int:
+        """Like ``wait``, awaited on the running event loop without holding a thread."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:  # runs on the writer thread
+            with suppress(RuntimeError):  # the loop was closed meanwhile
+                loop.call_soon_threadsafe(_settle, future)
+        with self._cond:
+            if not self.done:
+                self._wakers.append(wake)
+            else:
+                _settle(future)
+        await future
+        return self._result()
+
+    def _finish(self, error: BaseException | None) -> None:
+        """Called by the writer, holding the condition."""
+        self.error = error
+        self.done = True
+        for wake in self._wakers:
+            wake()
+        self._wakers.clear()
 
 
-def _slot(event: dict[str, Any], now: datetime) -> _Slot:
-    body = orjson.dumps(event, option=orjson.OPT_SORT_KEYS).decode()
-    return _Slot(body, recorded_us(event, int(now.timestamp())), index_rows(event))
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+_DEFERRED: ContextVar[list[Ticket] | None] = ContextVar("medarchive_audit_deferred",
+                                                        default=None)
+
+
+@contextmanager
+def deferred() -> Iterator[list[Ticket]]:
+    """Within the block, ``Guard.run`` queues its AuditEvents without waiting for them to be
+    durable and collects their tickets in the yielded list; the caller must then wait for
+    every ticket (``Ticket.wait_async``) before it sends the response."""
+    tickets: list[Ticket] = []
+    token = _DEFERRED.set(tickets)
+    try:
+        yield tickets
+    finally:
+        _DEFERRED.reset(token)
+
+
+def settle_deferred() -> None:
+    """Wait until the events deferred so far in this block are durable. Called before an
+    event is appended inside a write's own transaction (a batch's write entry after its
+    read entries), so the trail keeps the order of the interactions. Raises when one of
+    them failed."""
+    for ticket in _DEFERRED.get() or ():
+        ticket.wait()
+
+
+def defer(ticket: Ticket) -> bool:
+    """Hand ``ticket`` to the enclosing ``deferred`` block; False when there is none."""
+    tickets = _DEFERRED.get()
+    if tickets is None:
+        return False
+    tickets.append(ticket)
+    return True
 
 
 class AuditTrail:
-    """Append and verify AuditEvents in the ``audit_event`` table of ``db``."""
+    """Append and verify AuditEvents in the ``audit_event`` table of ``db``.
+
+    Events of interactions that do not write (``record``, ``submit``) go to one writer thread
+    that appends everything queued so far in one transaction (group commit: one durable
+    commit per group, not per event) and in queue order, so the chain stays linear. Writes
+    append their own event inside their transaction (``append``)."""
 
     def __init__(self, db: Database, now: Callable[[], datetime]) -> None:
         self.db = db
         self.now = now
         self._cond = threading.Condition()
-        self._queue: list[_Slot] = []
-        self._writing = False
+        self._queue: list[Ticket] = []
+        self._writer: threading.Thread | None = None
+        self._stopping = False
         self._arriving = 0  # interactions under way that will record an event soon
         self._last_group = 1  # size of the last group: its callers are likely to come back
+        self._last_commit_s = 0.0  # how long the last group commit took
         self._sql = db.sql
         self._lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
 
     @contextmanager
     def arriving(self) -> Iterator[None]:
         """Around an interaction that will ``record`` one event: while it runs, a group commit
-        about to start waits up to ``GATHER_S`` for it to join (and for as many events as the
-        last group had), so concurrent interactions share one durable commit instead of
-        alternating between a group of one and the rest."""
+        about to start waits for it to join (up to ``GATHER_S`` or half the last commit's
+        duration, at most ``MAX_GATHER_S``; and for as many events as the last group had),
+        so concurrent interactions share one durable commit instead of alternating between a
+        group of one and the rest."""
         outer = _ARRIVING.get()
         if outer and outer[0]:  # a batch entry: the batch itself is already counted
             yield
@@ -189,50 +285,77 @@ class AuditTrail:
 
     def record(self, event: dict[str, Any]) -> int:
         """Append ``event`` durably; returns its sequence number. Raises when it cannot be
-        written. Concurrent callers share one transaction (group commit): the first waiting
-        thread writes everything queued so far, the others wait for that commit, so the cost
-        of a durable commit is paid once per group rather than once per event."""
-        slot = _slot(event, self.now())
+        written. Blocks until the writer's group commit that holds it is done."""
+        return self.submit(event).wait()
+
+    def submit(self, event: dict[str, Any]) -> Ticket:
+        """Queue ``event`` for the writer thread and return at once; the ticket tells when
+        it is durable."""
+        body = orjson.dumps(event, option=orjson.OPT_SORT_KEYS).decode()
+        ticket = Ticket(body, recorded_us(event, int(self.now().timestamp())),
+                        index_rows(event), self._cond)
         flag = _ARRIVING.get()
         with self._cond:
-            self._queue.append(slot)
+            self._queue.append(ticket)
             if flag and flag[0]:
                 flag[0] = False
                 self._arriving -= 1
-                self._cond.notify_all()
-            while not slot.done:
-                if self._writing:
-                    self._cond.wait()
-                    continue
-                deadline = time.monotonic() + GATHER_S
-                while (self._arriving > 0 or len(self._queue) < self._last_group) \
-                        and not self._writing:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._cond.wait(left)
-                if self._writing:
-                    continue
-                self._writing = True
-                batch, self._queue = self._queue, []
-                self._last_group = len(batch)
-                self._cond.release()
-                try:
-                    self._write(batch)
-                except BaseException as exc:  # every event of the group failed: fail closed
-                    for item in batch:
-                        item.error = exc
-                finally:
-                    self._cond.acquire()
-                    for item in batch:
-                        item.done = True
-                    self._writing = False
-                    self._cond.notify_all()
-        if slot.error is not None:
-            raise slot.error
-        return slot.seq
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._run, name="audit-writer",
+                                                daemon=True)
+                self._writer.start()
+            self._cond.notify_all()
+        return ticket
 
-    def _write(self, batch: list[_Slot]) -> None:
+    def _run(self) -> None:
+        """The writer thread: commit whatever is queued, group by group, until ``close``."""
+        with self._cond:
+            try:
+                while True:
+                    while not self._queue and not self._stopping:
+                        self._cond.wait()
+                    if not self._queue:
+                        return
+                    deadline = time.monotonic() + min(
+                        max(GATHER_S, GATHER_SHARE * self._last_commit_s),
+                        max(GATHER_S, MAX_GATHER_S))
+                    while (self._arriving > 0 or len(self._queue) < self._last_group) \
+                            and not self._stopping:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._cond.wait(left)
+                    batch, self._queue = self._queue, []
+                    self._last_group = len(batch)
+                    error: BaseException | None = None
+                    self._cond.release()
+                    started = time.monotonic()
+                    try:
+                        self._write(batch)
+                    except BaseException as exc:  # every event of the group failed
+                        error = exc
+                    finally:
+                        self._cond.acquire()
+                        self._last_commit_s = time.monotonic() - started
+                    for ticket in batch:
+                        ticket._finish(error)
+                    self._cond.notify_all()
+            finally:
+                self._writer = None
+                self._stopping = False
+
+    def close(self) -> None:
+        """Commit what is queued and stop the writer thread (a later event starts it
+        again)."""
+        with self._cond:
+            writer = self._writer
+            if writer is None:
+                return
+            self._stopping = True
+            self._cond.notify_all()
+        writer.join()
+
+    def _write(self, batch: list[Ticket]) -> None:
         with self.db.writing() as cur:
             self._append(cur, batch)
 
@@ -240,12 +363,14 @@ class AuditTrail:
         """Append ``events`` inside the caller's open write transaction ``cur`` on this
         trail's database: they commit (durably) with it or not at all. Call it last in the
         transaction: on PostgreSQL it locks the head row until the commit."""
-        now = self.now()
-        slots = [_slot(event, now) for event in events]
-        self._append(cur, slots)
-        return [slot.seq for slot in slots]
+        now = int(self.now().timestamp())
+        tickets = [Ticket(orjson.dumps(event, option=orjson.OPT_SORT_KEYS).decode(),
+                          recorded_us(event, now), index_rows(event), self._cond)
+                   for event in events]
+        self._append(cur, tickets)
+        return [ticket.seq for ticket in tickets]
 
-    def _append(self, cur: Any, batch: list[_Slot]) -> None:
+    def _append(self, cur: Any, batch: list[Ticket]) -> None:
         recorded = int(self.now().timestamp())
         cur.execute(self._sql("SELECT seq, hash FROM audit_head WHERE id = 1" + self._lock))
         seq, prev = cur.fetchone()
@@ -288,6 +413,13 @@ class AuditTrail:
             cur.execute(self._sql("SELECT hash FROM audit_event WHERE seq = ?"), (seq,))
             row = cur.fetchone()
         return None if row is None else str(row[0])
+
+    def event(self, seq: int) -> dict[str, Any] | None:
+        """The stored event number ``seq`` (None when there is none)."""
+        with self.db.reading() as cur:
+            cur.execute(self._sql("SELECT body FROM audit_event WHERE seq = ?"), (seq,))
+            row = cur.fetchone()
+        return None if row is None else dict(orjson.loads(row[0]))
 
     def events(self, after: int = 0, limit: int = 1000) -> list[tuple[int, dict[str, Any]]]:
         """Stored events in order, as (seq, AuditEvent)."""

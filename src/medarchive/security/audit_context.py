@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from medarchive.security.actor import Actor
-from medarchive.security.audit import AuditTrail, audit_event
+from medarchive.security.audit import AuditTrail, audit_event, settle_deferred
 from medarchive.security.authz import patient_refs
 from medarchive.store.base import Change, Version
 
@@ -48,6 +48,12 @@ def interaction(actor: Actor, name: str) -> Iterator[Pending]:
         yield pending
     finally:
         _PENDING.reset(token)
+
+
+def current_name() -> str | None:
+    """The name of the interaction being audited (``read``, ``vread``, ``history``...)."""
+    pending = _PENDING.get()
+    return None if pending is None else pending.name
 
 
 def patients_of(version: Version | None) -> set[str]:
@@ -108,6 +114,7 @@ def write(trail: AuditTrail, store: Any, changes: Sequence[Change],
         if mark is not None:
             mark(event)
         trail.append(cur, [event])
+    settle_deferred()  # earlier entries' events first: the trail keeps processing order
     versions = list(store.write(changes, idempotency_key=idempotency_key, after=after))
     pending.recorded = True
     return versions

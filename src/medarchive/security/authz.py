@@ -35,6 +35,13 @@ DEVICE_DATA = frozenset({"Observation", "Device", "DeviceMetric"})
 RESTRICTED = frozenset({"AuditEvent"})  # the trail is written by the server, never by clients
 
 
+class InsufficientScope(Forbidden):
+    """403 because the token's scopes do not cover the request (the role would allow it, or
+    the token has no resource scope at all): RFC 6750 §3.1 ``insufficient_scope``."""
+
+    challenge = 'Bearer realm="medarchive", error="insufficient_scope"'
+
+
 @dataclass(frozen=True, slots=True)
 class Grant:
     """``letters`` (from cruds) on ``types`` (``*``: every type outside RESTRICTED)."""
@@ -93,6 +100,9 @@ class Policy:
             what = resource_type or "all resource types"
             name = {"c": "create", "r": "read", "u": "update", "d": "delete",
                     "s": "search"}[letter]
+            grants = self.roles.get(actor.role, ())
+            if any(g.allows(letter, resource_type) for g in grants):
+                raise InsufficientScope(f"the token's scopes do not allow {name} on {what}")
             raise Forbidden(f"{actor.kind} {actor.id!r} (role {actor.role}) may not {name} "
                             f"{what}")
 

@@ -3,10 +3,12 @@
 ``Guard.run`` wraps the router's entry: it binds the actor, classifies the interaction (R4
 §3.1.0 summary table), checks the role x scope permission for its type, runs it, and appends
 one AuditEvent with the outcome. If the AuditEvent cannot be written the response is replaced
-by a 500 (fail closed). Batch entries re-enter the router and are authorized and audited one by
-one under the caller's identity. The repository calls the instance-level checks: whether a
-loaded resource is visible to the actor, whether changes about to be committed (including
-transaction entries) are allowed, and the compartment predicate narrowing every search.
+by a 500 (fail closed). Inside ``audit.deferred`` (the HTTP route) the event is queued and the
+caller awaits its commit instead (``web.fhir_api.handle_durably``). Batch entries re-enter
+the router and are authorized and audited one by one under the caller's identity. The
+repository calls the instance-level checks: whether a loaded resource is visible to the
+actor, whether changes about to be committed (including transaction entries) are allowed,
+and the compartment predicate narrowing every search.
 """
 
 from __future__ import annotations
@@ -18,18 +20,26 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl
 
+import orjson
+
 from medarchive.errors import FhirError, Forbidden
 from medarchive.fhir.search.parse import parse_search
 from medarchive.fhir.search.query import Compartment, SearchQuery
 from medarchive.security import audit_context
 from medarchive.security.actor import SYSTEM, Actor, acting, bound_actor, current_actor
-from medarchive.security.audit import AuditTrail, audit_event
-from medarchive.security.authz import Policy, compartment_params, in_compartment
+from medarchive.security.audit import AuditTrail, audit_event, defer
+from medarchive.security.authz import (
+    InsufficientScope,
+    Policy,
+    compartment_params,
+    in_compartment,
+)
 from medarchive.store.base import Change, Version
 
 log = logging.getLogger(__name__)
 PUBLIC = frozenset({"metadata", ".well-known"})
 WIDENING = ("_include", "_revinclude", "_has", "_type")
+OLD_VERSIONS = frozenset({"vread", "history"})  # interactions that load non-current versions
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +95,17 @@ def classify(method: str, path: str, has_if_none_exist: bool = False) -> Interac
     return Interaction("operation", "r", first, second)
 
 
+def bundle_kind(request: Any) -> str:
+    """``transaction`` or ``batch``: the interaction of a Bundle POSTed to the base, by its
+    ``type`` (anything else is audited as ``batch``; the router answers it)."""
+    try:
+        body = orjson.loads(getattr(request, "body", b"") or b"{}")
+    except orjson.JSONDecodeError:
+        return "batch"
+    return "transaction" if isinstance(body, dict) and body.get("type") == "transaction" \
+        else "batch"
+
+
 def search_params(request: Any) -> list[tuple[str, str]]:
     """URL parameters plus a form-encoded POST body (``_search``), as the router reads them."""
     params = list(request.query)
@@ -122,11 +143,17 @@ class Guard:
         what = classify(request.method, request.path, request.header("if-none-exist") is not None)
         if what.public:
             return handle(request)
+        if what.name == "batch":
+            what = replace(what, name=bundle_kind(request))
         with acting(who), audit_context.interaction(who, what.name) as pending, \
                 self._decision(who), self.trail.arriving():
             try:
                 self.authorize(who, what, request)
                 response = handle(request)
+            except InsufficientScope as exc:  # RFC 6750 §3.1
+                response = render_error(exc)
+                response = replace(response, headers={**response.headers,
+                                                      "WWW-Authenticate": exc.challenge})
             except FhirError as exc:
                 response = render_error(exc)
             except Exception:  # a bug: still audited (outcome 8), details only in the log
@@ -150,7 +177,9 @@ class Guard:
             if self.abac is not None:
                 self.abac.mark(event)
             try:
-                self.trail.record(event)
+                ticket = self.trail.submit(event)
+                if not defer(ticket):  # the HTTP layer awaits deferred tickets itself
+                    ticket.wait()
             except Exception:
                 log.critical("audit trail write failed; refusing %s %s", request.method,
                              request.path, exc_info=True)
@@ -173,7 +202,9 @@ class Guard:
         if what.conditional:
             self.policy.require(actor, "s", what.resource_type)
         if actor.patient_scoped:
-            params = search_params(request) if what.letter == "s" else request.query
+            searching = what.letter == "s" or str(getattr(request, "path", "")).rstrip(
+                "/").endswith("/_search")  # compartment POST _search is an "operation"
+            params = search_params(request) if searching else request.query
             if any(name.split(":")[0] in WIDENING for name, _ in params):
                 raise Forbidden("_include, _revinclude, _has and _type are not available to "
                                 "patient-scoped actors")
@@ -201,8 +232,12 @@ class Guard:
     def visible(self, version: Version | None) -> bool:
         """True when the current actor may see this loaded version."""
         actor = current_actor()
-        if version is not None and self.abac is not None and not self.abac.visible(version):
-            return False
+        if version is not None and self.abac is not None:
+            if not self.abac.visible(version):
+                return False
+            if audit_context.current_name() in OLD_VERSIONS \
+                    and not self.abac.current_labels_allow(version):
+                return False
         if version is None or not actor.patient_scoped:
             return True
         if version.deleted:

@@ -24,11 +24,11 @@ from urllib.parse import unquote
 
 import jwt
 
-from medarchive.errors import BadRequest, FhirError, TooManyRequests, Unauthorized
+from medarchive.errors import FhirError, TooManyRequests, Unauthorized
 from medarchive.security.accounts import Accounts, Client
 from medarchive.security.actor import Actor
 from medarchive.security.audit import AuditTrail, audit_event
-from medarchive.security.authz import purpose_allowed
+from medarchive.security.authz import InsufficientScope, purpose_allowed
 from medarchive.security.scopes import grant, parse_scopes
 from medarchive.security.tokens import TokenService
 
@@ -266,7 +266,7 @@ class OAuthServer:
         claims = self.tokens.verify(authorization[7:].strip())
         scopes, _ = parse_scopes(str(claims["scope"]))
         if not scopes:
-            raise BadRequest("the token carries no resource scope")
+            raise InsufficientScope("the token carries no resource scope")
         return Actor(str(claims.get("kind", "client")), str(claims["sub"]),
                      str(claims.get("role", "none")), scopes, patient=claims.get("patient"),
                      client_id=claims.get("client_id"), address=address,

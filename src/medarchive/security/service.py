@@ -47,6 +47,7 @@ class Security:
     access: Access | None = None  # entitlements, attributes, break-the-glass (migration 0007)
 
     def close(self) -> None:
+        self.trail.close()
         if self.owned_folder is not None:
             self.db.close()
             shutil.rmtree(self.owned_folder, ignore_errors=True)

@@ -4,7 +4,9 @@ The server signs with RS256 under a key kept in ``sec_key`` (made on first use),
 process and restart shares it; ``jwks`` publishes the public half (RFC 7517). Verification
 accepts only RS256 under one of our key ids: ``alg=none``, other algorithms, a wrong
 signature, a wrong issuer or audience, and expired tokens are all refused. Revoked token ids
-(RFC 7009) live in ``sec_jti`` until the token would have expired anyway.
+(RFC 7009) live in ``sec_jti`` until the token would have expired anyway. A token whose
+signature verified is remembered in a bounded LRU (``VerifiedTokens``), so a client's later
+requests skip the RSA check; expiry and ``sec_jti`` are still looked up on every request.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +38,36 @@ class SigningKey:
     private: Any  # cryptography RSAPrivateKey
 
 
+class VerifiedTokens:
+    """A bounded LRU of tokens whose signature, issuer and audience verified: SHA-256 of the
+    token string -> its claims. Only what cannot change is remembered (a signature stays
+    valid); expiry and revocation are checked by the caller on every use. Thread-safe."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._items: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> dict[str, Any] | None:
+        key = hashlib.sha256(token.encode()).digest()
+        with self._lock:
+            claims = self._items.get(key)
+            if claims is not None:
+                self._items.move_to_end(key)
+            return claims
+
+    def put(self, token: str, claims: dict[str, Any]) -> None:
+        key = hashlib.sha256(token.encode()).digest()
+        with self._lock:
+            self._items[key] = claims
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class TokenService:
     """Issues and verifies access tokens for ``issuer`` (the FHIR base URL)."""
 
@@ -45,6 +79,7 @@ class TokenService:
         self.lifetime_s = lifetime_s
         self._sql = db.sql
         self._keys: dict[str, SigningKey] | None = None
+        self._verified = VerifiedTokens()
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -134,7 +169,22 @@ class TokenService:
         return self._sign(claims)
 
     def verify(self, token: str) -> dict[str, Any]:
-        """The claims of a valid, unexpired, unrevoked token of ours; 401 otherwise."""
+        """The claims of a valid, unexpired, unrevoked token of ours; 401 otherwise. The
+        signature check (about 0.6 ms of RSA) is remembered per token (``VerifiedTokens``);
+        expiry and revocation are checked on every call."""
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._signed_claims(token)
+            self._verified.put(token, claims)
+        if int(claims["exp"]) <= int(self.now().timestamp()):
+            raise Unauthorized("the access token has expired")
+        if self.used(str(claims["jti"]), GRANT + str(claims.get("grant", ""))):
+            raise Unauthorized("the access token was revoked")
+        return dict(claims)
+
+    def _signed_claims(self, token: str) -> dict[str, Any]:
+        """The claims of ``token`` once its header, RS256 signature, issuer and audience
+        check out; 401 otherwise."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -150,10 +200,6 @@ class TokenService:
                          "verify_exp": False})
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid access token: {exc}") from None
-        if int(claims["exp"]) <= int(self.now().timestamp()):
-            raise Unauthorized("the access token has expired")
-        if self.used(str(claims["jti"]), GRANT + str(claims.get("grant", ""))):
-            raise Unauthorized("the access token was revoked")
         return claims
 
     def revoke(self, jti: str, expires: int) -> None:

@@ -18,8 +18,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from medarchive.errors import FhirError
+from medarchive.errors import FhirError, NotFound
 from medarchive.security.actor import Actor
+from medarchive.security.authz import InsufficientScope
 from medarchive.security.discovery import openid_configuration, smart_configuration
 from medarchive.security.oauth import OAuthError
 from medarchive.security.service import TOKEN_PATH, Security
@@ -177,12 +178,41 @@ def audit_search(security: Security, actor: Actor, params: list[tuple[str, str]]
     return bundle
 
 
+def audit_read(security: Security, actor: Actor, id: str) -> dict[str, Any]:
+    """``GET /fhir/AuditEvent/{id}``: one event of the trail by its record number, for actors
+    allowed to read AuditEvent (auditors); 404 for an unknown or malformed id. Audited."""
+    from medarchive.security.audit import audit_event
+
+    status = 200
+    try:
+        security.guard.policy.require(actor, "r", "AuditEvent")
+        event = security.trail.event(int(id)) if id.isdigit() and len(id) < 19 else None
+        if event is None:
+            raise NotFound(f"AuditEvent/{id} not found")
+    except FhirError as exc:
+        status = exc.status
+        raise
+    finally:
+        security.trail.record(audit_event(actor, "read", security.trail.now(), status=status,
+                                          entities=[f"AuditEvent/{id}"]))
+    return {**event, "id": id}
+
+
 def protected_fhir_routes(router: Router, security: Security,
                           prefix: str = "/fhir") -> list[BaseRoute]:
     """The FHIR routes behind bearer-token authentication (RFC 6750); public paths open.
-    ``GET {prefix}/AuditEvent`` is answered from the audit trail, for auditors only."""
+    ``GET {prefix}/AuditEvent`` and ``GET {prefix}/AuditEvent/{id}`` are answered from the
+    audit trail, for auditors only."""
     from medarchive.web.asgi import render_error
     from medarchive.web.fhir_api import header_map
+
+    def refusal(exc: FhirError) -> Response:
+        response = render_error(exc)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="medarchive"'
+        elif isinstance(exc, InsufficientScope):
+            response.headers["WWW-Authenticate"] = exc.challenge
+        return response
 
     async def audit_events(request: Request) -> Response:
         raw = request.scope["query_string"].decode("latin-1")
@@ -194,19 +224,28 @@ def protected_fhir_routes(router: Router, security: Security,
             bundle = await run_in_threadpool(audit_search, security, actor, params,
                                              security.tokens.issuer)
         except FhirError as exc:
-            response = render_error(exc)
-            if exc.status == 401:
-                response.headers["WWW-Authenticate"] = 'Bearer realm="medarchive"'
-            return response
+            return refusal(exc)
         return Response(orjson.dumps(bundle), media_type="application/fhir+json")
+
+    async def audit_event_by_id(request: Request) -> Response:
+        try:
+            actor = await run_in_threadpool(security.oauth.actor_for,
+                                            header_map(request.scope["headers"]).get(
+                                                "authorization"), _address(request))
+            event = await run_in_threadpool(audit_read, security, actor,
+                                            str(request.path_params["id"]))
+        except FhirError as exc:
+            return refusal(exc)
+        return Response(orjson.dumps(event), media_type="application/fhir+json")
 
     def authenticate(request: FhirRequest, address: str | None) -> Actor | None:
         if request.path.strip("/") in PUBLIC_PATHS:
             return None
         return security.oauth.actor_for(request.header("authorization"), address)
 
-    audit_route: list[BaseRoute] = [Route(prefix + "/AuditEvent", audit_events,
-                                          methods=["GET"])]
+    audit_route: list[BaseRoute] = [
+        Route(prefix + "/AuditEvent", audit_events, methods=["GET"]),
+        Route(prefix + "/AuditEvent/{id:int}", audit_event_by_id, methods=["GET"])]
     return audit_route + fhir_routes(router, prefix, authenticate=authenticate)
 
 

@@ -2,7 +2,8 @@
 
 This adaptor is deliberately thin: it reads the body (POST, PUT, PATCH only), hands method, path,
 query, headers and body to the service router in a worker thread (store calls are synchronous
-and must not block the event loop) and writes the FhirResponse back. Everything FHIR, including
+and must not block the event loop), awaits the durable commit of the interaction's AuditEvents
+on the event loop (security on) and writes the FhirResponse back. Everything FHIR, including
 content negotiation and error statuses, is decided by ``service.router``.
 """
 
@@ -19,7 +20,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from medarchive.errors import BadRequest, FhirError, Unauthorized
-from medarchive.service.request import FhirRequest
+from medarchive.security.audit import Ticket, deferred
+from medarchive.security.authz import InsufficientScope
+from medarchive.service.request import FhirRequest, FhirResponse, error_response
 from medarchive.service.router import Router
 from medarchive.web.asgi import internal_error, render, render_error
 
@@ -38,6 +41,29 @@ def header_map(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
         text = value.decode("latin-1")
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
     return headers
+
+
+def _handle_deferred(router: Router, request: FhirRequest,
+                     actor: Any) -> tuple[FhirResponse, list[Ticket]]:
+    with deferred() as tickets:
+        return router.handle(request, actor), tickets
+
+
+async def handle_durably(router: Router, request: FhirRequest, actor: Any) -> FhirResponse:
+    """``router.handle`` in a worker thread; its AuditEvents are then awaited on the event
+    loop (the audit writer's group commit), so the thread is free while the commit runs
+    and the response still leaves only once its AuditEvents are durable. A failed audit
+    commit answers 500 (fail closed)."""
+    response, tickets = await run_in_threadpool(_handle_deferred, router, request, actor)
+    try:
+        for ticket in tickets:
+            await ticket.wait_async()
+    except Exception:
+        log.critical("audit trail write failed; refusing %s %s", request.method, request.path,
+                     exc_info=True)
+        return error_response(FhirError("the audit trail could not be written; the request "
+                                         "was refused"))
+    return response
 
 
 def fhir_routes(router: Router, prefix: str = "/fhir",
@@ -63,13 +89,16 @@ def fhir_routes(router: Router, prefix: str = "/fhir",
                                                 address)
             body = await request.body() if method in WITH_BODY else b""
             fhir_request = FhirRequest(method, path, query, headers, body)
-            return render(await run_in_threadpool(router.handle, fhir_request, actor))
+            return render(await handle_durably(router, fhir_request, actor))
         except Unauthorized as exc:
             response = render_error(exc)
             response.headers["WWW-Authenticate"] = 'Bearer realm="medarchive"'
             return response
         except FhirError as exc:
-            return render_error(exc)
+            response = render_error(exc)
+            if isinstance(exc, InsufficientScope):
+                response.headers["WWW-Authenticate"] = exc.challenge
+            return response
         except ClientDisconnect:
             return render_error(BadRequest("the client disconnected before sending the body"))
         except Exception:

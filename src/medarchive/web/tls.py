@@ -3,8 +3,8 @@
 uvicorn builds a bare ``ssl.SSLContext`` that accepts whatever protocol versions the system's
 OpenSSL allows; this one follows the Mozilla "intermediate" profile (and BSI TR-02102-2): TLS
 1.2 and 1.3 only, forward-secret AEAD cipher suites for TLS 1.2, no TLS compression (CRIME),
-no renegotiation, server cipher preference, ALPN ``http/1.1``. The MLLP listener's context
-(``mllp.server.tls_context``) has the same TLS 1.2 floor.
+no renegotiation, server cipher preference, ALPN ``http/1.1``. The MLLP listener
+(``mllp.server.tls_context``) uses this same context.
 """
 
 from __future__ import annotations
