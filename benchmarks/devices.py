@@ -7,8 +7,14 @@ Each mode runs on a fresh database, with the processes a deployment runs:
   readings per CPU-second of the per-reading path (without and with its NEWS2 re-scoring after
   each batch, ``ingest_with_alerts``: what the endpoint and the subscriber ran before), of the
   landing (the acknowledgement path without transport) and of the materializer (with its NEWS2
-  pass); on a machine shared with other jobs this is the figure that does not depend on their
-  load.
+  pass), and ``materializer_generic``, the same-run reference for the materializer: each
+  Observation stamped and validated by the repository and indexed by the generic FHIRPath
+  indexer, as before ``devices.vitals`` (same store write); on a machine shared with other jobs
+  this is the figure that does not depend on their load.
+- ``materializer``: the materializer alone (NEWS2 pass off), ``--rounds`` rounds of
+  ``--materialize-readings`` readings landed then drained, alternating the templates
+  (``devices.vitals``) with the ``generic`` preparation (the reference, see ``cpu``):
+  Observations per CPU-second of this process and per wall second.
 - ``per_reading`` (before, the reference): ``devices.batch.ingest_readings`` in this process,
   batches of ``--batch``: each reading an Observation through the full service path at once
   (without the NEWS2 re-scoring the endpoint added: see ``cpu``).
@@ -55,7 +61,7 @@ from bench_database import throwaway_url
 from medarchive.app import build_services
 from medarchive.devices.alerts import ingest_with_alerts
 from medarchive.devices.batch import ingest_readings
-from medarchive.devices.readings import DEVICE_SYSTEM
+from medarchive.devices.readings import DEVICE_SYSTEM, Reading, to_observation
 from medarchive.settings import Settings
 from medarchive.store.sql.database import open_database
 
@@ -138,6 +144,23 @@ def cpu_seconds(process: subprocess.Popen[bytes]) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def generic_prepare(materializer: Any, indexer: Any) -> Any:
+    """The materializer's preparation before ``devices.vitals``: repository stamping and full
+    R4 validation, generic index extraction (the reference of ``materializer_generic``)."""
+    repository = materializer.repository
+
+    def prepare(rows: list[Any], when: datetime) -> tuple[list[Any], int]:
+        ready = []
+        for row in rows:
+            observation = to_observation(Reading(row.device, row.kind, row.values,
+                                                 row.effective), row.patient, row.device_ref)
+            change = repository.change_for_write(observation, repository.new_id(), None,
+                                                 when=when)
+            ready.append((row, change, indexer(change.resource)))
+        return ready, 0
+    return prepare
+
+
 def cpu_rounds(url: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     """CPU seconds per reading of the three steps, in one process, alternating for ``--rounds``
     rounds of ``--batch`` x 4 readings: the per-reading path, the landing, the materializer.
@@ -147,10 +170,13 @@ def cpu_rounds(url: str, folder: Path, args: argparse.Namespace) -> dict[str, An
     services = build_services(Settings(database_url=url, auth="off",
                                        encryption_key_file=str(folder / "medarchive.kek"),
                                        max_bundle_entries=max(args.batch, 10_000)))
+    from medarchive.fhir.search.index import build_indexer
     pipeline = build_devices(services)
     pipeline.materializer.batch = args.materialize_batch
+    fast = pipeline.materializer._prepare
+    generic = generic_prepare(pipeline.materializer, build_indexer(services.spec))
     spent = {"per_reading": 0.0, "per_reading_alerts": 0.0, "landing": 0.0,
-             "materializer": 0.0}
+             "materializer": 0.0, "materializer_generic": 0.0}
     count = dict.fromkeys(spent, 0)
     number = 0
     try:
@@ -159,8 +185,10 @@ def cpu_rounds(url: str, folder: Path, args: argparse.Namespace) -> dict[str, An
                 chunk = [reading(n, args.devices, run)
                          for n in range(number, number + args.batch * 4)]
                 number += len(chunk)
-                if step == "materializer":
+                if step.startswith("materializer"):
                     pipeline.landing.land(chunk)
+                    pipeline.materializer._prepare = (  # type: ignore[method-assign]
+                        generic if step == "materializer_generic" else fast)
                 began = time.process_time()
                 if step.startswith("per_reading"):
                     ingest = ingest_readings if step == "per_reading" else ingest_with_alerts
@@ -183,6 +211,43 @@ def cpu_rounds(url: str, folder: Path, args: argparse.Namespace) -> dict[str, An
         for base in ("per_reading", "per_reading_alerts"):
             out[f"{step}_vs_{base}"] = round(out[f"{step}_per_cpu_s"]
                                              / out[f"{base}_per_cpu_s"], 2)
+    out["materializer_vs_materializer_generic"] = round(
+        out["materializer_per_cpu_s"] / out["materializer_generic_per_cpu_s"], 2)
+    return out
+
+
+def materializer_rounds(url: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Templates against the generic preparation, alternating, NEWS2 pass off."""
+    from medarchive.app import build_devices
+    from medarchive.fhir.search.index import build_indexer
+    run = prepare(url, folder, args.devices)
+    services = build_services(Settings(database_url=url, auth="off",
+                                       encryption_key_file=str(folder / "medarchive.kek")))
+    pipeline = build_devices(services)
+    materializer = pipeline.materializer
+    materializer.alerts = False
+    materializer.batch = args.materialize_batch
+    ways = {"templates": materializer._prepare,
+            "generic": generic_prepare(materializer, build_indexer(services.spec))}
+    out: dict[str, Any] = {name: {"per_cpu_s": [], "per_s": []} for name in ways}
+    number = 0
+    try:
+        for _ in range(args.rounds):
+            for name, way in ways.items():
+                for first in range(number, number + args.materialize_readings, args.batch):
+                    pipeline.landing.land([reading(n, args.devices, run)
+                                           for n in range(first, first + args.batch)])
+                number += args.materialize_readings
+                materializer._prepare = way  # type: ignore[method-assign]
+                cpu, wall = time.process_time(), time.perf_counter()
+                done = materializer.drain()
+                cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+                out[name]["per_cpu_s"].append(round(done / cpu, 1))
+                out[name]["per_s"].append(round(done / wall, 1))
+    finally:
+        services.close()
+    out["templates_vs_generic_per_cpu_s"] = round(
+        sum(out["templates"]["per_cpu_s"]) / sum(out["generic"]["per_cpu_s"]), 2)
     return out
 
 
@@ -366,6 +431,7 @@ def main() -> None:
     parser.add_argument("--mqtt-rate", type=int, default=6000)
     parser.add_argument("--per-message", type=int, nargs="*", default=[1, 10])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--materialize-readings", type=int, default=3000)
     parser.add_argument("--modes", nargs="*", default=["cpu", "per_reading", "http", "mqtt"])
     args = parser.parse_args()
     out: dict[str, Any] = {"benchmark": "device_readings", "backend": args.backend,
@@ -377,6 +443,9 @@ def main() -> None:
         if "cpu" in args.modes:
             with throwaway_url(args.backend) as url:
                 out["cpu"] = cpu_rounds(url, folder, args)
+        if "materializer" in args.modes:
+            with throwaway_url(args.backend) as url:
+                out["materializer"] = materializer_rounds(url, folder, args)
         if "per_reading" in args.modes:
             with throwaway_url(args.backend) as url:
                 out["per_reading"] = per_reading(url, folder, args)

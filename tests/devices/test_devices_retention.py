@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from medarchive.app import Services
 from medarchive.devices.batch import ingest_readings
+from medarchive.devices.pipeline import Pipeline
 from medarchive.devices.retention import SUMMARY_SYSTEM, compact
 
 
@@ -37,3 +38,22 @@ def test_old_readings_become_minute_summaries(services: Services) -> None:
     stats = [c["valueQuantity"]["value"] for c in twelve["component"]]  # type: ignore[index]
     assert stats == [60, 80, 3]
     assert compact(services.router, "2024-05-02T00:00:00Z") == 0  # summaries stay
+
+
+def test_materialized_readings_are_compacted_like_any(services: Services,
+                                                      pipeline: Pipeline) -> None:
+    """Observations made by the materializer's templates (``devices.vitals``) are found and
+    compacted by the retention policy as those of the service path are."""
+    readings = [{"device": "MON-1", "kind": "spo2", "value": v,
+                 "time": f"2024-05-01T08:30:{s:02d}.5+02:00"} for s, v in ((1, 95), (31, 97))]
+    readings.append({"device": "MON-1", "kind": "spo2", "value": 90,
+                     "time": "2024-05-03T12:00:00Z"})  # recent: kept raw
+    assert pipeline.landing.land(readings).stored == 3
+    assert pipeline.materializer.drain() == 3
+    assert compact(services.router, "2024-05-02T00:00:00Z") == 2
+    remaining = current_observations(services)
+    summaries = [o for o in remaining
+                 if o["identifier"][0]["system"] == SUMMARY_SYSTEM]  # type: ignore[index]
+    assert len(remaining) == 2 and len(summaries) == 1
+    assert summaries[0]["valueQuantity"]["value"] == 96.0  # type: ignore[index]
+    assert summaries[0]["effectivePeriod"]["start"] == "2024-05-01T06:30:00Z"  # type: ignore[index]

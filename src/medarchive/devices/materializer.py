@@ -1,19 +1,24 @@
 """The materializer: pending raw readings become vital-signs Observations, a large batch at a time.
 
 Each cycle reads up to ``batch`` pending rows of the raw readings table (``devices.raw``),
-re-scores NEWS2 (at most every ``alert_every_s`` seconds) for the patients with readings landed
-since the previous scoring, from their newest readings (``devices.alerts``), and makes each row
-an Observation (``readings.to_observation``: LOINC, UCUM, Device, Patient) through the
-repository: stamped, validated against the R4 definitions, search-indexed like any write and
-checked by the security guard, but the way the bulk import does it
-(``service/bulk/imports.py``): no Bundle machinery, the batch in one ``Store.write``.
-Validation and index extraction run before the transaction; the transaction itself (a
+re-scores NEWS2 (at most every ``alert_every_s`` seconds, and at most a fifth of the time: a
+pass that took ``t`` seconds is followed by at least ``4 t`` of materializing) for the patients
+with readings landed since the previous scoring, from their newest readings
+(``devices.alerts``), and makes each row
+an Observation (LOINC, UCUM, Device, Patient) with its search-index entries from a template per
+kind (``devices.vitals``: the row is validated strictly again, the Observation is built by our
+code and not run through the generic validator, the index rows are made directly, equal to the
+generic indexer's), then writes the batch in one ``Store.write`` the way the bulk import does
+(``service/bulk/imports.py``): no Bundle machinery, bodies sealed under each patient's data key
+when encryption is on, index rows inserted in bulk. The transaction itself (a
 ``SharedTransaction`` group) re-checks which rows are still pending (locking them on
 PostgreSQL), writes their Observations and marks the rows with them, so a crash at any point
 leaves every row either pending with no Observation or materialized with exactly one, and two
-materializers never make the same reading twice. Materialized rows older than ``keep_s``
-seconds are pruned. Several materializers (processes, one per core) share the work without
-preparing the same rows by taking a ``shard`` each: rows whose ``seq`` is ``k`` modulo ``n``.
+materializers never make the same reading twice. It runs as the system: the security guard's
+check is made, and no AuditEvent per Observation is written (each landed batch was audited).
+Materialized rows older than ``keep_s`` seconds are pruned. Several materializers (processes,
+one per core) share the work without preparing the same rows by taking a ``shard`` each: rows
+whose ``seq`` is ``k`` modulo ``n``.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import Any
 
 from medarchive.devices.alerts import check_patients
 from medarchive.devices.raw import Readings, Row
-from medarchive.devices.readings import Reading, to_observation
+from medarchive.devices.vitals import VitalSigns
 from medarchive.errors import FhirError
 from medarchive.store.base import Change, to_micros
 
@@ -38,6 +43,7 @@ PRUNE_EVERY = 50  # cycles between prunes of old materialized rows
 # PostgreSQL commits concurrent inserts out of seq order: each alert pass looks this many seqs
 # back, past the concurrent landing batches, so none is missed.
 ALERT_OVERLAP = 5000
+ALERT_SHARE = 0.2  # at most this share of the materializer's time goes to NEWS2 passes
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +60,8 @@ class Materializer:
 
     ``transactions`` is the scope shared by ``readings`` and ``write`` (a ``SharedTransaction``
     on SQL, ``NoTransaction`` on the memory store); ``write(changes, entries)`` stores a batch
-    of changes with their precomputed index entries; ``index`` extracts them."""
+    of changes with their precomputed index entries; ``index`` is the generic indexer (run once
+    per kind, for the rows that are the same for every reading: ``devices.vitals``)."""
 
     def __init__(self, repository: Any, router: Any, readings: Readings, transactions: Any,
                  write: Callable[[Sequence[Change], list[Any]], Any],
@@ -66,7 +73,7 @@ class Materializer:
         self.readings = readings
         self.transactions = transactions
         self.write = write
-        self.index = index
+        self.vitals = VitalSigns(index)
         self.batch = batch
         self.keep_s = keep_s
         self.alerts = alerts
@@ -75,6 +82,7 @@ class Materializer:
         self.cycles = 0
         self._scored: int | None = None
         self._scored_at = -math.inf
+        self._alert_wait = alert_every_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -83,17 +91,13 @@ class Materializer:
         ready = []
         refused = 0
         for row in rows:
-            reading = Reading(row.device, row.kind, row.values, row.effective)
-            observation = to_observation(reading, row.patient, row.device_ref)
             try:
-                change = self.repository.change_for_write(observation, self.repository.new_id(),
-                                                          None, when=when)
+                change, entries = self.vitals.change(row, self.repository.new_id(), when)
             except FhirError as exc:  # the landing's checks make this a bug: keep it pending
                 log.error("device reading %s cannot be materialized: %s", row.key, exc)
                 refused += 1
                 continue
-            assert change.resource is not None
-            ready.append((row, change, self.index(change.resource)))
+            ready.append((row, change, entries))
         return ready, refused
 
     def run_once(self) -> Cycle:
@@ -103,7 +107,7 @@ class Materializer:
             return Cycle(0)
         raised = 0
         if self.alerts and self.shard[0] == 0 and \
-                time.monotonic() - self._scored_at >= self.alert_every_s:
+                time.monotonic() - self._scored_at >= self._alert_wait:
             raised = self._alert(rows[0].seq)
         when = self.repository.now()
         ready, refused = self._prepare(rows, when)
@@ -127,9 +131,12 @@ class Materializer:
         pending one at the first); returns the alerts raised."""
         since = oldest_pending - 1 if self._scored is None else self._scored - ALERT_OVERLAP
         patients, self._scored = self.readings.patients_since(since)
-        self._scored_at = time.monotonic()
-        return len(check_patients(self.router, patients, self.repository.now().isoformat(),
-                                  readings=self.readings))
+        self._scored_at = began = time.monotonic()
+        raised = len(check_patients(self.router, patients, self.repository.now().isoformat(),
+                                    readings=self.readings))
+        spent = time.monotonic() - began
+        self._alert_wait = max(self.alert_every_s, spent * (1 - ALERT_SHARE) / ALERT_SHARE)
+        return raised
 
     def prune(self) -> int:
         """Delete raw rows materialized more than ``keep_s`` seconds ago."""

@@ -5,7 +5,8 @@ SQL stores ``device_reading`` (migration 0008) reached through a ``SharedTransac
 store's database, so the materializer's Observations and the marks on their rows commit in one
 transaction, and a second ``SqlStore`` over that transaction that takes the index entries the
 materializer extracted before the transaction (as the bulk import's pool does); on the memory
-store the in-memory twins.
+store the in-memory twins. With encryption at rest the raw rows are sealed under their patients'
+data keys by the store's keyring (``devices.sealed``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from medarchive.devices.landing import Landing
 from medarchive.devices.materializer import Materializer
 from medarchive.devices.raw import MemoryReadings, Readings, SqlReadings
+from medarchive.devices.sealed import RowSealer
 from medarchive.store.base import Change
 
 
@@ -67,11 +69,12 @@ def open_pipeline(services: Any, *, batch: int = 500, keep_s: float = 86_400,
         def write(changes: Sequence[Change], entries: list[Any]) -> None:
             services.store.write(changes)
     else:
-        readings = SqlReadings(db)
-        transactions = SharedTransaction(db)
         keyring = getattr(services.store, "keyring", None)
+        sealer = RowSealer(keyring) if keyring is not None else None
+        readings = SqlReadings(db, sealer)
+        transactions = SharedTransaction(db)
         write = _PrecomputedWriter(transactions, keyring.encryption if keyring else None)
-        readings_in_group = SqlReadings(transactions)
+        readings_in_group = SqlReadings(transactions, sealer)
     guard = services.security.guard if services.security is not None else None
     landing = Landing(readings, services.router, guard=guard, now=repository.now,
                       assignment_ttl_s=assignment_ttl_s)

@@ -8,20 +8,24 @@ changed once: the materializer (``devices.materializer``) records the Observatio
 row in the transaction that stores that Observation, so a row is pending until then and never
 materialized twice. ``SqlReadings`` works on a plain ``Database`` or on a ``SharedTransaction``
 (inside a group its statements join the group's transaction); ``MemoryReadings`` is its twin for
-the memory store.
+the memory store. With encryption at rest, ``SqlReadings`` is given a ``devices.sealed.RowSealer``
+(migration 0016): the rows' contents are sealed under their patient's data key, the keys blinded.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from medarchive.crypto.envelope import Erased, KeyUnavailable
 from medarchive.devices.readings import KINDS
 
+log = logging.getLogger(__name__)
 _COLUMNS = ("reading_key, device, kind, value, value2, effective, effective_at, patient, "
-            "device_ref, received_at")
+            "device_ref, received_at, payload")
 _CHUNK = 500
 
 
@@ -71,19 +75,16 @@ class Readings(Protocol):
     def prune(self, before: int) -> int: ...
 
 
-def _row(values: Sequence[Any]) -> Row:
-    seq, key, device, kind, value, value2, effective, effective_at, patient, device_ref, \
-        received_at, observation = values
-    numbers = (float(value),) if value2 is None else (float(value), float(value2))
-    return Row(key, device, kind, numbers, effective, int(effective_at), patient, device_ref,
-               int(received_at), int(seq), observation)
+def _numbers(value: Any, value2: Any) -> tuple[float, ...]:
+    return (float(value),) if value2 is None else (float(value), float(value2))
 
 
 class SqlReadings:
     """``device_reading`` on SQLite or PostgreSQL (``db``: a Database or SharedTransaction)."""
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Any, sealer: Any = None) -> None:
         self.db = db
+        self.sealer = sealer
         self._sql = db.sql
         # PostgreSQL: a second materializer waits for the rows the first is committing and
         # then sees them marked (READ COMMITTED re-checks the WHERE on the locked row).
@@ -97,25 +98,68 @@ class SqlReadings:
             for start in range(0, len(rows), _CHUNK):
                 chunk = rows[start:start + _CHUNK]
                 params: list[Any] = []
-                for r in chunk:
-                    params += [r.key, r.device, r.kind, r.values[0],
-                               r.values[1] if len(r.values) > 1 else None, r.effective,
-                               r.effective_at, r.patient, r.device_ref, r.received_at]
-                marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+                if self.sealer is None:
+                    for r in chunk:
+                        params += [r.key, r.device, r.kind, r.values[0],
+                                   r.values[1] if len(r.values) > 1 else None, r.effective,
+                                   r.effective_at, r.patient, r.device_ref, r.received_at, None]
+                else:
+                    for r, (key, payload) in zip(chunk, self.sealer.seal(cur, chunk),
+                                                 strict=True):
+                        params += [key, None, r.kind, None, None, None, r.effective_at,
+                                   r.patient, None, r.received_at, payload]
+                marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
                 cur.execute(self._sql(f"INSERT INTO device_reading ({_COLUMNS}) VALUES {marks} "
                                       "ON CONFLICT (reading_key) DO NOTHING RETURNING seq"),
                             params)
                 added += len(cur.fetchall())
         return added
 
+    def _open(self, key: str, payload: bytes) -> tuple[str, str, tuple[float, ...], str, str]:
+        if self.sealer is None:
+            raise KeyUnavailable("this database holds encrypted device readings: open it with "
+                                 "encryption = on and its key manager (docs/encryption.md)")
+        opened: tuple[str, str, tuple[float, ...], str, str] = self.sealer.open(key, payload)
+        return opened
+
+    def _row(self, values: Sequence[Any]) -> Row:
+        seq, key, device, kind, value, value2, effective, effective_at, patient, device_ref, \
+            received_at, payload, observation = values
+        if payload is None:
+            numbers = _numbers(value, value2)
+        else:
+            key, device, numbers, effective, device_ref = self._open(key, payload)
+        return Row(key, device, kind, numbers, effective, int(effective_at), patient,
+                   device_ref, int(received_at), int(seq), observation)
+
     def pending(self, limit: int, shard: tuple[int, int] = (0, 1)) -> list[Row]:
         """The oldest ``limit`` pending rows whose ``seq`` is ``shard[0]`` modulo
-        ``shard[1]`` (a plain read: claim them before writing)."""
+        ``shard[1]`` (a plain read: claim them before writing). Sealed rows are opened; those
+        of a patient whose data key was shredded are deleted (they can never be read)."""
         with self.db.reading() as cur:
             cur.execute(self._sql(f"SELECT seq, {_COLUMNS}, observation FROM device_reading "
                                   "WHERE observation IS NULL AND seq % ? = ? ORDER BY seq "
                                   "LIMIT ?"), (shard[1], shard[0], limit))
-            return [_row(r) for r in cur.fetchall()]
+            found = cur.fetchall()
+        rows: list[Row] = []
+        erased: list[int] = []
+        for values in found:
+            try:
+                rows.append(self._row(values))
+            except Erased:
+                erased.append(int(values[0]))
+        if erased:
+            log.warning("%d pending device readings belong to erased patients: deleted",
+                        len(erased))
+            self._delete(erased)
+        return rows
+
+    def _delete(self, seqs: Sequence[int]) -> None:
+        with self.db.writing() as cur:
+            for start in range(0, len(seqs), _CHUNK):
+                chunk = list(seqs[start:start + _CHUNK])
+                cur.execute(self._sql("DELETE FROM device_reading WHERE seq IN "
+                                      f"({', '.join('?' * len(chunk))})"), chunk)
 
     def claim(self, seqs: Sequence[int]) -> set[int]:
         """Which of ``seqs`` are still pending, locked for the open transaction (call inside
@@ -151,14 +195,20 @@ class SqlReadings:
         found: dict[str, tuple[int, tuple[float, ...]]] = {}
         with self.db.reading() as cur:
             for kind in KINDS:
-                cur.execute(self._sql("SELECT effective_at, value, value2 FROM device_reading "
-                                      "WHERE patient = ? AND kind = ? "
+                cur.execute(self._sql("SELECT effective_at, value, value2, reading_key, payload "
+                                      "FROM device_reading WHERE patient = ? AND kind = ? "
                                       "ORDER BY effective_at DESC LIMIT 1"), (patient, kind))
                 row = cur.fetchone()
-                if row is not None:
-                    at, value, value2 = row
-                    found[kind] = (int(at), (float(value),) if value2 is None
-                                   else (float(value), float(value2)))
+                if row is None:
+                    continue
+                at, value, value2, key, payload = row
+                if payload is None:
+                    found[kind] = (int(at), _numbers(value, value2))
+                    continue
+                try:
+                    found[kind] = (int(at), self._open(key, payload)[2])
+                except Erased:
+                    continue
         return found
 
     def lag(self) -> Lag:

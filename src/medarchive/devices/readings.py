@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from medarchive.errors import Issue, Unprocessable
+from medarchive.fhir.search.dates import date_range
 
 DEVICE_SYSTEM = "urn:medarchive:device"
 READING_SYSTEM = "urn:medarchive:device-reading"
@@ -94,9 +95,10 @@ def parse_reading(data: Any) -> Reading:
         issues.append(Issue(code="code-invalid", diagnostics=f"kind must be one of "
                                                               f"{', '.join(sorted(KINDS))}"))
     time = data.get("time")
-    try:
+    try:  # a FHIR dateTime (R4 §2.24.0.1) with a UTC offset
         if not isinstance(time, str) or datetime.fromisoformat(time).tzinfo is None:
             raise ValueError
+        date_range(time)
     except ValueError:
         issues.append(Issue(code="value", diagnostics="time must be an ISO 8601 date-time "
                                                       "with a UTC offset"))
