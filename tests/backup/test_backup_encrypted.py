@@ -13,6 +13,7 @@ import pytest
 
 from medarchive.backup.archive import files, read_rows
 from medarchive.backup.errors import BackupError
+from medarchive.backup.indeximage import PIECES
 from medarchive.backup.keys import BackupKey
 from medarchive.backup.restore import plan_restore, reindex_with, restore
 from medarchive.backup.snapshot import create_backup
@@ -104,7 +105,7 @@ def test_index_copy_is_sealed_and_restores_the_same_index(
     plan = plan_restore(tmp_path / "b", key)
     full = plan.chain[0]
     assert full.manifest["index"]["sealed"]["kek"] == kek.current()
-    entry = next(e for table, e in files(full) if table == "idx_token")
+    entry = next(e for table, e in files(full) if table in ("idx_token", PIECES))
     with pytest.raises(BackupError, match="damaged"):  # the backup key alone does not open it
         read_rows(full, entry, key)
     target = restored(tmp_path, "r.db")
@@ -190,3 +191,25 @@ def test_after_shred_and_rotate_older_backups_no_longer_open(
                 kek=encryption(kek_file).kek,
                 reindex=reindex_with(build_indexer(load_spec()), encryption(kek_file)))
     assert not target.exists() and not Path(f"{target}.restoring").exists()
+
+
+def test_a_sqlite_index_image_restores_into_postgres(
+        tmp_path: Path, key: BackupKey, kek_file: Path, opened: Any,
+        postgres_schema_url: str) -> None:
+    source = opened(f"sqlite:///{tmp_path / 'source.db'}")
+    coded = {**OBS, "id": "o2", "code": {"coding": [{"system": "http://loinc.org",
+                                                     "code": "8867-4"}]}}
+    write(source, ANN, BOB, OBS, coded)
+    kek = encryption(kek_file).kek
+    create_backup(source.db, tmp_path / "b", key, kek=kek)
+    plan = plan_restore(tmp_path / "b", key)
+    assert any(table == PIECES for table, _ in files(plan.chain[0]))
+    result = restore(plan, key, postgres_schema_url, kek=kek)
+    assert result.index_copied
+
+    def plain(rows: dict[str, list[tuple[Any, ...]]]) -> dict[str, list[tuple[Any, ...]]]:
+        return {table: sorted((tuple(int(v) if isinstance(v, bool) else v for v in row)
+                               for row in found), key=repr) for table, found in rows.items()}
+    copied = plain(index_rows(opened(postgres_schema_url)))
+    assert copied == plain(index_rows(source))
+    assert copied["idx_composite"] and copied["idx_string"]

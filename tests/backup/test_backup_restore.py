@@ -77,6 +77,26 @@ def test_point_in_time_gives_exactly_the_versions_of_that_moment(
     assert got["users"] == full["users"]
 
 
+@pytest.mark.parametrize(("minute", "expected"), [(9.5, []), (14, [1, 2, 3, 4, 5])])
+def test_point_in_time_re_extracts_only_what_differs_from_the_index_copy(
+        tmp_path: Path, key: BackupKey, sqlite_url: str, open_sql: Open, minute: float,
+        expected: list[int]) -> None:
+    history(open_sql(sqlite_url), tmp_path / "b", key)
+    calls: list[list[int] | None] = []
+    rebuild = reindex_with(family_indexer)
+
+    def recording(url: str, rids: list[int] | None) -> object:
+        calls.append(rids)
+        return rebuild(url, rids)
+    target = f"sqlite:///{tmp_path / 'pit.db'}"
+    result = restore(plan_restore(tmp_path / "b", key, until=to_micros(at(minute))), key,
+                     target, reindex=recording)
+    assert result.index_copied
+    assert calls == ([expected] if expected else [])  # rolled back to the full backup's state
+    got = state(open_sql(target))
+    assert len(got["index"]) == 10
+
+
 def test_non_empty_target_is_refused_unless_forced(tmp_path: Path, key: BackupKey,
                                                    sqlite_url: str, open_sql: Open) -> None:
     source = open_sql(sqlite_url)

@@ -21,8 +21,9 @@ from typing import Any
 
 import orjson
 
-from medarchive.backup.codec import Columns, decode_columns, decode_rows
+from medarchive.backup.codec import Columns, decode_columns, decode_rows, decompress
 from medarchive.backup.errors import BackupError
+from medarchive.backup.indeximage import PIECES
 from medarchive.backup.indexkey import IndexSeal
 from medarchive.backup.keys import BackupKey
 
@@ -122,9 +123,15 @@ def chain(root: Path, backup_id: str, key: BackupKey) -> list[Backup]:
 
 
 def files(backup: Backup) -> list[tuple[str, dict[str, Any]]]:
-    """(table, file entry) for every data file, in the order they were written."""
+    """(table, file entry) for every data file, in the order they were written; the pieces
+    of a search-index image (indeximage.py) come last, under the name ``PIECES``."""
     return [(table, entry) for table, doc in backup.manifest["tables"].items()
-            for entry in doc["files"]]
+            for entry in doc["files"]] + [(PIECES, entry) for entry in image_files(backup)]
+
+
+def image_files(backup: Backup) -> list[dict[str, Any]]:
+    """The pieces of the backup's search-index image (none: no image)."""
+    return list((backup.manifest.get("index") or {}).get("files", []))
 
 
 def check_files(backup: Backup) -> int:
@@ -180,6 +187,16 @@ def read_columns(backup: Backup, entry: dict[str, Any], key: BackupKey,
     count, columns = decode_columns(blob, context)
     _counted(count, entry, context)
     return count, columns
+
+
+def assemble_image(backup: Backup, key: BackupKey, seal: IndexSeal | None, path: Path) -> None:
+    """Write the backup's search-index image to ``path`` (owner-only), piece by piece, each
+    checked, decrypted, opened with ``seal`` and decompressed."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        for entry in image_files(backup):
+            blob, context = _plain(backup, entry, key, seal)
+            out.write(decompress(blob, context))
 
 
 def remove(root: Path, backup_id: str) -> None:

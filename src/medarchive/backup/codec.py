@@ -136,6 +136,19 @@ def compress(data: bytes) -> bytes:
     return zstandard.ZstdCompressor(level=_LEVEL).compress(data)
 
 
+def compress_bytes(data: bytes) -> bytes:
+    """Opaque bytes (a piece of a search-index image) with zstd on every core."""
+    return zstandard.ZstdCompressor(level=_LEVEL, threads=-1).compress(data)
+
+
+def decompress(blob: bytes, context: str) -> bytes:
+    """What ``compress_bytes`` wrote; damaged data raises BackupError."""
+    try:
+        return zstandard.ZstdDecompressor().decompress(blob)
+    except zstandard.ZstdError as exc:
+        raise BackupError(f"{context}: data is damaged ({exc})") from None
+
+
 def encode_rows(rows: Sequence[Row], binary: Sequence[int] | None = None,
                 flags: Sequence[int] = ()) -> bytes:
     """Rows as one compressed chunk (see ``encode_columns``)."""

@@ -3,8 +3,11 @@
 Nothing is half-restored. Every manifest signature and file checksum of the chain is checked
 before a row is written; the rows then go into the target in one transaction. A SQLite target is
 built as a new file beside the old one (schema, rows, search index) and swapped in with one
-rename; a PostgreSQL target gets its rows in one transaction and its search index rebuilt right
-after by the store's resumable reindex (``medarchive db reindex`` finishes an interrupted one).
+rename; a PostgreSQL target gets its rows and the index copy in one transaction. The index copy
+of a SQLite backup is a SQLite image (indeximage.py): a SQLite target copies its tables and
+indexes as they are, a PostgreSQL target ``COPY``s its rows. Resources whose index the copy
+does not cover are re-extracted right after by the store's resumable reindex (``medarchive db
+reindex`` finishes an interrupted one).
 
 Point in time (``until``): the versions whose lastUpdated is at or before the moment, from the
 chain of the first backup taken at or after it plus that chain's later incrementals (a version
@@ -19,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -27,10 +31,12 @@ from typing import Any
 
 from medarchive.backup.archive import (
     Backup,
+    assemble_image,
     backup_ids,
     chain,
     check_files,
     files,
+    image_files,
     open_backup,
     read_columns,
 )
@@ -43,6 +49,15 @@ from medarchive.backup.erasure import (
     newest_tombstones,
 )
 from medarchive.backup.errors import BackupError
+from medarchive.backup.indeximage import (
+    SCHEMA,
+    attach,
+    copy_table,
+    detach,
+    image_chunks,
+    image_tables,
+)
+from medarchive.backup.indeximage import remove as remove_image
 from medarchive.backup.indexkey import IndexSeal, open_seal
 from medarchive.backup.keys import BackupKey
 from medarchive.backup.schema import (
@@ -62,6 +77,8 @@ from medarchive.store.sql.migrations import migrate
 Reindex = Callable[[str, "list[int] | None"], Any]
 """Rebuilds the search index of the store at a database URL: of the resources listed, or of
 every resource (None)."""
+SORT_MEMORY = "512MB"
+"""PostgreSQL ``maintenance_work_mem`` of a restore's transaction (its CREATE INDEX sorts)."""
 STATE_TABLES = ("resource", "resource_version", "sec_user", "sec_client", "audit_event")
 
 
@@ -194,7 +211,9 @@ def restore(plan: Plan, key: BackupKey, url: str, *, force: bool = False,
         db = open_database(url)
         try:
             migrate(db)
-            counts, stale = _load(db, plan, key, force, seal)
+            with tempfile.TemporaryDirectory(prefix="medarchive-restore-") as tmp:
+                image = _image(plan, key, seal, Path(tmp) / "index.db")
+                counts, stale = _load(db, plan, key, force, seal, image=image)
         finally:
             db.close()
         if reindex is not None and (stale is None or stale):
@@ -220,6 +239,16 @@ def _index_source(plan: Plan, kek: Any) -> Any:
         return open_seal(kek, plan.chain[0].id, doc["sealed"])
     except BackupError:
         return _NO_COPY  # e.g. its KEK version was retired after a shred
+
+
+def _image(plan: Plan, key: BackupKey, seal: Any, path: Path) -> Path | None:
+    """The full backup's search-index image assembled at ``path``, when the restore loads
+    the index copy from one (indeximage.py)."""
+    if seal is _NO_COPY or not image_files(plan.chain[0]):
+        return None
+    assemble_image(plan.chain[0], key, seal, path)
+    image_tables(path)  # a damaged image fails here, before a row is written
+    return path
 
 
 def _restore_sqlite(plan: Plan, key: BackupKey, path: str, force: bool,
@@ -249,8 +278,15 @@ def _restore_sqlite(plan: Plan, key: BackupKey, path: str, force: bool,
             cur.execute("PRAGMA synchronous=OFF")
             cur.execute("PRAGMA threads=2")  # CREATE INDEX sorts in helper threads
             cur.execute("PRAGMA cache_size=-262144")  # 256 MiB for those sorts
-        counts, stale = _load(db, plan, key, True, seal, replaced)
+        image = _image(plan, key, seal, Path(scratch + ".index"))
+        if image is not None:
+            with db.reading() as cur:
+                attach(cur, image)
+        counts, stale = _load(db, plan, key, True, seal, replaced, image)
         with db.reading() as cur:
+            if image is not None:
+                detach(cur)
+                remove_image(image)
             cur.execute("PRAGMA journal_mode=WAL")
         db.close()
         if reindex is not None and (stale is None or stale):
@@ -266,6 +302,7 @@ def _restore_sqlite(plan: Plan, key: BackupKey, path: str, force: bool,
     except BaseException:
         db.close()
         _remove(scratch)
+        remove_image(Path(scratch + ".index"))
         raise
     _remove(scratch)
     return counts, stale
@@ -348,11 +385,13 @@ def _secondary_indexes(cur: Any, db: Database, tables: list[str]) -> list[tuple[
 
 
 def _load(db: Database, plan: Plan, key: BackupKey, force: bool, seal: Any,
-          replaced: Tombstones | None = None) -> tuple[Counts, list[int] | None]:
+          replaced: Tombstones | None = None,
+          image: Path | None = None) -> tuple[Counts, list[int] | None]:
     """Every row of the plan in one transaction; the secondary indexes of the tables are
     dropped first and built again at the end (in the same transaction), which is much faster
-    than maintaining them row by row. Returns the counts and the resources whose index must
-    be re-extracted (None: all of them)."""
+    than maintaining them row by row, except those of index tables a SQLite target copies
+    from an ``image`` (attached; their indexes are copied with them). Returns the counts and
+    the resources whose index must be re-extracted (None: all of them)."""
     last = plan.last.manifest["tables"]
     sources = {name: Table.from_json(name, doc) for name, doc in last.items()
                if strategy(name) != "index"}
@@ -374,13 +413,20 @@ def _load(db: Database, plan: Plan, key: BackupKey, force: bool, seal: Any,
                 cur.execute(create_sql(source, db.dialect))
         targets = list_tables(cur, db.dialect)
         index_tables = sorted(n for n in targets if strategy(n) == "index")
+        if copied and any(name not in copied for name in index_tables):
+            copied = {}  # a copy older than one of the index tables: re-extract everything
         for name in sorted(targets, key=lambda n: n != VERSIONS):  # versions before resources
             if name in sources or name in index_tables or name == "reindex_job":
                 cur.execute(f"DELETE FROM {name}")
-        indexes = _secondary_indexes(cur, db, sorted(targets))
+        kept = {name for name in copied if image is not None and db.dialect == "sqlite"
+                and first[name].get("image")}
+        indexes = _secondary_indexes(cur, db, sorted(n for n in targets if n not in kept))
         for index, _ in indexes:
             cur.execute(f"DROP INDEX {index}")
-        resources = _load_resources(cur, db, plan, key, sources, targets, stale)
+        if db.dialect == "postgresql":  # index builds sort in memory (default 64 MB spills)
+            cur.execute(f"SET LOCAL maintenance_work_mem = '{SORT_MEMORY}'")
+        base: dict[int, int | None] = {}
+        resources = _load_resources(cur, db, plan, key, sources, targets, stale, base)
         versions = _load_versions(cur, db, plan, key, sources[VERSIONS], targets[VERSIONS],
                                   stale)
         rows = resources + versions
@@ -393,7 +439,18 @@ def _load(db: Database, plan: Plan, key: BackupKey, force: bool, seal: Any,
                 rows += _insert(cur, db, targets[name], source,
                                 _table_chunks([plan.last], name, key))
         for name, source in copied.items():
-            if name in targets:
+            if name not in targets:
+                continue
+            if name in kept:
+                same = targets[name].column_names == source.column_names
+                copy_table(cur, name, "main", SCHEMA,
+                           None if same else _pick(targets[name], source)[0])
+            elif first[name].get("image"):
+                if image is None:
+                    raise BackupError(f"backup {plan.chain[0].id}: the search-index image "
+                                      "is missing")
+                _insert(cur, db, targets[name], source, image_chunks(image, source))
+            else:
                 _insert(cur, db, targets[name], source,
                         _table_chunks(plan.chain[:1], name, key, seal))
         for _, create in indexes:
@@ -401,6 +458,7 @@ def _load(db: Database, plan: Plan, key: BackupKey, force: bool, seal: Any,
         if plan.until is not None:
             resources = _rewind_resources(cur)
         if copied:
+            stale -= _as_in_full(cur, db, base, stale)
             _drop_index_rows(cur, db, index_tables, sorted(stale))
         if DATA_KEYS in targets:
             apply(cur, db, shreds, index_tables)
@@ -417,24 +475,45 @@ def _drop_index_rows(cur: Any, db: Database, tables: list[str], rids: list[int])
                                f"({', '.join('?' * len(chunk))})"), chunk)
 
 
+def _as_in_full(cur: Any, db: Database, base: dict[int, int | None],
+                stale: set[int]) -> set[int]:
+    """The ``stale`` resources the full backup's index copy is right for: restored at the
+    version it holds (``base``), or absent from both (e.g. what a point-in-time restore winds
+    back to before the changes or creations a later incremental holds)."""
+    right: set[int] = set()
+    rids = sorted(stale & base.keys())
+    for start in range(0, len(rids), 500):
+        chunk = rids[start:start + 500]
+        cur.execute(db.sql(f"SELECT rid, version FROM resource WHERE rid IN "
+                           f"({', '.join('?' * len(chunk))})"), chunk)
+        found = {int(r): int(v) for r, v in cur.fetchall()}
+        right.update(r for r in chunk if found.get(r) == base[r])
+    return right
+
+
 def _load_resources(cur: Any, db: Database, plan: Plan, key: BackupKey,
                     sources: dict[str, Table], targets: dict[str, Table],
-                    stale: set[int]) -> int:
+                    stale: set[int], base: dict[int, int | None]) -> int:
     """The full backup's resource rows, each replaced by its newest row in a later backup
     (incrementals hold the rows of the resources their versions touch: added to ``stale``,
-    their index copy is that of the full backup)."""
+    their index copy is that of the full backup, whose version of them goes in ``base``, None
+    for those it does not hold)."""
     source = sources[RESOURCES]
     rid = source.column_names.index("rid")
+    version = source.column_names.index("version")
     newer: dict[int, Row] = {}
     for backup in (plan.chain + plan.later)[1:]:
         for _, columns in _table_chunks([backup], RESOURCES, key):
             for row in zip(*columns, strict=True):
                 newer[int(row[rid])] = row
     stale.update(newer)
+    base.update(dict.fromkeys(newer))
 
     def chunks() -> Iterator[Chunk]:
         for count, columns in _table_chunks(plan.chain[:1], RESOURCES, key):
             if newer:
+                base.update((r, int(v)) for r, v in zip(columns[rid], columns[version],
+                                                        strict=True) if r in newer)
                 keep = [r not in newer for r in columns[rid]]
                 columns = [[v for v, k in zip(c, keep, strict=True) if k] for c in columns]
                 count = sum(keep)

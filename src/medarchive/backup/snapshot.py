@@ -13,6 +13,9 @@ inserters, the snapshot is taken, and the lock is released at once. Every seq at
 mark is then either visible in the snapshot or will never commit; writers pause only for the
 round trip. SQLite needs nothing: one writer at a time takes seqs in commit order.
 
+A full backup of a SQLite database copies its search index as a SQLite image (indeximage.py),
+inside the same read transaction.
+
 Every backup checks itself: the rows of an incremental table over the whole chain must add up to
 the count in the snapshot, or the chain does not belong to this database and the backup fails.
 """
@@ -32,8 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from medarchive.backup.archive import FORMAT, Backup, backup_ids, chain, write_file, write_manifest
-from medarchive.backup.codec import Row, encode_rows
+from medarchive.backup.codec import Row, compress_bytes, encode_rows
 from medarchive.backup.errors import BackupError
+from medarchive.backup.indeximage import PIECES, SCHEMA, attach_empty, copy_table, detach, pieces
+from medarchive.backup.indeximage import remove as remove_image
 from medarchive.backup.indexkey import IndexSeal, new_seal
 from medarchive.backup.keys import BackupKey
 from medarchive.backup.schema import (
@@ -46,7 +51,7 @@ from medarchive.backup.schema import (
     strategy,
 )
 from medarchive.store.base import to_micros
-from medarchive.store.sql.database import Database, PostgresDatabase
+from medarchive.store.sql.database import Database, PostgresDatabase, SqliteDatabase
 
 CHUNK_ROWS = 10_000  # rows per data file
 FETCH_ROWS = 2_000  # rows per fetch from the database
@@ -66,8 +71,10 @@ class BackupResult:
 
 
 @contextmanager
-def consistent_read(db: Database) -> Iterator[Any]:
-    """A cursor whose every statement sees the same committed state (see module docstring)."""
+def consistent_read(db: Database, image: Path | None = None) -> Iterator[Any]:
+    """A cursor whose every statement sees the same committed state (see module docstring).
+    SQLite with ``image``: an empty search-index image is attached first (indeximage.py);
+    what the transaction copies into it is kept."""
     with db.reading() as cur:
         if db.dialect == "postgresql":
             lock = _fix_mark(db)
@@ -78,13 +85,30 @@ def consistent_read(db: Database) -> Iterator[Any]:
                 lock.rollback()
                 lock.close()
         else:
-            cur.execute("BEGIN")
-            cur.execute("SELECT COUNT(*) FROM sqlite_master")  # starts the read transaction
-            cur.fetchone()
+            if image is not None:
+                attach_empty(cur, image, _index_names(cur))
+            try:
+                cur.execute("BEGIN")
+                cur.execute("SELECT COUNT(*) FROM sqlite_master")  # starts the read transaction
+                cur.fetchone()
+            except BaseException:
+                detach(cur)
+                raise
         try:
             yield cur
-        finally:
+        except BaseException:
             cur.execute("ROLLBACK")
+            raise
+        else:
+            cur.execute("COMMIT")  # nothing of the database was written; the image was
+        finally:
+            if image is not None:
+                detach(cur)
+
+
+def _index_names(cur: Any) -> list[str]:
+    return [name for name, _ in sorted(list_tables(cur, "sqlite").items())
+            if strategy(name) == "index"]
 
 
 def _fix_mark(db: Database) -> Any:
@@ -165,10 +189,18 @@ class _Sink:
         self._pending.append(self._pool.submit(self._write, name, rows, binary, flags, entry,
                                                seal))
 
-    def _write(self, name: str, rows: list[Row], binary: list[int], flags: list[int],
+    def submit_piece(self, name: str, piece: bytes, entry: dict[str, Any],
+                     seal: IndexSeal | None) -> None:
+        """A piece of the search-index image (opaque bytes, compressed on every core)."""
+        while len(self._pending) >= self._depth:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(self._write, name, piece, [], [], entry, seal))
+
+    def _write(self, name: str, rows: list[Row] | bytes, binary: list[int], flags: list[int],
                entry: dict[str, Any], seal: IndexSeal | None) -> None:
         context = f"{self.backup_id}/{name}".encode()
-        data = encode_rows(rows, binary, flags)
+        data = compress_bytes(rows) if isinstance(rows, bytes) else \
+            encode_rows(rows, binary, flags)
         if seal is not None:
             data = seal.seal(data, context)
         entry.update(write_file(self.folder, name, self.key.encrypt(data, context)))
@@ -243,14 +275,20 @@ def create_backup(db: Database, root: Path, key: BackupKey, *, incremental: bool
     backup_id = moment.strftime("%Y%m%dT%H%M%S.%fZ") + ("-incr" if parent else "-full")
     folder = root / f".partial-{backup_id}"
     folder.mkdir()
+    image = Path(f"{db.path}.backup-index-{backup_id}") if isinstance(db, SqliteDatabase) and \
+        parent is None and db.path != ":memory:" else None
     try:
         sink = _Sink(folder, backup_id, key)
         try:
-            with consistent_read(db) as cur:
-                manifest = _dump(cur, db, sink, backup_id, parent, kek)
+            with consistent_read(db, image) as cur:
+                manifest, seal = _dump(cur, db, sink, backup_id, parent, kek, image is not None)
+            if image is not None and "index" in manifest:
+                manifest["index"]["files"] = _write_image(sink, image, seal)
             sink.drain()
         finally:
             sink.close()
+            if image is not None:
+                remove_image(image)
         manifest.update({"format": FORMAT, "id": backup_id,
                          "kind": "incremental" if parent else "full",
                          "parent": parent.id if parent else None,
@@ -262,7 +300,8 @@ def create_backup(db: Database, root: Path, key: BackupKey, *, incremental: bool
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    stored = sum(f["bytes"] for t in manifest["tables"].values() for f in t["files"])
+    stored = sum(f["bytes"] for t in manifest["tables"].values() for f in t["files"]) + \
+        sum(f["bytes"] for f in manifest.get("index", {}).get("files", []))
     rows = sum(t["rows"] for t in manifest["tables"].values())
     if not parent and "index" not in manifest:
         note = ("search index not copied: the database holds encrypted records and no "
@@ -293,8 +332,19 @@ def _index_plan(cur: Any, tables: dict[str, Table], backup_id: str, parent: Back
     return {"sealed": None}, None
 
 
-def _dump(cur: Any, db: Database, sink: _Sink, backup_id: str,
-          parent: Backup | None, kek: Any = None) -> dict[str, Any]:
+def _write_image(sink: _Sink, image: Path, seal: IndexSeal | None) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = []
+    for n, piece in enumerate(pieces(image)):
+        entry: dict[str, Any] = {"name": f"{PIECES}.{n:05d}", "rows": 0}
+        entries.append(entry)
+        sink.submit_piece(entry["name"], piece, entry, seal)
+    return entries
+
+
+def _dump(cur: Any, db: Database, sink: _Sink, backup_id: str, parent: Backup | None,
+          kek: Any = None, image: bool = False) -> tuple[dict[str, Any], IndexSeal | None]:
+    """The manifest of the backup (its data files go to ``sink``) and the index seal; with
+    ``image`` the index tables are copied into the attached image instead (indeximage.py)."""
     tables = {name: t for name, t in list_tables(cur, db.dialect).items()
               if strategy(name) != "derived"}
     if VERSIONS not in tables or RESOURCES not in tables:
@@ -303,6 +353,10 @@ def _dump(cur: Any, db: Database, sink: _Sink, backup_id: str,
     index, seal = _index_plan(cur, tables, backup_id, parent, kek)
     if index is None:
         tables = {name: t for name, t in tables.items() if strategy(name) != "index"}
+    in_image: set[str] = set()
+    if image and index is not None:
+        cur.execute(f"SELECT name FROM {SCHEMA}.sqlite_master WHERE type = 'table'")
+        in_image = {str(n) for (n,) in cur.fetchall()}
     before = parent.manifest if parent else {"marks": {}, "tables": {}}
     marks: dict[str, int] = {}
     docs: dict[str, dict[str, Any]] = {}
@@ -313,6 +367,11 @@ def _dump(cur: Any, db: Database, sink: _Sink, backup_id: str,
         writer = _Writer(sink, table, seal if how == "index" else None)
         mark_col = "seq" if how == "versions" else APPEND.get(name)
         prior = before["tables"].get(name, {})
+        if name in in_image:
+            copied = copy_table(cur, name, SCHEMA, "main")
+            docs[name] = {"strategy": how, **table.to_json(), "files": [], "rows": copied,
+                          "total_rows": copied, "image": True}
+            continue
         if mark_col is not None:
             after = int(before["marks"].get(name, 0))
             position = table.column_names.index(mark_col)
@@ -344,4 +403,4 @@ def _dump(cur: Any, db: Database, sink: _Sink, backup_id: str,
         else:
             doc["total_rows"] = _count(cur, name) if how == "resources" else writer.rows
         docs[name] = doc
-    return {"tables": docs, "marks": marks, **({"index": index} if index else {})}
+    return {"tables": docs, "marks": marks, **({"index": index} if index else {})}, seal

@@ -18,9 +18,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from medarchive.backup.archive import Backup, backup_ids, chain, check_files, files, read_rows
+from medarchive.backup.archive import (
+    Backup,
+    assemble_image,
+    backup_ids,
+    chain,
+    check_files,
+    files,
+    image_files,
+    read_rows,
+)
 from medarchive.backup.codec import table_digest
 from medarchive.backup.errors import BackupError
+from medarchive.backup.indeximage import image_chunks, image_tables
 from medarchive.backup.indexkey import IndexSeal, open_seal
 from medarchive.backup.keys import BackupKey
 from medarchive.backup.restore import Plan, restore
@@ -78,9 +88,17 @@ def verify_backup(root: Path, key: BackupKey, backup_id: str | None = None, *,
 
 
 def _backed_up(backups: list[Backup], name: str, how: str, table: Table,
-               key: BackupKey, seal: IndexSeal | None) -> tuple[int, int]:
-    """(rows, digest) of what the chain holds for one table, as a restore must reproduce it."""
+               key: BackupKey, seal: IndexSeal | None,
+               image: Path | None = None) -> tuple[int, int]:
+    """(rows, digest) of what the chain holds for one table, as a restore must reproduce it
+    (the index tables of a SQLite backup: from its assembled search-index ``image``)."""
     parts = backups if how in ("versions", "append") else backups[-1:]
+    if how == "index" and image is not None and table.name in image_tables(image):
+        count, total = 0, 0
+        for n, columns in image_chunks(image, table):
+            count += n
+            total = table_digest(zip(*columns, strict=True), total)
+        return count, total
     if how == "index":
         rows = [row for b in backups[:1] for row in _rows(b, name, key, seal)]
         return len(rows), table_digest(rows)
@@ -131,6 +149,10 @@ def _compare(report: VerifyReport, backups: list[Backup], key: BackupKey, kek: A
     with tempfile.TemporaryDirectory(prefix="medarchive-verify-") as scratch:
         path = Path(scratch) / "verify.db"
         result = restore(Plan(backups), key, f"sqlite:///{path}", kek=kek)
+        image = None
+        if seal is not False and image_files(backups[0]):
+            image = Path(scratch) / "index-image.db"
+            assemble_image(backups[0], key, seal, image)
         report.add("restore", True, f"{result.rows:,} rows into a scratch database in "
                                     f"{result.seconds:.2f} s")
         db = SqliteDatabase(str(path))
@@ -141,7 +163,7 @@ def _compare(report: VerifyReport, backups: list[Backup], key: BackupKey, kek: A
                         continue
                     table = Table.from_json(name, doc)
                     held, expected = _backed_up(backups, name, doc["strategy"], table, key,
-                                                seal or None)
+                                                seal or None, image)
                     cur.execute(f"SELECT {', '.join(table.column_names)} FROM {name}")
                     rows = cur.fetchall()
                     got = table_digest(rows)

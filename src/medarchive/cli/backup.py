@@ -69,7 +69,7 @@ def list_command(
         help="Backup folder (default: the backup_dir setting).")] = None,
 ) -> None:
     """List the backups of a folder: id, kind, parent, rows, size (the ids restore takes)."""
-    from medarchive.backup.archive import backup_ids, open_backup
+    from medarchive.backup.archive import Backup, backup_ids, files, open_backup
     from medarchive.backup.errors import BackupError
     from medarchive.backup.keys import load_key
 
@@ -92,9 +92,9 @@ def list_command(
                 problems.append(str(exc))
                 continue
             parts = doc["tables"].values()
+            stored = sum(f["bytes"] for _, f in files(Backup(root, doc)))  # index image too
             table.add_row(backup_id, doc["kind"], doc["parent"] or "-",
-                          f"{sum(t['rows'] for t in parts):,}",
-                          f"{sum(f['bytes'] for t in parts for f in t['files']):,}")
+                          f"{sum(t['rows'] for t in parts):,}", f"{stored:,}")
     screen = Console()
     screen.print(table)
     for problem in problems:
