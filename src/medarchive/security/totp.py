@@ -48,6 +48,8 @@ def matching_step(secret: str, code: str, at: float, *, window: int = 1) -> int 
     key = _key(secret)
     for drift in range(-window, window + 1):
         moment = at + drift * 30
+        if moment < 0:
+            continue  # no time step before the Unix epoch (the counter is unsigned)
         if hmac.compare_digest(totp(key, moment), code):
             return int(moment) // 30
     return None
