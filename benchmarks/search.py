@@ -207,25 +207,36 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def timed(runs: int, call: Callable[[], Any]) -> dict[str, float]:
+    """Wall-clock p50/p99/max, and this process's median CPU time (``cpu_p50_ms``: on a
+    loaded machine the figure to compare; SQLite runs in-process, PostgreSQL's server is not
+    in it)."""
     call()  # warm the caches once
-    times = []
+    times, cpu = [], []
     for _ in range(runs):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         call()
         times.append((time.perf_counter() - start) * 1000)
+        cpu.append((time.process_time() - start_cpu) * 1000)
     return {"p50_ms": round(statistics.median(times), 2),
             "p99_ms": round(percentile(times, 0.99), 2),
-            "max_ms": round(max(times), 2)}
+            "max_ms": round(max(times), 2), "cpu_p50_ms": round(statistics.median(cpu), 2)}
 
 
-def run(url: str, runs: int, seed: int) -> dict[str, Any]:
+def run(url: str, runs: int, seed: int, only: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Time every workload, or those named in ``only`` (workload names, ``everything*``,
+    ``reference_sql``, ``http_path``)."""
     spec = load_spec()
     store = open_store(url, build_indexer(spec))
     assert isinstance(store, SqlStore)
+
+    def wanted(name: str) -> bool:
+        return not only or name in only
     try:
         sample = Sample(store, seed)
         results: dict[str, Any] = {}
         for name, draw in workloads().items():
+            if not wanted(name):
+                continue
             count = min(runs, SLOW_RUNS) if name in SLOW else runs
             queries = [draw(sample) for _ in range(count + 1)]
             found: list[int] = []
@@ -243,12 +254,90 @@ def run(url: str, runs: int, seed: int) -> dict[str, Any]:
         def everything_once() -> None:
             counter[0] += 1
             everything(store, spec, patients[counter[0] * 7919 % len(patients)], count=1000)
-        results["everything"] = timed(runs, everything_once)
-        results["reference_sql"] = reference(store, sample, runs)
-        results["http_path"] = http_path(store, spec, sample, runs)
+        if wanted("everything"):
+            results["everything"] = timed(runs, everything_once)
+
+        def care_range_once() -> None:  # one patient, the records of one year (start/end)
+            counter[0] += 1
+            year = 2015 + counter[0] % 10
+            everything(store, spec, patients[counter[0] * 7919 % len(patients)], count=1000,
+                       start=f"{year}-01-01", end=f"{year}-12-31")
+
+        def type_level_once() -> None:  # Patient/$everything: a page of 20, then page 50
+            everything(store, spec, None, count=20, offset=20 * (counter[0] % 2) * 50,
+                       total=False)
+            counter[0] += 1
+        if wanted("everything_care_range"):
+            results["everything_care_range"] = timed(runs, care_range_once)
+        if wanted("everything_type_level"):
+            results["everything_type_level"] = timed(min(runs, 5), type_level_once)  # slow
+        if wanted("reference_sql"):
+            results["reference_sql"] = reference(store, sample, runs)
+        if wanted("http_path"):
+            results["http_path"] = http_path(store, spec, sample, runs)
+        if wanted("date_sort"):
+            results["date_sort"] = date_sort(store, spec, sample, runs)
         return results
     finally:
         store.close()
+
+
+def date_sort_workloads() -> dict[str, Workload]:
+    """Searches sorted by a date (docs/search.md, "Sorting by a date")."""
+    return {
+        "ge_ascending": lambda s: ("Observation", [("date", f"ge{s.day()}"), ("_sort", "date")]),
+        "ge_descending": lambda s: ("Observation", [("date", f"ge{s.day()}"),
+                                                    ("_sort", "-date")]),
+        "le_descending": lambda s: ("Observation", [("date", f"le{s.day()}"),
+                                                    ("_sort", "-date")]),
+        "month_ascending": lambda s: ("Observation", [("date", s.day()[:7]), ("_sort", "date")]),
+        "code_descending": lambda s: ("Observation", [
+            ("code", f"http://loinc.org|{s.pick(s.codes)}"), ("_sort", "-date")]),
+        "subject_descending": lambda s: ("Observation", [
+            ("subject", f"Patient/{s.pick(s.patients)}"), ("_sort", "-date")]),
+        "all_descending": lambda s: ("Encounter", [("_sort", "-date")]),
+    }
+
+
+def date_sort(store: SqlStore, spec: Any, sample: Sample, runs: int) -> dict[str, Any]:
+    """Each date-sort workload with the ``idx_date_sort`` plan and with the plan that sorts
+    every match (``SqlStore.date_index`` off: the same-run reference, ``SLOW_RUNS`` runs), the
+    page alone (``_total=none``) and with the first page's total; wall and this process's CPU
+    milliseconds (SQLite runs in-process, PostgreSQL in the server). Both plans must return
+    the same ids for the same searches."""
+    out: dict[str, Any] = {}
+    for name, draw in date_sort_workloads().items():
+        queries = [draw(sample) for _ in range(runs)]
+        for total in ("none", "first_page"):
+            extra = [("_total", "none")] if total == "none" else []
+            row: dict[str, Any] = {}
+            answers: dict[bool, dict[int, list[str]]] = {}
+            for indexed in (True, False):
+                count = runs if indexed else min(runs, SLOW_RUNS)
+                store.date_index = indexed
+                found: dict[int, list[str]] = {}
+                cpu: list[float] = []
+
+                def one(found: dict[int, list[str]] = found, cpu: list[float] = cpu,
+                        count: int = count, queries: list[Any] = queries,
+                        extra: list[tuple[str, str]] = extra) -> None:
+                    n = len(cpu) % count
+                    rtype, params = queries[n]
+                    started = time.process_time()
+                    result = execute_search(store, spec, rtype, [*params, *extra],
+                                            default_count=20, max_count=1000, strict=True)
+                    cpu.append((time.process_time() - started) * 1000)
+                    found[n] = [v.id for v in result.matches]
+                times = timed(count, one)
+                answers[indexed] = found
+                row["index" if indexed else "sort_all"] = {
+                    **times, "cpu_p50_ms": round(statistics.median(cpu[1:]), 2), "runs": count}
+            store.date_index = True
+            assert all(answers[True][n] == ids for n, ids in answers[False].items()), name
+            row["ratio_p50"] = round(row["sort_all"]["p50_ms"] / max(row["index"]["p50_ms"],
+                                                                     0.001), 1)
+            out[f"{name}/total={total}"] = row
+    return out
 
 
 def http_path(store: SqlStore, spec: Any, sample: Sample, runs: int) -> dict[str, Any]:
@@ -338,6 +427,8 @@ def main() -> None:
     parser.add_argument("--load", action="store_true", help="load the data set if empty")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--only", default="", help="comma-separated workloads to time "
+                                                   "(default: all)")
     args = parser.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
     url = database_url(args.backend, args.patients, args.data)
@@ -349,7 +440,8 @@ def main() -> None:
     report["resources"] = store.count(__import__("medarchive.fhir.search.query",
                                                  fromlist=["SearchQuery"]).SearchQuery(None))
     store.close()
-    report["search"] = run(url, args.runs, args.seed)
+    report["search"] = run(url, args.runs, args.seed,
+                           frozenset(name for name in args.only.split(",") if name))
     print(json.dumps(report, indent=2))
 
 

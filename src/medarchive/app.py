@@ -137,6 +137,7 @@ def build_gateway(settings: Settings, **inject: Any) -> tuple[Any, Services]:
     ``services.close()``."""
     from medarchive.mllp.gateway import Gateway, mapping_config
     from medarchive.mllp.log import MemoryMessageLog, SqlMessageLog
+    from medarchive.mllp.merge import PatientMerge
     from medarchive.mllp.transaction import SharedTransaction
 
     url = settings.database_url
@@ -169,7 +170,8 @@ def build_gateway(settings: Settings, **inject: Any) -> tuple[Any, Services]:
         raise
     gateway = Gateway(services.submit, message_log, transactions=transactions, config=config,
                       max_group=settings.mllp_group_max,
-                      group_wait_ms=settings.mllp_group_wait_ms)
+                      group_wait_ms=settings.mllp_group_wait_ms,
+                      merge=PatientMerge(services.store, services.spec, services.submit))
     return gateway, services
 
 

@@ -216,8 +216,15 @@ class Settings:
         default="var/bulk", metadata={"help": "Folder of Bulk Data $export files (one "
                                               "sub-folder per job)."})
     bulk_workers: int = field(
-        default=1, metadata={"help": "Threads per server process that run $export jobs; 0 "
-                                     "runs none in this process."})
+        default=1, metadata={"help": "Threads per server process that run $export and "
+                                     "$import jobs; 0 runs none in this process."})
+    bulk_import_dir: str = field(
+        default="var/import", metadata={"help": "Folder whose files $import may read as "
+                                                "file:// inputs; empty: no file:// inputs."})
+    bulk_import_urls: str = field(
+        default="", metadata={"help": "URL prefixes (comma-separated, e.g. "
+                                      "https://data.example.org/exports/) $import may fetch "
+                                      "http(s) inputs from; empty: none."})
     warehouse_path: str = field(
         default="var/warehouse.duckdb",
         metadata={"help": "DuckDB file of medarchive warehouse build/sql (the Spark engine "

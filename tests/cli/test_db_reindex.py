@@ -4,12 +4,12 @@ reruns a finished one with --restart (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from medarchive.cli.main import app
 from medarchive.fhir.search.parse import parse_search
@@ -26,8 +26,9 @@ def run(database_url: str, *args: str) -> Result:
 
 
 def patients(store: Any, count: int) -> None:
-    resources = [{"resourceType": "Patient", "id": f"p{n}", "gender": "female",
-                  "meta": {"versionId": "1"}} for n in range(count)]
+    resources: list[dict[str, Any]] = [
+        {"resourceType": "Patient", "id": f"p{n}", "gender": "female",
+         "meta": {"versionId": "1"}} for n in range(count)]
     store.write([Change("Patient", r["id"], 1, 0, WHEN, False, orjson.dumps(r), r)
                  for r in resources])
 
@@ -83,3 +84,33 @@ def test_an_interrupted_job_resumes(database_url: str, spec: Any, indexer: Any) 
 def test_memory_database_is_refused() -> None:
     result = CliRunner().invoke(app, ["--database-url", "memory://", "db", "reindex"])
     assert result.exit_code == 1 and "SQLite or PostgreSQL" in result.output
+
+
+@BACKENDS
+def test_reindex_of_one_type(database_url: str, spec: Any, indexer: Any) -> None:
+    store = open_store(database_url, indexer)
+    try:
+        assert isinstance(store, SqlStore)
+        patients(store, 4)
+        doctor = {"resourceType": "Practitioner", "id": "d1", "gender": "female"}
+        store.write([Change("Practitioner", "d1", 1, 0, WHEN, False, orjson.dumps(doctor),
+                            doctor)])
+        with store.db.writing() as cur:
+            cur.execute("DELETE FROM idx_token")
+        result = run(database_url, "--type", "Practitioner", "--batch", "1")
+        assert result.exit_code == 0, result.output
+        assert "reindexed 1 resources (job 'reindex:Practitioner')" in result.output
+        assert "Practitioner" in result.output  # the progress line names the type
+        assert found(store, spec) == 0  # the Patients were left alone
+        again = run(database_url, "--type", "Practitioner")
+        assert "already finished" in again.output
+        everything = run(database_url, "--batch", "2")  # the all-types job is separate
+        assert "reindexed 5 resources (job 'reindex')" in everything.output
+        assert found(store, spec) == 4
+    finally:
+        store.close()
+
+
+def test_unknown_type_is_refused(tmp_path: Path) -> None:
+    result = run(f"sqlite:///{tmp_path / 'medarchive.db'}", "--type", "Patients")
+    assert result.exit_code == 1 and "unknown resource type 'Patients'" in result.output

@@ -86,3 +86,37 @@ def test_write_during_reindex_wins(store: Store, switchable: Switchable) -> None
     store.reindex(batch=10)
     assert find(store, "Patient", "name=renamed") == ["p3"]
     assert find(store, "Patient", "name=name3") == []
+
+
+def test_reindex_of_one_type_leaves_the_others(store: Store, switchable: Switchable) -> None:
+    put(store, {"resourceType": "Practitioner", "id": "d1", "name": [{"family": "Name9"}]})
+    switchable.full = True
+    seen: list[ReindexProgress] = []
+    final = store.reindex(batch=4, progress=seen.append, resource_type="Practitioner")
+    assert final.finished and final.done == 1 and final.total == 1
+    assert final.job == "reindex:Practitioner"
+    assert find(store, "Practitioner", "name=name9") == ["d1"]
+    assert find(store, "Patient", "name=name1") == []  # Patients were not re-extracted
+    again = store.reindex(resource_type="Patient", batch=4)  # its own job, not finished
+    assert again.done == 6 and find(store, "Patient", "name=name1") == ["p1"]
+    assert store.reindex(resource_type="Practitioner").finished  # finished, kept apart
+
+
+def test_interrupted_reindex_of_one_type_resumes(store: Store, switchable: Switchable) -> None:
+    put(store, *({"resourceType": "Practitioner", "id": f"d{n}", "name": [{"family": "Doc"}]}
+                 for n in range(5)))
+    switchable.full = True
+
+    def stop_after_first(progress: ReindexProgress) -> None:
+        raise Stop(progress)
+
+    with pytest.raises(Stop):
+        store.reindex(job="doc", batch=2, progress=stop_after_first,
+                      resource_type="Practitioner")
+    assert find(store, "Practitioner", "name=doc") == ["d0", "d1"]
+    before = switchable.calls
+    final = store.reindex(job="doc", batch=2, resource_type="Practitioner")
+    assert final.finished and (final.done, final.total) == (5, 5)
+    assert switchable.calls - before == 3
+    assert find(store, "Practitioner", "name=doc") == [f"d{n}" for n in range(5)]
+    assert find(store, "Patient", "name=name") == []  # the job never left its type

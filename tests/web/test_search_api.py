@@ -59,6 +59,23 @@ def test_compartment_and_everything(loaded: Any) -> None:
     assert loaded.get("/fhir/Patient/zz/$everything").status_code == 404
 
 
+def test_compartment_post_and_type_level_everything(loaded: Any) -> None:
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    posted = loaded.post("/fhir/Patient/p2/Observation/_search", content=b"code:text=hr",
+                         headers=form)
+    assert posted.status_code == 200 and ids(posted.json()) == {"o1", "o3", "o5"}
+    every = loaded.post("/fhir/Patient/p1/*/_search", content=b"_count=50", headers=form)
+    assert ids(every.json()) == {"o0", "o2", "o4"}  # members by the links, as GET
+    refused = loaded.post("/fhir/Patient/p2/Observation/_search", content=b"date=soon",
+                          headers=form)
+    assert refused.status_code == 400 and refused.json()["resourceType"] == "OperationOutcome"
+    everyone = loaded.get("/fhir/Patient/$everything?_count=50").json()
+    assert everyone["total"] == 9 and ids(everyone) == {"p1", "p2", "dr1"} | {
+        f"o{n}" for n in range(6)}
+    ranged = loaded.get("/fhir/Patient/$everything?start=2020&end=2020&_count=50").json()
+    assert ids(ranged) == {"p1", "p2", "dr1"}  # the observations have no care date
+
+
 def test_summary_count_and_strict(loaded: Any) -> None:
     counted = loaded.get("/fhir/Observation?subject=Patient/p1&_summary=count").json()
     assert counted["total"] == 3 and not counted.get("entry")

@@ -55,37 +55,50 @@ def reindex_command(
                        ] = False,
     job: Annotated[str, typer.Option(help="Job name; progress is kept per job.")] = "reindex",
     batch: Annotated[int, typer.Option(help="Resources per transaction.", min=1)] = 500,
+    resource_type: Annotated[str | None, typer.Option(
+        "--type", help="Reindex only this resource type (e.g. after a search parameter of "
+                       "that type was added); its progress is kept apart as JOB:TYPE.")
+                             ] = None,
 ) -> None:
     """Re-extract the search index of every current resource (R4 §3.1.1: after a search
     parameter or the indexer changed). Resumable: an interrupted run continues after the last
-    committed batch when started again with the same job name."""
+    committed batch when started again with the same job name (and --type)."""
     from medarchive.app import build_services
-    from medarchive.store.base import ReindexProgress
+    from medarchive.store.base import ReindexProgress, reindex_job_key
 
     settings = state(ctx).settings()
     if settings.database_url.startswith("memory:"):
         fail("reindex needs a SQLite or PostgreSQL database (database_url)")
+    name = reindex_job_key(job, resource_type)
     started = time.perf_counter()
     with reported():
         services = build_services(settings)
         try:
-            batches = []
+            if resource_type is not None and \
+                    not services.repository.spec.is_resource_type(resource_type):
+                fail(f"unknown resource type {resource_type!r}")
+            batches: list[ReindexProgress] = []
             with progress_bar() as bar:
-                task = bar.add_task(f"reindex ({job})", total=None, rate="")
+                task = bar.add_task(f"reindex {resource_type or 'all types'} ({name})",
+                                    total=None, rate="")
 
-                def show(state: ReindexProgress) -> None:
-                    batches.append(state.done)
-                    rate = state.done / max(time.perf_counter() - started, 1e-6)
-                    bar.update(task, total=state.total, completed=state.done,
-                               rate=f"{rate:,.0f} res/s")
+                def show(progress: ReindexProgress) -> None:
+                    batches.append(progress)
+                    if len(batches) == 1:  # the rate counts from here: a resumed job's
+                        marks.append(time.perf_counter())  # earlier batches are not in it
+                    done = progress.done - batches[0].done
+                    rate = f"{done / (time.perf_counter() - marks[0]):,.0f} res/s" if done \
+                        else ""
+                    bar.update(task, total=progress.total, completed=progress.done, rate=rate)
+                marks: list[float] = []
                 final = services.store.reindex(job=job, batch=batch, restart=restart,
-                                               progress=show)
+                                               progress=show, resource_type=resource_type)
                 bar.update(task, total=max(final.total, 1), completed=final.total)
         finally:
             services.close()
     if not batches:
-        console.print(f"job {job!r} had already finished ({final.done} resources); use "
+        console.print(f"job {name!r} had already finished ({final.done} resources); use "
                       "--restart to run it again")
     else:
-        console.print(f"reindexed {final.done} resources (job {job!r}) in "
+        console.print(f"reindexed {final.done} resources (job {name!r}) in "
                       f"{time.perf_counter() - started:.1f} s")

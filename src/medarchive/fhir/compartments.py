@@ -36,9 +36,10 @@ def compartment_links(spec: Any, compartment: str,
     return tuple(links)
 
 
-def compartment_clause(spec: Any, compartment: str, id: str, types: Iterable[str] | None = None,
-                       *, owner: bool = False) -> Compartment:
-    """The clause "in compartment ``compartment``/``id``" (R4 §3.1.0.7)."""
+def compartment_clause(spec: Any, compartment: str, id: str | None,
+                       types: Iterable[str] | None = None, *, owner: bool = False) -> Compartment:
+    """The clause "in compartment ``compartment``/``id``" (R4 §3.1.0.7); ``id`` None: in the
+    compartment of any resource of that type."""
     if compartment not in COMPARTMENTS:
         raise BadRequest(f"unknown compartment {compartment!r}")
     wanted = None if types is None else list(types)

@@ -168,6 +168,9 @@ class Router:
                 return self._validate(request, method, rtype, None)
             if second in self.operations:
                 return self.operations[second](request, rtype, None)
+            if second == "$everything" and rtype == "Patient":  # type level: every patient
+                self._allow(method, "GET")
+                return self.searches.everything(request, None)
             if second.startswith("$"):
                 raise NotImplementedYet(f"operation {second} is not supported")
             return self._instance(request, method, rtype, check_id(second))
@@ -192,6 +195,11 @@ class Router:
         if len(parts) == 4 and third == "_history":
             self._allow(method, "GET")
             return self._vread(request, rtype, rid, parts[3])
+        if len(parts) == 4 and parts[3] == "_search" and rtype in COMPARTMENTS and (
+                third == "*" or self.spec.is_resource_type(third)):
+            self._allow(method, "POST")  # R4 §3.1.1.1: POST [Compartment]/[id]/[type]/_search
+            return self.searches.compartment(request, rtype, rid, third,
+                                             self._form_params(request))
         raise NotFound(f"no FHIR interaction at {path[:200]!r}")
 
     # -- helpers --------------------------------------------------------------------------

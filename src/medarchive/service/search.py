@@ -35,6 +35,7 @@ from medarchive.fhir.search.query import (
     Clause,
     Has,
     Include,
+    OfType,
     SearchQuery,
 )
 from medarchive.security.actor import current_actor
@@ -88,6 +89,8 @@ def _linked_types(clause: Clause | None) -> Iterator[str]:
     elif isinstance(clause, AnyOf | AllOf):
         for part in clause.clauses:
             yield from _linked_types(part)
+    elif isinstance(clause, OfType):
+        yield from _linked_types(clause.clause)
 
 
 def _int(name: str, text: str, low: int = 0) -> int:
@@ -255,21 +258,25 @@ class Searches:
         return self._searchset(rtype or "", result, view)
 
     def compartment(self, request: FhirRequest, compartment: str, id: str,
-                    rtype: str) -> FhirResponse:
-        """Compartment search ``GET [Compartment]/[id]/[type]`` and ``/*`` (R4 §3.1.0.7): the
-        search confined to the resources the official CompartmentDefinition links to it."""
+                    rtype: str, params: list[tuple[str, str]] | None = None) -> FhirResponse:
+        """Compartment search ``GET [Compartment]/[id]/[type]`` and ``/*`` (R4 §3.1.0.7), or
+        its ``POST .../_search`` form (``params``: URL and form body): the search confined to
+        the resources the official CompartmentDefinition links to it."""
         target = None if rtype == "*" else self.repository.check_type(rtype)
-        params = list(request.query)
+        params = list(request.query) if params is None else params
         view = self.router.view(request, target, params)
         result = compartment_search(self.narrowed, self.repository.spec, compartment, id,
                                     target or "*", params, **self._limits(request))
         return self._searchset(f"{compartment}/{id}/{rtype}", result, view)
 
-    def everything(self, request: FhirRequest, id: str) -> FhirResponse:
+    def everything(self, request: FhirRequest, id: str | None) -> FhirResponse:
         """``Patient/[id]/$everything`` (R4 OperationDefinition Patient-everything): the
-        patient, its compartment and what they refer to; ``_since``, ``_type``, ``_count``
-        and ``_offset`` paging. ``start``/``end`` (care dates) are not supported."""
+        patient, its compartment and what they refer to; ``id`` None is the type-level
+        ``Patient/$everything`` (every patient the caller may see). ``start``/``end`` (care
+        dates, ``fhir.care_dates``), ``_since``, ``_type``, ``_count`` and ``_offset``
+        paging."""
         since = None
+        dates: dict[str, str] = {}
         types: list[str] = []
         limits = self.router.limits
         count, offset = limits.default_page_size, 0
@@ -284,7 +291,7 @@ class Searches:
             elif name == "_offset":
                 offset = _int("_offset", value)
             elif name in ("start", "end"):
-                raise NotImplementedYet(f"$everything parameter {name} is not supported")
+                dates[name] = value
             elif name not in EVERYTHING_PARAMS and strict:
                 raise BadRequest(f"unknown $everything parameter {name}")
         total = request.param("_total")
@@ -293,12 +300,14 @@ class Searches:
         view = self.router.view(request, None)
         result = everything(self.narrowed, self.repository.spec, id, since=since,
                             types=types or None, count=count, offset=offset,
-                            total=total != "none" and (offset == 0 or total is not None))
+                            total=total != "none" and (offset == 0 or total is not None),
+                            start=dates.get("start"), end=dates.get("end"))
         if since is not None:  # the client's text, not the parsed instant, goes in links
             kept = [(k, v) for k, v in result.self_params if k != "_since"]
             result = replace(result, self_params=(("_since", request.param("_since") or ""),
                                                   *kept))
-        return self._searchset(f"Patient/{id}/$everything", result, view)
+        path = "Patient/$everything" if id is None else f"Patient/{id}/$everything"
+        return self._searchset(path, result, view)
 
     def history(self, request: FhirRequest, rtype: str | None, rid: str | None) -> FhirResponse:
         """history-instance / -type / -system (R4 §3.1.0.9): ``_since``, ``_count``, and

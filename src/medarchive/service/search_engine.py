@@ -17,13 +17,19 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from medarchive.errors import BadRequest, Gone, NotFound
+from medarchive.fhir.care_dates import CARE_DATES, care_date_clause
 from medarchive.fhir.compartments import compartment_clause, member_types
+from medarchive.fhir.search.dates import MAX_MICROS, MIN_MICROS, search_date_range
 from medarchive.fhir.search.include import INCLUDE_PARAMS, parse_includes
 from medarchive.fhir.search.parse import parse_search
 from medarchive.fhir.search.query import (
+    AllOf,
     AnyOf,
+    Clause,
+    Compartment,
     Has,
     Include,
+    OfType,
     Predicate,
     RangeValue,
     SearchQuery,
@@ -220,26 +226,37 @@ def compartment_search(store: Searchable, spec: Any, compartment: str, id: str,
                           extra=(clause,))
 
 
-def everything(store: Searchable, spec: Any, patient_id: str, *, since: datetime | None = None,
-               types: Sequence[str] | None = None, count: int = 100, offset: int = 0,
-               total: bool = True) -> SearchResult:
+def everything(store: Searchable, spec: Any, patient_id: str | None, *,
+               since: datetime | None = None, types: Sequence[str] | None = None,
+               count: int = 100, offset: int = 0, total: bool = True,
+               start: str | None = None, end: str | None = None) -> SearchResult:
     """``Patient/[id]/$everything`` (R4 Patient-everything operation): the patient, every
     resource in its compartment, and every resource those refer to (practitioners,
     organizations, locations, medications...), in storage order, paged by ``count``/``offset``.
-    ``since`` keeps resources changed at or after that instant (``_since``), ``types`` the given
-    resource types (``_type``). 404 for an unknown patient, 410 for a deleted one."""
-    current = store.read("Patient", patient_id)
-    if current is None:
-        raise NotFound(f"Patient/{patient_id} not found")
-    if current.deleted:
-        raise Gone(f"Patient/{patient_id} was deleted")
+    ``patient_id`` None is the type-level ``Patient/$everything``: every patient (as far as
+    ``store`` lets the caller see) with the same. ``since`` keeps resources changed at or after
+    that instant (``_since``), ``types`` the given resource types (``_type``); ``start``/``end``
+    (R4 dates) keep the records whose care date (``fhir.care_dates``) overlaps that range, and
+    the resources those refer to; records of types without a care date are kept. 404 for an
+    unknown patient, 410 for a deleted one."""
+    if patient_id is not None:
+        current = store.read("Patient", patient_id)
+        if current is None:
+            raise NotFound(f"Patient/{patient_id} not found")
+        if current.deleted:
+            raise Gone(f"Patient/{patient_id} was deleted")
     wanted = tuple(dict.fromkeys(types)) if types else ()
     for name in wanted:
         if not spec.is_resource_type(name):
             raise BadRequest(f"unknown resource type {name!r} in _type")
-    members = compartment_clause(spec, "Patient", patient_id, owner=True)
-    clauses: list[Any] = [AnyOf((members, Has(None, None, members)))]
+    compartment = compartment_clause(spec, "Patient", patient_id, owner=True)
+    members: Clause = compartment
     self_params: list[tuple[str, str]] = []
+    if start is not None or end is not None:
+        members = _in_care_range(compartment, start, end)
+        self_params += [(name, value) for name, value in (("start", start), ("end", end))
+                        if value is not None]
+    clauses: list[Any] = [AnyOf((members, Has(None, None, members)))]
     if since is not None:
         micros = to_micros(since)
         clauses.append(Predicate("_lastUpdated", "lastUpdated",
@@ -250,3 +267,21 @@ def everything(store: Searchable, spec: Any, patient_id: str, *, since: datetime
     query = SearchQuery(None, tuple(clauses), (), count, offset, wanted)
     return run_query(store, query, resource_type=None, self_params=self_params,
                      total_mode="accurate" if total else "none")
+
+
+def _in_care_range(members: Compartment, start: str | None, end: str | None) -> Clause:
+    """The compartment ``members`` whose care date overlaps [start, end] (either may be
+    missing: R4 "all records prior to the end date"), and its members without a care date."""
+    low = search_date_range(start)[0] if start is not None else MIN_MICROS
+    high = search_date_range(end)[1] if end is not None else MAX_MICROS
+    if low > high:
+        raise BadRequest(f"$everything start {start} is after end {end}")
+    undated = tuple(link for link in members.links if link[0] not in CARE_DATES)
+    parts: list[Clause] = [Compartment(members.compartment, members.id, undated, members.owner)]
+    for rtype in sorted({link[0] for link in members.links if link[0] in CARE_DATES}):
+        dated = care_date_clause(rtype, low, high)
+        assert dated is not None
+        links = tuple(link for link in members.links if link[0] == rtype)
+        parts.append(OfType(rtype, AllOf((Compartment(members.compartment, members.id, links),
+                                          dated))))
+    return AnyOf(tuple(parts))

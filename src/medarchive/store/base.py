@@ -85,6 +85,12 @@ class ReindexProgress:
 ReindexCallback = Callable[[ReindexProgress], None]
 
 
+def reindex_job_key(job: str, resource_type: str | None) -> str:
+    """The name a reindex job's progress is kept under: ``job``, or ``job:Type`` when it is
+    confined to one resource type (so a job never resumes with another scope's position)."""
+    return job if resource_type is None else f"{job}:{resource_type}"
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryQuery:
     """A history request (R4 §3.1.0.9): newest first, optionally bounded for stable paging."""
@@ -148,11 +154,14 @@ class Store(Protocol):
         ...
 
     def reindex(self, *, job: str = "reindex", batch: int = 500, restart: bool = False,
-                progress: ReindexCallback | None = None) -> ReindexProgress:
+                progress: ReindexCallback | None = None,
+                resource_type: str | None = None) -> ReindexProgress:
         """Re-extract the search index of every current resource with the store's indexer, in
         batches of ``batch`` resources, each in its own transaction; progress is recorded per
         ``job`` so an interrupted run resumes where it stopped (``restart`` starts over).
-        ``progress`` is called after every batch. Writes during a reindex stay correct."""
+        ``progress`` is called after every batch. Writes during a reindex stay correct.
+        ``resource_type`` confines the job to that type; its progress is then kept under
+        ``reindex_job_key(job, resource_type)``, apart from the job over every type."""
         ...
 
     def changes(self, after_seq: int = 0, limit: int = 1000) -> list[Version]:

@@ -25,6 +25,7 @@ from medarchive.store.base import (
     ReindexCallback,
     ReindexProgress,
     Version,
+    reindex_job_key,
     to_micros,
 )
 
@@ -199,14 +200,16 @@ class MemoryStore:
             return [found[rid].version for rid in sorted(found)[:limit]]
 
     def reindex(self, *, job: str = "reindex", batch: int = 500, restart: bool = False,
-                progress: ReindexCallback | None = None) -> ReindexProgress:
+                progress: ReindexCallback | None = None,
+                resource_type: str | None = None) -> ReindexProgress:
+        job = reindex_job_key(job, resource_type)
         with self._lock:
             state = self._jobs.get(job)
             if state is None or restart:
                 state = ReindexProgress(job, 0, 0, 0, False)
             if state.finished:
                 return state
-            pending = [c for c in self.current(None) if c.rid > state.last_rid]
+            pending = [c for c in self.current(resource_type) if c.rid > state.last_rid]
             state = replace(state, total=state.done + len(pending))
             for start in range(0, len(pending), max(batch, 1)):
                 chunk = pending[start:start + max(batch, 1)]

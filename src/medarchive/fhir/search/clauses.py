@@ -22,6 +22,7 @@ from medarchive.fhir.search.query import (
     Clause,
     Compartment,
     Has,
+    OfType,
     Predicate,
 )
 
@@ -69,6 +70,9 @@ class ClauseMatcher:
             return any(self.matches(item, part) for part in clause.clauses)
         if isinstance(clause, AllOf):
             return all(self.matches(item, part) for part in clause.clauses)
+        if isinstance(clause, OfType):
+            return item.resource_type == clause.resource_type and \
+                self.matches(item, clause.clause)
         raise TypeError(f"not a search clause: {clause!r}")
 
     def select(self, resource_type: str | None, clause: Clause | None) -> list[Indexed]:
@@ -98,10 +102,12 @@ class ClauseMatcher:
 
 def in_compartment(item: Indexed, compartment: Compartment) -> bool:
     """Whether ``item`` is in the compartment (R4 §3.1.0.7, CompartmentDefinition)."""
-    if compartment.owner and item.resource_type == compartment.compartment and \
-            item.id == compartment.id:
+    anyone = compartment.id is None  # the compartment of every resource of its type
+    if compartment.owner and item.resource_type == compartment.compartment and (
+            anyone or item.id == compartment.id):
         return True
     links = {param for rtype, param in compartment.links if rtype == item.resource_type}
     return bool(links) and any(
         e.param in links and e.target_type == compartment.compartment
-        and e.target_id == compartment.id for e in item.entries.references)
+        and e.target_id is not None and (anyone or e.target_id == compartment.id)
+        for e in item.entries.references)

@@ -146,10 +146,11 @@ class Has:
 class Compartment:
     """Membership of a compartment (R4 §3.1.0.7, CompartmentDefinition): a resource is in
     ``compartment``/``id`` when one of its ``links`` (resource type, parameter) refers to it;
-    with ``owner`` the compartment's own resource is a member too."""
+    with ``owner`` the compartment's own resource is a member too. ``id`` None means the
+    compartment of any resource of that type (type-level ``Patient/$everything``)."""
 
     compartment: str
-    id: str
+    id: str | None
     links: tuple[tuple[str, str], ...]
     owner: bool = False
 
@@ -169,7 +170,17 @@ class AllOf:
     clauses: tuple[Clause, ...]
 
 
-Clause = Predicate | Chain | Has | Compartment | AnyOf | AllOf
+@dataclass(frozen=True, slots=True)
+class OfType:
+    """Resources of ``resource_type`` satisfying ``clause`` (decided as a search of that type):
+    confines one part of a query over several types to one type (``$everything`` ``start``/
+    ``end``, where each type has its own care-date parameters)."""
+
+    resource_type: str
+    clause: Clause
+
+
+Clause = Predicate | Chain | Has | Compartment | AnyOf | AllOf | OfType
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from medarchive.fhir.search.query import (
     Compartment,
     CompositeValue,
     Has,
+    OfType,
     OfTypeValue,
     Predicate,
     QuantityValue,
@@ -124,6 +125,8 @@ class Compiler:
             return f"{alias}.rid IN ({self._chain(clause, rtype)})"
         if isinstance(clause, Compartment):
             return f"{alias}.rid IN ({self._compartment(clause, rtype)})"
+        if isinstance(clause, OfType):
+            return f"{alias}.rid IN ({self._of_type(clause, rtype)})"
         raise TypeError(f"not a search clause: {clause!r}")
 
     def rid_query(self, clause: Clause, rtype: str | None) -> str:
@@ -136,6 +139,8 @@ class Compiler:
             return self._compartment(clause, rtype)
         if isinstance(clause, Has):
             return self._has_rids(clause, rtype)
+        if isinstance(clause, OfType):
+            return self._of_type(clause, rtype)
         if isinstance(clause, Predicate) and plain_index(clause):
             return self._index_rids(clause, rtype)
         t = self.alias("t")
@@ -160,6 +165,14 @@ class Compiler:
         if clause is not None:
             sql += " AND " + self.clause(clause, t, rtype)
         return sql
+
+    def _of_type(self, clause: OfType, rtype: str | None) -> str:
+        """The rids of ``clause.resource_type`` satisfying its clause, decided with that type
+        known (its typed index lookups); none when the search is of another type."""
+        if rtype is not None and rtype != clause.resource_type:
+            t = self.alias("t")
+            return f"SELECT {t}.rid FROM resource {t} WHERE 1=0"
+        return self._resource_rows(clause.resource_type, clause.clause, "rid")
 
     def _chain(self, chain: Chain, rtype: str | None) -> str:
         x = self.alias("x")
@@ -210,9 +223,13 @@ class Compiler:
         for link_type, param in compartment.links:
             if rtype is None or link_type == rtype:
                 links.setdefault(link_type, []).append(param)
-        self.params += [compartment.compartment, compartment.id]
-        sql = f"SELECT {x}.rid FROM idx_reference {x} WHERE {x}.target_type = ? AND " \
-              f"{x}.target_id = ? AND "
+        self.params.append(compartment.compartment)
+        sql = f"SELECT {x}.rid FROM idx_reference {x} WHERE {x}.target_type = ? AND "
+        if compartment.id is None:
+            sql += f"{x}.target_id IS NOT NULL AND "
+        else:
+            self.params.append(compartment.id)
+            sql += f"{x}.target_id = ? AND "
         groups = []
         for link_type, params in sorted(links.items()):
             groups.append(f"({x}.res_type = ? AND {x}.param IN ({_marks(len(params))}))")
@@ -220,9 +237,11 @@ class Compiler:
         sql += "(" + (" OR ".join(groups) or "1=0") + ")"
         if compartment.owner:
             t = self.alias("t")
-            self.params += [compartment.compartment, compartment.id]
-            sql += f" UNION SELECT {t}.rid FROM resource {t} WHERE {t}.res_type = ? AND " \
-                   f"{t}.res_id = ?"
+            self.params.append(compartment.compartment)
+            sql += f" UNION SELECT {t}.rid FROM resource {t} WHERE {t}.res_type = ?"
+            if compartment.id is not None:
+                self.params.append(compartment.id)
+                sql += f" AND {t}.res_id = ?"
         return sql
 
     def _predicate(self, predicate: Predicate, alias: str, rtype: str | None) -> str:
@@ -259,6 +278,22 @@ class Compiler:
         return (self._plain_rids(predicate, param, table, self._outside_blind(), None) +
                 " UNION " + self._blind_rids(predicate, param, kind, self._inside_blind(),
                                              None))
+
+    def correlated(self, predicate: Predicate, rid: str, rtype: str | None) -> str | None:
+        """``EXISTS`` over the predicate's index rows of the one resource whose rid is the
+        column ``rid``: an index probe per candidate, for candidates read in another index's
+        order. None when the predicate is not a plain index lookup on plain (unblinded) rows."""
+        if not plain_index(predicate):
+            return None
+        param, table, kind = index_target(predicate, TABLES)
+        if self.blind is not None and blinded(rtype, kind, param):
+            return None
+        e = self.alias("e")
+        sql = f"EXISTS (SELECT 1 FROM {table} {e} WHERE {e}.rid = {rid} AND " \
+              f"{self._scope(e, rtype)}"
+        self.params.append(param)
+        alternatives = [self._value(predicate, value) for value in predicate.values]
+        return sql + f"{e}.param = ? AND ({' OR '.join(alternatives)}))"
 
     def _inside_blind(self) -> str:
         self.params += sorted(BLIND_TYPES)

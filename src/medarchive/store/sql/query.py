@@ -16,6 +16,7 @@ from typing import Any
 from medarchive.crypto.blind import BlindIndex, blinded
 from medarchive.errors import BadRequest
 from medarchive.fhir.search.query import Include, Predicate, SearchQuery, SortKey
+from medarchive.store.sql.datesort import date_count_sql, date_sort_sql, sortable
 from medarchive.store.sql.predicates import TABLES, Compiler, plain_index, range_sql
 
 __all__ = ["KEY_JOIN", "SELECT_VERSION", "VERSION_COLUMNS", "count_sql", "include_sql",
@@ -109,9 +110,16 @@ def _driven(compiler: Compiler, query: SearchQuery, driver: Predicate) -> tuple[
 
 
 def search_sql(query: SearchQuery, dialect: str = "sqlite",
-               blind: BlindIndex | None = None) -> tuple[str, list[Any]]:
+               blind: BlindIndex | None = None, *,
+               date_index: bool = False) -> tuple[str, list[Any]]:
     """One page of current versions matching ``query``, in its sort order (R4 §3.1.1.4.3).
-    With ``blind``, blinded parameters are matched through their blind indexes."""
+    With ``blind``, blinded parameters are matched through their blind indexes. With
+    ``date_index``, a sort by one date parameter reads ``idx_date_sort`` in order
+    (``store.sql.datesort``; the store chooses, see ``SqlStore.search``)."""
+    key = sortable(query, blind) if date_index else None
+    if key is not None:
+        inner, params, page_order = date_sort_sql(query, key, dialect, blind)
+        return _page(inner, page_order), params
     compiler = Compiler(dialect, blind)
     driver = _driver(query)
     if driver is not None:
@@ -146,9 +154,13 @@ def _page(inner: str, order: str) -> str:
             f"ORDER BY {order}")
 
 
-def count_sql(query: SearchQuery, dialect: str = "sqlite",
-              blind: BlindIndex | None = None) -> tuple[str, list[Any]]:
-    """How many current resources match (Bundle.total, R4 §3.1.1.3)."""
+def count_sql(query: SearchQuery, dialect: str = "sqlite", blind: BlindIndex | None = None,
+              *, date_index: bool = False) -> tuple[str, list[Any]]:
+    """How many current resources match (Bundle.total, R4 §3.1.1.3); with ``date_index``, a
+    search on one date parameter only is counted on ``idx_date_sort``."""
+    by_date = date_count_sql(query, dialect, blind) if date_index else None
+    if by_date is not None:
+        return by_date
     compiler = Compiler(dialect, blind)
     driver = _driver(query)
     if driver is not None:

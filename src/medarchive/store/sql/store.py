@@ -47,6 +47,7 @@ from medarchive.store.base import (
 )
 from medarchive.store.sql.crypto import Keyring, erased_message
 from medarchive.store.sql.database import Database
+from medarchive.store.sql.datesort import PROBE, probe_query, sortable
 from medarchive.store.sql.indexing import estimate_sql, replace_index, run_reindex
 from medarchive.store.sql.migrations import migrate
 from medarchive.store.sql.query import (
@@ -55,6 +56,7 @@ from medarchive.store.sql.query import (
     VERSION_COLUMNS,
     count_sql,
     include_sql,
+    matches_sql,
     search_sql,
 )
 
@@ -80,6 +82,11 @@ class SqlStore:
             db.encryption = encryption  # type: ignore[attr-defined]
         self.keyring = Keyring(db, encryption) if encryption is not None else None
         self._indexer = indexer if self.keyring is None else self._blinding(indexer)
+        self.date_index = True
+        """Date sorts and date-only counts read ``idx_date_sort`` (docs/search.md); False
+        sorts every match as before (the same-run reference of benchmarks/search.py)."""
+        self.date_probe = PROBE
+        """A date sort whose other predicates match fewer resources sorts those instead."""
 
     def _blinding(self, indexer: Indexer) -> Indexer:
         blind = self.keyring.blind if self.keyring is not None else None
@@ -191,27 +198,39 @@ class SqlStore:
                                row[0] if row else None)
 
     def _claim(self, cur: Any, changes: Sequence[Change]) -> list[int]:
-        """Advance (or create) each resource row; return the rids in change order."""
-        rids: list[int] = []
-        insert = self._sql(
-            "INSERT INTO resource (res_type, res_id, version, last_updated, deleted) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (res_type, res_id) DO NOTHING RETURNING rid")
+        """Advance (or create) each resource row; return the rids in change order. New
+        resources are inserted many rows per statement (bulk writes create thousands)."""
+        rids: dict[tuple[str, str], int] = {}
         update = self._sql(
             "UPDATE resource SET version = ?, last_updated = ?, deleted = ? "
             "WHERE res_type = ? AND res_id = ? AND version = ? RETURNING rid")
+        created = [change for change in changes if change.expected_version == 0]
+        for start in range(0, len(created), _CHUNK):
+            chunk = created[start:start + _CHUNK]
+            params: list[Any] = []
+            for change in chunk:
+                params += [change.resource_type, change.id, change.version_id,
+                           to_micros(change.last_updated), change.deleted]
+            cur.execute(self._sql(
+                "INSERT INTO resource (res_type, res_id, version, last_updated, deleted) VALUES "
+                f"{', '.join(['(?, ?, ?, ?, ?)'] * len(chunk))} "
+                "ON CONFLICT (res_type, res_id) DO NOTHING RETURNING rid, res_type, res_id"),
+                params)
+            rids.update(((res_type, res_id), rid) for rid, res_type, res_id in cur.fetchall())
+            for change in chunk:
+                if (change.resource_type, change.id) not in rids:
+                    raise self._conflict(cur, change)
         for change in changes:
-            micros = to_micros(change.last_updated)
             if change.expected_version == 0:
-                cur.execute(insert, (change.resource_type, change.id, change.version_id, micros,
-                                     change.deleted))
-            else:
-                cur.execute(update, (change.version_id, micros, change.deleted,
-                                     change.resource_type, change.id, change.expected_version))
+                continue
+            cur.execute(update, (change.version_id, to_micros(change.last_updated),
+                                 change.deleted, change.resource_type, change.id,
+                                 change.expected_version))
             row = cur.fetchone()
             if row is None:
                 raise self._conflict(cur, change)
-            rids.append(row[0])
-        return rids
+            rids[(change.resource_type, change.id)] = row[0]
+        return [rids[(change.resource_type, change.id)] for change in changes]
 
     def _seal(self, cur: Any, changes: Sequence[Change], entries: list[IndexEntries]
               ) -> list[tuple[bytes, int | None]]:
@@ -295,13 +314,39 @@ class SqlStore:
         return self.keyring.blind if self.keyring is not None else None
 
     def search(self, query: SearchQuery) -> list[Version]:
-        sql, params = search_sql(query, self.db.dialect, self._blind)
+        by_date = self._date_index(query)
+        sql, params = search_sql(query, self.db.dialect, self._blind, date_index=by_date)
+        # a page read in date order probes a few hundred index entries: starting parallel
+        # workers for it (PostgreSQL's choice when it misjudges a filter) costs far more
+        serial = by_date and self.db.dialect == "postgresql"
         with self.db.reading() as cur:
-            cur.execute(self._sql(sql), params)
-            return self._opened(cur.fetchall(), "skip")
+            if serial:
+                cur.execute("SET max_parallel_workers_per_gather = 0")
+            try:
+                cur.execute(self._sql(sql), params)
+                rows = cur.fetchall()
+            finally:
+                if serial:
+                    cur.execute("RESET max_parallel_workers_per_gather")
+            return self._opened(rows, "skip")
+
+    def _date_index(self, query: SearchQuery) -> bool:
+        """Whether a date sort reads ``idx_date_sort`` in order: yes unless the other
+        predicates match fewer than ``date_probe`` resources (sorting those is faster)."""
+        key = sortable(query, self._blind) if self.date_index else None
+        if key is None:
+            return False
+        others = probe_query(query, key)
+        if others is None or self.date_probe <= 0:
+            return True
+        sql, params = matches_sql(others, self.db.dialect, distinct=False, blind=self._blind)
+        with self.db.reading() as cur:
+            cur.execute(self._sql(f"SELECT COUNT(*) FROM ({sql} LIMIT ?) m"),
+                        [*params, self.date_probe])
+            return int(cur.fetchone()[0]) >= self.date_probe
 
     def count(self, query: SearchQuery) -> int:
-        sql, params = count_sql(query, self.db.dialect, self._blind)
+        sql, params = count_sql(query, self.db.dialect, self._blind, date_index=self.date_index)
         with self.db.reading() as cur:
             cur.execute(self._sql(sql), params)
             return int(cur.fetchone()[0])
@@ -331,9 +376,11 @@ class SqlStore:
         return list(found.values())[:limit]
 
     def reindex(self, *, job: str = "reindex", batch: int = 500, restart: bool = False,
-                progress: ReindexCallback | None = None) -> ReindexProgress:
+                progress: ReindexCallback | None = None,
+                resource_type: str | None = None) -> ReindexProgress:
         return run_reindex(self.db, self._indexer, job=job, batch=batch, restart=restart,
-                           progress=progress, open_body=self._body)
+                           progress=progress, open_body=self._body,
+                           resource_type=resource_type)
 
     def reindex_rids(self, rids: Sequence[int]) -> int:
         """Re-extract the index rows of the resources ``rids`` (a restore's changed ones), one
