@@ -309,3 +309,23 @@ def test_auditors_read_one_event_by_id(env: Env) -> None:
         assert missing.json()["resourceType"] == "OperationOutcome"
     assert env.client.get(f"/fhir/AuditEvent/{seq}", headers=clerk).status_code == 403
     assert env.client.get(f"/fhir/AuditEvent/{seq}").status_code == 401
+
+
+def test_auditors_vread_the_only_version_of_an_event(env: Env) -> None:
+    """An audit event never changes: ``_history/1`` is the event, any other version is 404;
+    the vread is itself audited as a vread."""
+    auditor = bearer(env.token(role="auditor", scope="user/AuditEvent.rs"))
+    clerk = bearer(env.token(role="records_clerk", scope="user/*.cruds"))
+    assert env.client.get("/fhir/Patient/p1", headers=clerk).status_code == 200
+    listed = env.client.get("/fhir/AuditEvent?_sort=-date&_count=1",
+                            headers=auditor).json()["entry"][0]
+    seq = listed["resource"]["id"]
+    read = env.client.get(f"/fhir/AuditEvent/{seq}/_history/1", headers=auditor)
+    assert read.status_code == 200, read.text
+    assert read.json() == listed["resource"]
+    event = _last_event(env)
+    assert event["subtype"][0]["code"] == "vread"
+    assert event["entity"][0]["what"]["reference"] == f"AuditEvent/{seq}/_history/1"
+    other = env.client.get(f"/fhir/AuditEvent/{seq}/_history/2", headers=auditor)
+    assert other.status_code == 404 and other.json()["resourceType"] == "OperationOutcome"
+    assert _last_event(env)["outcome"] != "0"

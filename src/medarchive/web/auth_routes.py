@@ -178,9 +178,11 @@ def audit_search(security: Security, actor: Actor, params: list[tuple[str, str]]
     return bundle
 
 
-def audit_read(security: Security, actor: Actor, id: str) -> dict[str, Any]:
-    """``GET /fhir/AuditEvent/{id}``: one event of the trail by its record number, for actors
-    allowed to read AuditEvent (auditors); 404 for an unknown or malformed id. Audited."""
+def audit_read(security: Security, actor: Actor, id: str,
+               version: str | None = None) -> dict[str, Any]:
+    """``GET /fhir/AuditEvent/{id}`` (and ``/_history/{version}``): one event of the trail by
+    its record number, for actors allowed to read AuditEvent (auditors); 404 for an unknown or
+    malformed id. An event never changes, so its only version is 1. Audited."""
     from medarchive.security.audit import audit_event
 
     status = 200
@@ -189,12 +191,15 @@ def audit_read(security: Security, actor: Actor, id: str) -> dict[str, Any]:
         event = security.trail.event(int(id)) if id.isdigit() and len(id) < 19 else None
         if event is None:
             raise NotFound(f"AuditEvent/{id} not found")
+        if version not in (None, "1"):
+            raise NotFound(f"AuditEvent/{id} has no version {version}: audit events have one")
     except FhirError as exc:
         status = exc.status
         raise
     finally:
-        security.trail.record(audit_event(actor, "read", security.trail.now(), status=status,
-                                          entities=[f"AuditEvent/{id}"]))
+        security.trail.record(audit_event(
+            actor, "read" if version is None else "vread", security.trail.now(), status=status,
+            entities=[f"AuditEvent/{id}" + ("" if version is None else f"/_history/{version}")]))
     return {**event, "id": id}
 
 
@@ -233,7 +238,8 @@ def protected_fhir_routes(router: Router, security: Security,
                                             header_map(request.scope["headers"]).get(
                                                 "authorization"), _address(request))
             event = await run_in_threadpool(audit_read, security, actor,
-                                            str(request.path_params["id"]))
+                                            str(request.path_params["id"]),
+                                            request.path_params.get("version"))
         except FhirError as exc:
             return refusal(exc)
         return Response(orjson.dumps(event), media_type="application/fhir+json")
@@ -245,7 +251,9 @@ def protected_fhir_routes(router: Router, security: Security,
 
     audit_route: list[BaseRoute] = [
         Route(prefix + "/AuditEvent", audit_events, methods=["GET"]),
-        Route(prefix + "/AuditEvent/{id:int}", audit_event_by_id, methods=["GET"])]
+        Route(prefix + "/AuditEvent/{id:int}", audit_event_by_id, methods=["GET"]),
+        Route(prefix + "/AuditEvent/{id:int}/_history/{version}", audit_event_by_id,
+              methods=["GET"])]
     return audit_route + fhir_routes(router, prefix, authenticate=authenticate)
 
 
