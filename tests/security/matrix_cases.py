@@ -146,10 +146,10 @@ _UNRELATED = {
 _RELATED_FULL = {**{i: column(_FULL[i], "other", v) for i, v in _UNRELATED.items()},
                  **refused("history-type")}
 
-# The auditor: rs on AuditEvent only; GET /fhir/AuditEvent[/id] answers from the trail, the
-# other AuditEvent interactions reach the router, which stores no AuditEvent resources.
+# The auditor: rs on AuditEvent only; GET /fhir/AuditEvent[/id[/_history/1]] answers from the
+# trail, the other AuditEvent interactions reach the router, which stores no AuditEvent resources.
 _AUDITOR_TRAIL = {
-    "read": "200", "vread": "404", "search": "200+", "history-instance": "404",
+    "read": "200", "vread": "200", "search": "200+", "history-instance": "404",
     "history-type": "200-", "batch": "404", "everything": "-", "compartment": "-",
     "include": "400", "revinclude": "-", "count": "200+"}
 
