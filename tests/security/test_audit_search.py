@@ -18,13 +18,13 @@ from hypothesis import strategies as st
 
 from medarchive.errors import BadRequest, Forbidden
 from medarchive.fhir.search.dates import date_range
+from medarchive.fhir.search.values import split_values
 from medarchive.security.actor import Actor
 from medarchive.security.audit import audit_event, chain_hash
 from medarchive.security.audit_index import (
     index_rows,
     parse_audit_search,
     recorded_us,
-    split_on_comma,
 )
 from medarchive.security.scopes import parse_scopes
 from medarchive.security.service import Security
@@ -169,7 +169,7 @@ def test_parser_accepts_or_refuses_cleanly(params: list[tuple[str, str]]) -> Non
 @given(st.lists(st.text(alphabet="ab,\\|x", max_size=5), min_size=1, max_size=4))
 def test_comma_split_keeps_escaped_commas(parts: list[str]) -> None:
     escaped = [p.replace("\\", "\\\\").replace(",", "\\,") for p in parts]
-    assert split_on_comma(",".join(escaped)) == escaped
+    assert split_values(",".join(escaped)) == escaped
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)

@@ -23,7 +23,7 @@ from typing import Any
 
 from medarchive.errors import BadRequest
 from medarchive.fhir.search.dates import date_range
-from medarchive.fhir.search.values import date, token, unescape
+from medarchive.fhir.search.values import date, split_values, token, unescape
 
 TOKENS = frozenset({"action", "outcome", "type", "subtype", "purpose", "agent-role", "altid"})
 REFERENCES = frozenset({"agent", "entity", "patient"})
@@ -206,32 +206,13 @@ def parse_audit_search(params: Sequence[tuple[str, str]]) -> AuditSearch:
         elif name == "_format":
             continue
         elif name == "date" or name in TOKENS or name in REFERENCES or name in STRINGS:
-            values = [v for v in split_on_comma(value) if v != ""]
+            values = [v for v in split_values(value) if v != ""]
             if not values:
                 raise BadRequest(f"{name} needs a value")
             where.append(_condition(name, modifier or None, values))
         else:
             raise BadRequest(f"unsupported AuditEvent search parameter {raw_name[:60]!r}")
     return AuditSearch(tuple(where), count, offset, after, sort, summary)
-
-
-def split_on_comma(text: str) -> list[str]:
-    """Comma-separated alternatives (R4 §3.1.1.5.5 "OR"), escaped commas kept."""
-    parts, current, i = [], [], 0
-    while i < len(text):
-        char = text[i]
-        if char == "\\" and i + 1 < len(text):
-            current.append(text[i:i + 2])
-            i += 2
-            continue
-        if char == ",":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-        i += 1
-    parts.append("".join(current))
-    return parts
 
 
 def search_sql(search: AuditSearch) -> tuple[str, list[Any], str, list[Any]]:
