@@ -193,6 +193,9 @@ def test_includes_and_counts_never_leak(call: Any, records: None, repository: Re
     with acting(patient):
         counted = parsed(call("GET", "Observation", query=[("_summary", "count")]))
         assert counted["total"] == 2  # only p1's observations are counted
+        final = [("status", "http://hl7.org/fhir/observation-status|final")]
+        for extra in ([("_summary", "count")], [("_count", "1"), ("_total", "accurate")]):
+            assert parsed(call("GET", "Observation", query=[*final, *extra]))["total"] == 2
         assert found(parsed(call("GET", "Patient/p2/Observation"))) == set()
         assert found(parsed(call("GET", "Patient/p1/$everything"))) == {  # compartment only
             "Patient/p1", "Encounter/e1", "Observation/o1", "Observation/o3", "Condition/c1"}

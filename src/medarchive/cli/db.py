@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import time
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -11,6 +13,9 @@ from medarchive.cli.context import console, fail, reported, state
 from medarchive.cli.progress import progress_bar
 from medarchive.store.sql.database import open_database
 from medarchive.store.sql.migrations import applied, available, migrate
+
+if TYPE_CHECKING:
+    from medarchive.store.base import ReindexProgress
 
 app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 
@@ -59,28 +64,36 @@ def reindex_command(
         "--type", help="Reindex only this resource type (e.g. after a search parameter of "
                        "that type was added); its progress is kept apart as JOB:TYPE.")
                              ] = None,
+    param: Annotated[str | None, typer.Option(
+        "--param", help="Rebuild only this search parameter's rows (an official one or a "
+                        "SearchParameter stored in the record), for the resources of its base "
+                        "types; its progress is kept apart as JOB@PARAM.")] = None,
 ) -> None:
     """Re-extract the search index of every current resource (R4 §3.1.1: after a search
     parameter or the indexer changed). Resumable: an interrupted run continues after the last
-    committed batch when started again with the same job name (and --type)."""
+    committed batch when started again with the same job name (and --type, --param)."""
     from medarchive.app import build_services
-    from medarchive.store.base import ReindexProgress, reindex_job_key
+    from medarchive.store.base import reindex_job_key
+    from medarchive.store.sql.paramindex import param_job_key
 
     settings = state(ctx).settings()
     if settings.database_url.startswith("memory:"):
         fail("reindex needs a SQLite or PostgreSQL database (database_url)")
-    name = reindex_job_key(job, resource_type)
+    name = reindex_job_key(job, resource_type) if param is None else \
+        param_job_key(job, param, resource_type)
     started = time.perf_counter()
     with reported():
         services = build_services(settings)
         try:
-            if resource_type is not None and \
-                    not services.repository.spec.is_resource_type(resource_type):
+            spec = services.repository.spec
+            if resource_type is not None and not spec.is_resource_type(resource_type):
                 fail(f"unknown resource type {resource_type!r}")
+            run = _whole(services.store, job, resource_type) if param is None else \
+                _one_param(services.store, spec, job, param, resource_type)
             batches: list[ReindexProgress] = []
             with progress_bar() as bar:
-                task = bar.add_task(f"reindex {resource_type or 'all types'} ({name})",
-                                    total=None, rate="")
+                task = bar.add_task(f"reindex {param or ''} {resource_type or 'all types'} "
+                                    f"({name})", total=None, rate="")
 
                 def show(progress: ReindexProgress) -> None:
                     batches.append(progress)
@@ -91,8 +104,7 @@ def reindex_command(
                         else ""
                     bar.update(task, total=progress.total, completed=progress.done, rate=rate)
                 marks: list[float] = []
-                final = services.store.reindex(job=job, batch=batch, restart=restart,
-                                               progress=show, resource_type=resource_type)
+                final = run(batch=batch, restart=restart, progress=show)
                 bar.update(task, total=max(final.total, 1), completed=final.total)
         finally:
             services.close()
@@ -102,3 +114,28 @@ def reindex_command(
     else:
         console.print(f"reindexed {final.done} resources (job {name!r}) in "
                       f"{time.perf_counter() - started:.1f} s")
+
+
+Run = Callable[..., "ReindexProgress"]
+
+
+def _whole(store: Any, job: str, resource_type: str | None) -> Run:
+    """Every index row of every resource (of ``resource_type``)."""
+    return functools.partial(store.reindex, job=job, resource_type=resource_type)
+
+
+def _one_param(store: Any, spec: Any, job: str, param: str, resource_type: str | None) -> Run:
+    """Only ``param``'s rows, for the resources of its base types (of ``resource_type``)."""
+    from medarchive.fhir.search.custom import only_param, param_types
+    from medarchive.fhir.search.index import build_indexer
+    from medarchive.store.sql.paramindex import param_job_key
+
+    types = [t for t in param_types(spec, param) if resource_type in (None, t)]
+    if not types:
+        fail(f"unknown search parameter {param!r}" + (f" of {resource_type}"
+                                                      if resource_type else ""))
+    if not hasattr(store, "reindex_param"):
+        fail("--param needs a SQLite or PostgreSQL store")
+    indexer = build_indexer(only_param(spec, param), full_text=param in ("_text", "_content"))
+    return functools.partial(store.reindex_param, indexer, param, types,
+                             job=param_job_key(job, param, resource_type))

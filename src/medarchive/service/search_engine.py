@@ -16,9 +16,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
+import orjson
+
 from medarchive.errors import BadRequest, Gone, NotFound
 from medarchive.fhir.care_dates import CARE_DATES, care_date_clause
 from medarchive.fhir.compartments import compartment_clause, member_types
+from medarchive.fhir.search.custom import with_custom_params
 from medarchive.fhir.search.dates import MAX_MICROS, MIN_MICROS, search_date_range
 from medarchive.fhir.search.include import INCLUDE_PARAMS, parse_includes
 from medarchive.fhir.search.parse import parse_search
@@ -145,16 +148,17 @@ def run_query(store: Searchable, query: SearchQuery, *, resource_type: str | Non
     if summary_count and mode == "none":
         mode = "accurate"
     total: int | None = None
-    if mode == "accurate":
-        total = store.count(query)
-    elif mode == "estimate":
+    if mode == "estimate":
         total = store.estimate(query)
     matches: list[Version] = []
     more = False
-    if count > 0 and (total is None or mode == "estimate" or offset < total):
+    if count > 0:
         page = store.search(replace(query, count=count + 1, offset=offset))
         more = len(page) > count
         matches = page[:count]
+    if mode == "accurate":  # a page that is not full ends the matches: no second pass
+        ended = count > 0 and not more and (matches or offset == 0)
+        total = offset + len(matches) if ended else store.count(query)
     included: list[Version] = []
     truncated = False
     if includes and matches:
@@ -267,6 +271,17 @@ def everything(store: Searchable, spec: Any, patient_id: str | None, *,
     query = SearchQuery(None, tuple(clauses), (), count, offset, wanted)
     return run_query(store, query, resource_type=None, self_params=self_params,
                      total_mode="accurate" if total else "none")
+
+
+def stored_search_params(store: Searchable, spec: Any, *, page: int = 1000) -> Any:
+    """``spec`` with the active SearchParameter resources kept in ``store`` (R4 §2.40,
+    ``fhir.search.custom``): the spec the indexer and the parser use; ``spec`` when none."""
+    resources: list[dict[str, Any]] = []
+    while True:
+        found = store.search(SearchQuery("SearchParameter", count=page, offset=len(resources)))
+        resources += [orjson.loads(version.body) for version in found]
+        if len(found) < page:
+            return with_custom_params(spec, resources)
 
 
 def _in_care_range(members: Compartment, start: str | None, end: str | None) -> Clause:
