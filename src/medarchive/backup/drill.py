@@ -13,13 +13,17 @@ system is only read):
    rebuilt, integrity check - all inside the measured recovery time (RTO);
 4. the restored versions are compared with the copy's versions up to the recovery point:
    exactly those must be back, and what came later is the data lost (RPO, in time and versions).
+
+A PostgreSQL system is drilled in the same database server: each scenario's copy is a schema
+of the live database (``drill_<id>_<n>``), restored by the same scratch-schema swap as a real
+restore, and every drill schema is dropped at the end.
 """
 
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +36,7 @@ from medarchive.backup.disasters import Site
 from medarchive.backup.keys import escrow_key, generate_key, load_key, write_key
 from medarchive.backup.restore import plan_restore, reindex_with, restore
 from medarchive.backup.snapshot import create_backup
+from medarchive.backup.swap import drop, schema_url
 from medarchive.store.base import Change, Indexer, Store, to_micros
 from medarchive.store.sql.database import open_database
 from medarchive.store.sql.store import SqlStore
@@ -44,6 +49,12 @@ SCENARIOS = {
     "lost-key": "the database and the backup key file are lost; the escrow copy survives",
     "mass-delete": "half of the resources are deleted by mistake",
 }
+ON_POSTGRESQL = {
+    "lost-database": "the database's schema is dropped",
+    "corrupted-database": "half of the version rows are lost, the rest overwritten",
+    "ransomware": "every table is dropped for a ransom note; the data folder is encrypted",
+}
+"""How a disaster is played on PostgreSQL, where it differs (disasters.py)."""
 
 
 @dataclass(frozen=True)
@@ -93,8 +104,8 @@ def _delete_half(store: Store, url: str) -> int:
     db = open_database(url)
     try:
         with db.reading() as cur:
-            cur.execute("SELECT res_type, res_id, version FROM resource WHERE deleted = ? "
-                        "ORDER BY rid", (False,))
+            cur.execute(db.sql("SELECT res_type, res_id, version FROM resource "
+                               "WHERE deleted = ? ORDER BY rid"), (False,))
             live = cur.fetchall()
     finally:
         db.close()
@@ -117,6 +128,8 @@ class Drill:
         self._kek = encryption.kek if encryption is not None else None
         self.key = generate_key()
         self._copy = workdir / "copy-of-live"
+        self._postgresql = not source_url.startswith("sqlite:///")
+        self._prefix = f"drill_{uuid.uuid4().hex[:8]}_"
 
     def run(self, names: list[str]) -> list[DrillResult]:
         """Run the named scenarios (every one when empty) (issue 5, "Disaster-recovery
@@ -131,23 +144,47 @@ class Drill:
             create_backup(source, self._copy, self.key, kek=self._kek)
         finally:
             source.close()
-        return [self._scenario(name) for name in (names or list(SCENARIOS))]
+        results = []
+        try:
+            for number, name in enumerate(names or list(SCENARIOS)):
+                results.append(self._scenario(name, number))
+                self._drop_schemas(f"{self._prefix}{number}")
+        finally:
+            self._drop_schemas(self._prefix)
+        return results
 
-    def _site(self, name: str) -> Site:
+    def _drop_schemas(self, prefix: str) -> None:
+        """The schemas this drill made whose names start with ``prefix`` (copies, their
+        quarantines, failed scratch ones)."""
+        if not self._postgresql:
+            return
+        db = open_database(self.source_url)
+        try:
+            with db.writing() as cur:
+                cur.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s",
+                            (prefix.replace("_", r"\_") + "%",))
+                for (schema,) in cur.fetchall():
+                    drop(cur, schema)
+        finally:
+            db.close()
+
+    def _site(self, name: str, number: int) -> Site:
         base = self.workdir / name
         if base.exists():
             shutil.rmtree(base)
-        site = Site(base / "data", base / "backups", base / "escrow" / "backup.key")
+        schema = f"{self._prefix}{number}" if self._postgresql else None
+        site = Site(base / "data", base / "backups", base / "escrow" / "backup.key", schema,
+                    schema_url(self.source_url, schema) if schema else "")
         site.data.mkdir(parents=True)
         write_key(site.key_file, self.key)
         escrow_key(site.key_file, site.escrow)
-        restore(plan_restore(self._copy, self.key), self.key, f"sqlite:///{site.database}",
+        restore(plan_restore(self._copy, self.key), self.key, site.database_url,
                 reindex=reindex_with(self.indexer, self.encryption), kek=self._kek)
         return site
 
-    def _scenario(self, name: str) -> DrillResult:
-        site = self._site(name)
-        url = f"sqlite:///{site.database}"
+    def _scenario(self, name: str, number: int) -> DrillResult:
+        site = self._site(name, number)
+        url = site.database_url
         store = SqlStore(open_database(url), self.indexer, encryption=self.encryption)
         try:
             create_backup(store.db, site.backups, self.key, kek=self._kek)
@@ -191,20 +228,12 @@ class Drill:
             shutil.copy2(site.escrow, site.key_file)
             key = load_key(site.key_file)
         if name == "ransomware":  # the encrypted files are evidence, not data: set aside
-            quarantine = site.data.parent / "quarantine"
-            quarantine.mkdir()
-            for path in site.data.iterdir():
-                if path != site.key_file:
-                    shutil.move(path, quarantine / path.name)
+            _quarantine(site)
         plan = plan_restore(site.backups, key, until=until, fallback=True)
         detail += [f"skipped {reason}" for reason in plan.skipped]
         result = restore(plan, key, url, force=True,
                          reindex=reindex_with(self.indexer, self.encryption), kek=self._kek)
-        integrity = sqlite3.connect(site.database)
-        try:
-            healthy = integrity.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        finally:
-            integrity.close()
+        healthy = disasters.problem(site) is None
         rto = time.perf_counter() - started
         point = until if until is not None else plan.last.created
         mark = int(plan.last.manifest["marks"].get("resource_version", 0))
@@ -217,8 +246,28 @@ class Drill:
         if not verified:
             detail.append(f"restored {len(after)} versions, expected {len(expected)}; "
                           f"integrity {'ok' if healthy else 'FAILED'}")
-        return DrillResult(name, SCENARIOS[name], detected, plan.last.id, round(rto, 3),
+        told = ON_POSTGRESQL.get(name, SCENARIOS[name]) if site.schema else SCENARIOS[name]
+        return DrillResult(name, told, detected, plan.last.id, round(rto, 3),
                            round(rpo, 3), lost, result.resources, verified, "; ".join(detail))
+
+
+def _quarantine(site: Site) -> None:
+    """Set the attacked database aside as evidence: the data folder's files (SQLite), or the
+    schema renamed to ``<schema>_quarantine`` (PostgreSQL)."""
+    if site.schema is not None:
+        db = open_database(site.url)
+        try:
+            with db.writing() as cur:
+                cur.execute(f'ALTER SCHEMA "{site.schema}" RENAME TO '
+                            f'"{site.schema}_quarantine"')
+        finally:
+            db.close()
+        return
+    quarantine = site.data.parent / "quarantine"
+    quarantine.mkdir()
+    for path in site.data.iterdir():
+        if path != site.key_file:
+            shutil.move(path, quarantine / path.name)
 
 
 def write_report(results: list[DrillResult], path: Path, source: str,

@@ -1,13 +1,14 @@
 """``restore``: a backup chain back into a database, whole or as of a moment.
 
 Nothing is half-restored. Every manifest signature and file checksum of the chain is checked
-before a row is written; the rows then go into the target in one transaction. A SQLite target is
-built as a new file beside the old one (schema, rows, search index) and swapped in with one
-rename; a PostgreSQL target gets its rows and the index copy in one transaction. The index copy
-of a SQLite backup is a SQLite image (indeximage.py): a SQLite target copies its tables and
-indexes as they are, a PostgreSQL target ``COPY``s its rows. Resources whose index the copy
-does not cover are re-extracted right after by the store's resumable reindex (``medarchive db
-reindex`` finishes an interrupted one).
+before a row is written. A SQLite target is built as a new file beside the old one (schema,
+rows, search index) and swapped in with one rename; a PostgreSQL target is built in a scratch
+schema over two connections and swapped in by one transaction (swap.py), or, when its schema
+holds more than tables, loaded in place in one transaction. The rows go in through loading.py.
+The index copy of a SQLite backup is a SQLite image (indeximage.py), assembled in memory
+(scratch.py): a SQLite target copies its tables and indexes as they are, a PostgreSQL target
+``COPY``s its rows. Resources whose index the copy does not cover are re-extracted before the
+swap by the store's resumable reindex.
 
 Point in time (``until``): the versions whose lastUpdated is at or before the moment, from the
 chain of the first backup taken at or after it plus that chain's later incrementals (a version
@@ -20,12 +21,13 @@ the moment: they cannot be wound back further than a backup.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,39 +37,45 @@ from medarchive.backup.archive import (
     backup_ids,
     chain,
     check_files,
-    files,
     image_files,
     open_backup,
-    read_columns,
 )
-from medarchive.backup.codec import Columns, Row
 from medarchive.backup.erasure import (
     Tombstones,
-    apply,
     database_tombstones,
     file_tombstones,
     newest_tombstones,
 )
 from medarchive.backup.errors import BackupError
-from medarchive.backup.indeximage import (
-    SCHEMA,
-    attach,
-    copy_table,
-    detach,
-    image_chunks,
-    image_tables,
-)
+from medarchive.backup.indeximage import PIECE, attach, detach, image_tables
 from medarchive.backup.indeximage import remove as remove_image
-from medarchive.backup.indexkey import IndexSeal, open_seal
+from medarchive.backup.indexkey import open_seal
 from medarchive.backup.keys import BackupKey
-from medarchive.backup.schema import (
-    DATA_KEYS,
-    RESOURCES,
-    VERSIONS,
-    Table,
-    create_sql,
-    list_tables,
-    strategy,
+from medarchive.backup.loading import (
+    NO_COPY,
+    SORT_MEMORY,
+    Counts,
+    Load,
+    Plan,
+    begin,
+    fill_index,
+    fill_state,
+    finish,
+    is_empty,
+    load_in_one,
+)
+from medarchive.backup.schema import DATA_KEYS, list_tables
+from medarchive.backup.scratch import memory_folder
+from medarchive.backup.swap import (
+    SCRATCH,
+    blockers,
+    drop,
+    in_parallel,
+    rebuild,
+    schema_url,
+    swap,
+    take_down,
+    target_schema,
 )
 from medarchive.store import open_store
 from medarchive.store.base import Indexer
@@ -77,26 +85,10 @@ from medarchive.store.sql.migrations import migrate
 Reindex = Callable[[str, "list[int] | None"], Any]
 """Rebuilds the search index of the store at a database URL: of the resources listed, or of
 every resource (None)."""
-SORT_MEMORY = "512MB"
-"""PostgreSQL ``maintenance_work_mem`` of a restore's transaction (its CREATE INDEX sorts)."""
-STATE_TABLES = ("resource", "resource_version", "sec_user", "sec_client", "audit_event")
-
-
-@dataclass(frozen=True)
-class Plan:
-    """The backups a restore reads: ``chain`` (full first) up to the one the restore stands on,
-    and ``later`` incrementals of the same chain read only for versions (point in time)."""
-
-    chain: list[Backup]
-    later: list[Backup] = field(default_factory=list)
-    until: int | None = None
-    skipped: list[str] = field(default_factory=list)
-    shreds: Tombstones = field(default_factory=dict)
-    """Data keys shredded after the chain was taken, from the newest readable later backup."""
-
-    @property
-    def last(self) -> Backup:
-        return self.chain[-1]
+log = logging.getLogger(__name__)
+LOADERS = 2
+"""Connections a PostgreSQL restore loads and builds indexes over (the machine's 2 cores:
+this process decoding and the server's backends share them)."""
 
 
 @dataclass(frozen=True)
@@ -186,16 +178,6 @@ def _later(root: Path, key: BackupKey, ids: list[str], backups: list[Backup]) ->
     return found
 
 
-def is_empty(cur: Any, tables: Iterable[str]) -> bool:
-    """Whether a target holds no resources, accounts, clients or audit records."""
-    for name in STATE_TABLES:
-        if name in tables:
-            cur.execute(f"SELECT 1 FROM {name} LIMIT 1")
-            if cur.fetchone() is not None:
-                return False
-    return True
-
-
 def restore(plan: Plan, key: BackupKey, url: str, *, force: bool = False,
             reindex: Reindex | None = None, kek: Any = None) -> RestoreResult:
     """Restore ``plan`` into the database at ``url`` (issue 5, "Backup and restore").
@@ -208,47 +190,144 @@ def restore(plan: Plan, key: BackupKey, url: str, *, force: bool = False,
     if url.startswith("sqlite:///"):
         counts, stale = _restore_sqlite(plan, key, url[len("sqlite:///"):], force, reindex, seal)
     else:
-        db = open_database(url)
-        try:
-            migrate(db)
-            with tempfile.TemporaryDirectory(prefix="medarchive-restore-") as tmp:
-                image = _image(plan, key, seal, Path(tmp) / "index.db")
-                counts, stale = _load(db, plan, key, force, seal, image=image)
-        finally:
-            db.close()
-        if reindex is not None and (stale is None or stale):
-            reindex(url, stale)
+        counts, stale = _restore_postgres(plan, key, url, force, reindex, seal)
     return RestoreResult(plan.last.id, [b.id for b in plan.chain], counts[0], counts[1],
                          counts[2], time.perf_counter() - started, stale is not None)
 
 
-_NO_COPY: Any = object()
-
-
 def _index_source(plan: Plan, kek: Any) -> Any:
     """How the full backup's index copy opens: None (not sealed), its IndexSeal, or
-    ``_NO_COPY`` (no copy, or one this restore cannot open: the index is re-extracted)."""
+    ``NO_COPY`` (no copy, or one this restore cannot open: the index is re-extracted)."""
     doc = plan.chain[0].manifest.get("index")
     if doc is None:
-        return _NO_COPY
+        return NO_COPY
     if doc["sealed"] is None:
         return None
     if kek is None:
-        return _NO_COPY
+        return NO_COPY
     try:
         return open_seal(kek, plan.chain[0].id, doc["sealed"])
     except BackupError:
-        return _NO_COPY  # e.g. its KEK version was retired after a shred
+        return NO_COPY  # e.g. its KEK version was retired after a shred
 
 
-def _image(plan: Plan, key: BackupKey, seal: Any, path: Path) -> Path | None:
-    """The full backup's search-index image assembled at ``path``, when the restore loads
-    the index copy from one (indeximage.py)."""
-    if seal is _NO_COPY or not image_files(plan.chain[0]):
-        return None
-    assemble_image(plan.chain[0], key, seal, path)
-    image_tables(path)  # a damaged image fails here, before a row is written
-    return path
+@contextmanager
+def _image(plan: Plan, key: BackupKey, seal: Any,
+           beside: Path | None = None) -> Iterator[tuple[Path | None, Any]]:
+    """(image, seal): the full backup's search-index image, when the restore loads the index
+    copy from one (indeximage.py), assembled in memory (scratch.py) or, without room there,
+    at ``beside``; with neither the index is re-extracted (seal ``NO_COPY``)."""
+    pieces = image_files(plan.chain[0])
+    if seal is NO_COPY or not pieces:
+        yield None, seal
+        return
+    with memory_folder(len(pieces) * PIECE) as folder:
+        path = beside if folder is None else folder / "index.db"
+        if path is None:
+            yield None, NO_COPY
+            return
+        try:
+            assemble_image(plan.chain[0], key, seal, path)
+            image_tables(path)  # a damaged image fails here, before a row is written
+            yield path, seal
+        finally:
+            remove_image(path)
+
+
+def _restore_postgres(plan: Plan, key: BackupKey, url: str, force: bool,
+                      reindex: Reindex | None, seal: Any) -> tuple[Counts, list[int] | None]:
+    """Build the database in a scratch schema and swap it in (swap.py); a schema holding
+    other objects than tables is restored in place, in one transaction."""
+    db = open_database(url)
+    try:
+        with db.writing() as cur:
+            live = target_schema(cur)
+            tables = list_tables(cur, db.dialect)
+            if not force and not is_empty(cur, tables):
+                raise BackupError("the target database is not empty: restore into an empty "
+                                  "one, or pass --force to replace it")
+            replaced = database_tombstones(cur) if DATA_KEYS in tables else {}
+            in_place = live is None or bool(blockers(cur, live))
+        if in_place:
+            migrate(db)
+            with _image(plan, key, seal) as (image, opened):
+                counts, stale = load_in_one(db, plan, key, force, opened, image=image)
+            if reindex is not None and (stale is None or stale):
+                reindex(url, stale)
+            return counts, stale
+        assert live is not None
+        scratch = live[:53] + SCRATCH
+        with db.writing() as cur:
+            drop(cur, scratch)  # a failed restore's, if it could not drop it itself
+            cur.execute(f'CREATE SCHEMA "{scratch}"')
+        try:
+            counts, stale = _build(plan, key, schema_url(url, scratch), seal, replaced,
+                                   reindex)
+            with db.writing() as cur:
+                swap(cur, live, scratch)
+        except BaseException:
+            with db.writing() as cur:
+                drop(cur, scratch)
+            raise
+    finally:
+        db.close()
+    return counts, stale
+
+
+def _build(plan: Plan, key: BackupKey, url: str, seal: Any, replaced: Tombstones,
+           reindex: Reindex | None) -> tuple[Counts, list[int] | None]:
+    """Fill the empty scratch schema of ``url``: tables without keys or indexes, the state
+    rows and the index copy over two connections at once, keys and indexes built over two
+    connections, the finishing touches, and the re-extraction of what the copy misses."""
+    db = open_database(url, pool_size=LOADERS + 1)
+    try:
+        migrate(db)
+        started = time.perf_counter()
+        with _image(plan, key, seal) as (image, opened):
+            with db.writing() as cur:
+                load = replace(begin(cur, db, plan, key, True, opened, replaced, image),
+                               freeze=True)
+                deferred = take_down(cur)
+            counts = _parallel(db, load)
+        log.debug("restore: rows loaded in %.1f s", time.perf_counter() - started)
+        rebuild(db, deferred, workers=LOADERS, memory=SORT_MEMORY)
+        log.debug("restore: keys and indexes built at %.1f s", time.perf_counter() - started)
+        with db.writing() as cur:
+            counts, stale = finish(cur, db, load, counts)
+        log.debug("restore: finished at %.1f s", time.perf_counter() - started)
+    finally:
+        db.close()
+    if reindex is not None and (stale is None or stale):
+        reindex(url, stale)
+        log.debug("restore: %s resources re-indexed at %.1f s",
+                  "all" if stale is None else len(stale), time.perf_counter() - started)
+    return counts, stale
+
+
+def _parallel(db: Database, load: Load) -> Counts:
+    """The state rows and each table of the index copy as separate jobs over ``LOADERS``
+    connections, each job in its own transaction (the scratch schema is nobody's until the
+    swap), the largest first."""
+    counts: list[Counts] = []
+    rows = {name: int(doc.get("rows", 0))
+            for name, doc in load.plan.chain[0].manifest["tables"].items()}
+
+    def job(names: list[str] | None) -> Callable[[], None]:
+        def run() -> None:
+            started = time.perf_counter()
+            with db.writing() as cur:
+                cur.execute("SET LOCAL synchronous_commit = off")
+                if names is None:
+                    counts.append(fill_state(cur, db, load))
+                else:
+                    fill_index(cur, db, load, names)
+            log.debug("restore: %s loaded in %.1f s", names or "state rows",
+                      time.perf_counter() - started)
+        return run
+
+    index = sorted(load.copied, key=lambda n: -rows.get(n, 0))
+    in_parallel([job(None)] + [job([name]) for name in index], LOADERS)
+    return counts[0]
 
 
 def _restore_sqlite(plan: Plan, key: BackupKey, path: str, force: bool,
@@ -278,15 +357,17 @@ def _restore_sqlite(plan: Plan, key: BackupKey, path: str, force: bool,
             cur.execute("PRAGMA synchronous=OFF")
             cur.execute("PRAGMA threads=2")  # CREATE INDEX sorts in helper threads
             cur.execute("PRAGMA cache_size=-262144")  # 256 MiB for those sorts
-        image = _image(plan, key, seal, Path(scratch + ".index"))
-        if image is not None:
-            with db.reading() as cur:
-                attach(cur, image)
-        counts, stale = _load(db, plan, key, True, seal, replaced, image)
-        with db.reading() as cur:
+        with _image(plan, key, seal, Path(scratch + ".index")) as (image, opened):
             if image is not None:
-                detach(cur)
-                remove_image(image)
+                with db.reading() as cur:
+                    attach(cur, image)
+            try:
+                counts, stale = load_in_one(db, plan, key, True, opened, replaced, image)
+            finally:
+                if image is not None:
+                    with db.reading() as cur:
+                        detach(cur)
+        with db.reading() as cur:
             cur.execute("PRAGMA journal_mode=WAL")
         db.close()
         if reindex is not None and (stale is None or stale):
@@ -302,7 +383,6 @@ def _restore_sqlite(plan: Plan, key: BackupKey, path: str, force: bool,
     except BaseException:
         db.close()
         _remove(scratch)
-        remove_image(Path(scratch + ".index"))
         raise
     _remove(scratch)
     return counts, stale
@@ -321,245 +401,3 @@ def _remove(path: str, *, keep_main: bool = False) -> None:
                    else ("", "-wal", "-shm", ".writelock")):
         with contextlib.suppress(FileNotFoundError):
             os.remove(path + suffix)
-
-
-Chunk = tuple[int, Columns]
-Counts = tuple[int, int, int]
-
-
-def _pick(target: Table, source: Table) -> tuple[list[str], list[int], list[bool]]:
-    """The source columns the target has: names, source positions, whether boolean there."""
-    kinds = dict(target.columns)
-    names = [n for n in source.column_names if n in kinds]
-    return names, [source.column_names.index(n) for n in names], \
-        [kinds[n] == "bool" for n in names]
-
-
-def _flag(column: list[Any]) -> list[Any]:
-    return [None if v is None else bool(v) for v in column]
-
-
-def _insert(cur: Any, db: Database, target: Table, source: Table,
-            chunks: Iterable[Chunk]) -> int:
-    """Insert the ``chunks`` (columns in ``source`` order) into ``target``: converted column
-    by column, then ``executemany`` (SQLite) or ``COPY`` (PostgreSQL)."""
-    names, picks, flags = _pick(target, source)
-    cols = ", ".join(names)
-    count = 0
-    for rows, columns in chunks:
-        if not rows:
-            continue
-        picked = [_flag(columns[i]) if flag else columns[i]
-                  for i, flag in zip(picks, flags, strict=True)]
-        if db.dialect == "postgresql":
-            with cur.copy(f"COPY {target.name} ({cols}) FROM STDIN") as copy:
-                for row in zip(*picked, strict=True):
-                    copy.write_row(row)
-        else:
-            cur.executemany(f"INSERT INTO {target.name} ({cols}) "
-                            f"VALUES ({', '.join('?' * len(names))})", zip(*picked, strict=True))
-        count += rows
-    return count
-
-
-def _table_chunks(backups: Iterable[Backup], name: str, key: BackupKey,
-                  seal: IndexSeal | None = None) -> Iterator[Chunk]:
-    for backup in backups:
-        for table, entry in files(backup):
-            if table == name:
-                yield read_columns(backup, entry, key, seal)
-
-
-def _secondary_indexes(cur: Any, db: Database, tables: list[str]) -> list[tuple[str, str]]:
-    """(name, CREATE statement) of the indexes of ``tables`` that no constraint needs."""
-    if db.dialect == "postgresql":
-        cur.execute("SELECT i.indexname, i.indexdef FROM pg_indexes i "
-                    "WHERE i.schemaname = current_schema() AND i.tablename = ANY(%s) "
-                    "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = "
-                    "(quote_ident(i.schemaname) || '.' || quote_ident(i.indexname))::regclass)",
-                    (tables,))
-    else:
-        cur.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT "
-                    f"NULL AND tbl_name IN ({', '.join('?' * len(tables))})", tables)
-    return [(str(name), str(sql)) for name, sql in cur.fetchall()]
-
-
-def _load(db: Database, plan: Plan, key: BackupKey, force: bool, seal: Any,
-          replaced: Tombstones | None = None,
-          image: Path | None = None) -> tuple[Counts, list[int] | None]:
-    """Every row of the plan in one transaction; the secondary indexes of the tables are
-    dropped first and built again at the end (in the same transaction), which is much faster
-    than maintaining them row by row, except those of index tables a SQLite target copies
-    from an ``image`` (attached; their indexes are copied with them). Returns the counts and
-    the resources whose index must be re-extracted (None: all of them)."""
-    last = plan.last.manifest["tables"]
-    sources = {name: Table.from_json(name, doc) for name, doc in last.items()
-               if strategy(name) != "index"}
-    first = plan.chain[0].manifest["tables"]
-    copied = {} if seal is _NO_COPY else {name: Table.from_json(name, doc)
-                                          for name, doc in first.items()
-                                          if strategy(name) == "index"}
-    stale: set[int] = set()
-    with db.writing() as cur:
-        targets = list_tables(cur, db.dialect)
-        if not force and not is_empty(cur, targets):
-            raise BackupError("the target database is not empty: restore into an empty one, "
-                              "or pass --force to replace it")
-        shreds = {**(replaced or {}), **plan.shreds}
-        if DATA_KEYS in targets:
-            shreds.update(database_tombstones(cur))
-        for name, source in sources.items():
-            if name not in targets:
-                cur.execute(create_sql(source, db.dialect))
-        targets = list_tables(cur, db.dialect)
-        index_tables = sorted(n for n in targets if strategy(n) == "index")
-        if copied and any(name not in copied for name in index_tables):
-            copied = {}  # a copy older than one of the index tables: re-extract everything
-        for name in sorted(targets, key=lambda n: n != VERSIONS):  # versions before resources
-            if name in sources or name in index_tables or name == "reindex_job":
-                cur.execute(f"DELETE FROM {name}")
-        kept = {name for name in copied if image is not None and db.dialect == "sqlite"
-                and first[name].get("image")}
-        indexes = _secondary_indexes(cur, db, sorted(n for n in targets if n not in kept))
-        for index, _ in indexes:
-            cur.execute(f"DROP INDEX {index}")
-        if db.dialect == "postgresql":  # index builds sort in memory (default 64 MB spills)
-            cur.execute(f"SET LOCAL maintenance_work_mem = '{SORT_MEMORY}'")
-        base: dict[int, int | None] = {}
-        resources = _load_resources(cur, db, plan, key, sources, targets, stale, base)
-        versions = _load_versions(cur, db, plan, key, sources[VERSIONS], targets[VERSIONS],
-                                  stale)
-        rows = resources + versions
-        for name, source in sources.items():
-            how = strategy(name)
-            if how == "append":
-                rows += _insert(cur, db, targets[name], source,
-                                _table_chunks(plan.chain, name, key))
-            elif how == "whole":
-                rows += _insert(cur, db, targets[name], source,
-                                _table_chunks([plan.last], name, key))
-        for name, source in copied.items():
-            if name not in targets:
-                continue
-            if name in kept:
-                same = targets[name].column_names == source.column_names
-                copy_table(cur, name, "main", SCHEMA,
-                           None if same else _pick(targets[name], source)[0])
-            elif first[name].get("image"):
-                if image is None:
-                    raise BackupError(f"backup {plan.chain[0].id}: the search-index image "
-                                      "is missing")
-                _insert(cur, db, targets[name], source, image_chunks(image, source))
-            else:
-                _insert(cur, db, targets[name], source,
-                        _table_chunks(plan.chain[:1], name, key, seal))
-        for _, create in indexes:
-            cur.execute(create)
-        if plan.until is not None:
-            resources = _rewind_resources(cur)
-        if copied:
-            stale -= _as_in_full(cur, db, base, stale)
-            _drop_index_rows(cur, db, index_tables, sorted(stale))
-        if DATA_KEYS in targets:
-            apply(cur, db, shreds, index_tables)
-        if db.dialect == "postgresql":
-            _reset_sequences(cur, targets)
-    return (resources, versions, rows), sorted(stale) if copied else None
-
-
-def _drop_index_rows(cur: Any, db: Database, tables: list[str], rids: list[int]) -> None:
-    for start in range(0, len(rids), 500):
-        chunk = rids[start:start + 500]
-        for table in tables:
-            cur.execute(db.sql(f"DELETE FROM {table} WHERE rid IN "
-                               f"({', '.join('?' * len(chunk))})"), chunk)
-
-
-def _as_in_full(cur: Any, db: Database, base: dict[int, int | None],
-                stale: set[int]) -> set[int]:
-    """The ``stale`` resources the full backup's index copy is right for: restored at the
-    version it holds (``base``), or absent from both (e.g. what a point-in-time restore winds
-    back to before the changes or creations a later incremental holds)."""
-    right: set[int] = set()
-    rids = sorted(stale & base.keys())
-    for start in range(0, len(rids), 500):
-        chunk = rids[start:start + 500]
-        cur.execute(db.sql(f"SELECT rid, version FROM resource WHERE rid IN "
-                           f"({', '.join('?' * len(chunk))})"), chunk)
-        found = {int(r): int(v) for r, v in cur.fetchall()}
-        right.update(r for r in chunk if found.get(r) == base[r])
-    return right
-
-
-def _load_resources(cur: Any, db: Database, plan: Plan, key: BackupKey,
-                    sources: dict[str, Table], targets: dict[str, Table],
-                    stale: set[int], base: dict[int, int | None]) -> int:
-    """The full backup's resource rows, each replaced by its newest row in a later backup
-    (incrementals hold the rows of the resources their versions touch: added to ``stale``,
-    their index copy is that of the full backup, whose version of them goes in ``base``, None
-    for those it does not hold)."""
-    source = sources[RESOURCES]
-    rid = source.column_names.index("rid")
-    version = source.column_names.index("version")
-    newer: dict[int, Row] = {}
-    for backup in (plan.chain + plan.later)[1:]:
-        for _, columns in _table_chunks([backup], RESOURCES, key):
-            for row in zip(*columns, strict=True):
-                newer[int(row[rid])] = row
-    stale.update(newer)
-    base.update(dict.fromkeys(newer))
-
-    def chunks() -> Iterator[Chunk]:
-        for count, columns in _table_chunks(plan.chain[:1], RESOURCES, key):
-            if newer:
-                base.update((r, int(v)) for r, v in zip(columns[rid], columns[version],
-                                                        strict=True) if r in newer)
-                keep = [r not in newer for r in columns[rid]]
-                columns = [[v for v, k in zip(c, keep, strict=True) if k] for c in columns]
-                count = sum(keep)
-            yield count, columns
-        rows = [newer[r] for r in sorted(newer)]
-        if rows:
-            yield len(rows), [list(c) for c in zip(*rows, strict=True)]
-    return _insert(cur, db, targets[RESOURCES], source, chunks())
-
-
-def _load_versions(cur: Any, db: Database, plan: Plan, key: BackupKey, source: Table,
-                   target: Table, stale: set[int]) -> int:
-    """The versions of the plan (up to ``until``); the resources of versions left out are
-    added to ``stale``: their state differs from the full backup's index copy."""
-    moment = source.column_names.index("last_updated")
-    rid = source.column_names.index("rid")
-    until = plan.until
-    chunks: Iterable[Chunk] = _table_chunks(plan.chain + plan.later, VERSIONS, key)
-    if until is not None:
-        chunks = (_until(columns, moment, rid, until, stale) for _, columns in chunks)
-    return _insert(cur, db, target, source, chunks)
-
-
-def _until(columns: Columns, moment: int, rid: int, until: int, stale: set[int]) -> Chunk:
-    """The rows of a chunk whose ``moment`` column is at or before ``until``."""
-    keep = [v <= until for v in columns[moment]]
-    if all(keep):
-        return len(keep), columns
-    stale.update(r for r, k in zip(columns[rid], keep, strict=True) if not k)
-    return sum(keep), [[v for v, k in zip(c, keep, strict=True) if k] for c in columns]
-
-
-def _rewind_resources(cur: Any) -> int:
-    """Each resource row as of its newest restored version; rows with none are dropped."""
-    cur.execute("DELETE FROM resource WHERE NOT EXISTS "
-                "(SELECT 1 FROM resource_version v WHERE v.rid = resource.rid)")
-    cur.execute("UPDATE resource SET (version, last_updated, deleted) = "
-                "(SELECT v.version, v.last_updated, v.deleted FROM resource_version v "
-                "WHERE v.rid = resource.rid ORDER BY v.version DESC LIMIT 1)")
-    cur.execute("SELECT COUNT(*) FROM resource")
-    return int(cur.fetchone()[0])
-
-
-def _reset_sequences(cur: Any, targets: dict[str, Table]) -> None:
-    """PostgreSQL identity/serial columns continue after the restored rows."""
-    for table in targets.values():
-        for column in table.generated:
-            cur.execute(f"SELECT setval(pg_get_serial_sequence('{table.name}', '{column}'), "
-                        f"COALESCE(MAX({column}), 0) + 1, false) FROM {table.name}")
