@@ -25,7 +25,7 @@ each run in its own schema. Prints one JSON object; ``*_ratio_pct`` = on/off x 1
 
     python benchmarks/security_overhead.py [--reads 2000] [--searches 300] [--rounds 3]
                                            [--modes threads,async] [--callers 1,8,64]
-                                           [--postgres URL]
+                                           [--audit-read-commit wait|group] [--postgres URL]
 """
 
 from __future__ import annotations
@@ -82,9 +82,9 @@ def database(backend: str, folder: Path, name: str, postgres: str | None) -> Ite
 class Setup:
     """One server path (security off or on) over its own database, seeded alike."""
 
-    def __init__(self, url: str, auth: str) -> None:
+    def __init__(self, url: str, auth: str, read_commit: str = "wait") -> None:
         settings = Settings(database_url=url, auth=auth, validate_writes=False,
-                            encryption="off")
+                            encryption="off", audit_read_commit=read_commit)
         self.services = build_services(settings, validator=None)
         self.services.submit({"resourceType": "Bundle", "type": "transaction", "entry": [
             {"resource": {"resourceType": "Patient", "id": f"p{i}", "gender": "female",
@@ -143,10 +143,10 @@ class Setup:
 
 
 def measure(urls: dict[str, str], modes: list[str], callers_list: list[int], reads: int,
-            searches: int, rounds: int) -> dict[str, Any]:
+            searches: int, rounds: int, read_commit: str = "wait") -> dict[str, Any]:
     """Median rates and CPU of ``rounds`` rounds; off and on alternate block by block, so a
     change in the machine's load hits both sides of a ratio alike."""
-    setups = {auth: Setup(url, auth) for auth, url in urls.items()}
+    setups = {auth: Setup(url, auth, read_commit) for auth, url in urls.items()}
     try:
         samples: dict[str, list[float]] = {}
         for _ in range(rounds):
@@ -241,6 +241,8 @@ def main() -> None:
     parser.add_argument("--gather-ms", type=float, default=audit.GATHER_S * 1000,
                         help="the shortest wait of a group commit for interactions under "
                         "way (it waits up to half the last commit's duration when longer)")
+    parser.add_argument("--audit-read-commit", default="wait", choices=["wait", "group"],
+                        help="the audit_read_commit setting of the security-on side")
     parser.add_argument("--postgres", default=os.environ.get("MEDARCHIVE_TEST_POSTGRES_URL"),
                         help="also measure PostgreSQL (a database this run may add schemas to)")
     args = parser.parse_args()
@@ -251,6 +253,7 @@ def main() -> None:
     result: dict[str, Any] = {"patients": PATIENTS, "callers": callers,
                               "rounds": args.rounds, "gather_ms": args.gather_ms,
                               "worker_threads": WORKER_THREADS,
+                              "audit_read_commit": args.audit_read_commit,
                               "load_average_start": os.getloadavg()}
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
@@ -260,7 +263,8 @@ def main() -> None:
             with database(backend, folder, f"{backend}-off", args.postgres) as off, \
                     database(backend, folder, f"{backend}-on", args.postgres) as on:
                 result[backend] = measure({"off": off, "on": on}, modes, callers,
-                                          args.reads, args.searches, args.rounds)
+                                          args.reads, args.searches, args.rounds,
+                                          args.audit_read_commit)
     result["load_average_end"] = os.getloadavg()
     print(json.dumps(result, indent=2))
 

@@ -94,11 +94,19 @@ def build_services(settings: Settings, *, store: Store | None = None, spec: Any 
         spec = load_spec()
     if store is None:
         from medarchive.fhir.search.index import build_indexer
+        from medarchive.service.search_engine import stored_search_params
         from medarchive.store import open_store
-        store = open_store(settings.database_url, build_indexer(spec),
-                           busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-                           pool_size=settings.pool_size,
-                           encryption=build_encryption(settings, spec))
+
+        def opened(spec: Any) -> Store:
+            return open_store(settings.database_url, build_indexer(spec),
+                              busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+                              pool_size=settings.pool_size,
+                              encryption=build_encryption(settings, spec))
+        store = opened(spec)
+        custom = stored_search_params(store, spec)  # SearchParameters kept in the record
+        if custom is not spec:  # are indexed and searched like the official ones
+            store.close()
+            spec, store = custom, opened(custom)
     if validator is _DEFAULT:
         validator = default_validator(spec)
     repository = Repository(store, spec, new_id=new_id, now=now, validator=validator,
@@ -111,6 +119,9 @@ def build_services(settings: Settings, *, store: Store | None = None, spec: Any 
                     limits=Limits.from_settings(settings), capability=capability)
     if security is not None:  # one guard authorizes and audits every interaction
         repository.guard = router.guard = security.guard
+        from medarchive.security.audit_reads import answer
+        trail, base = security.trail, security.tokens.issuer
+        router.audit_events = lambda parts: answer(trail, base, parts)
     return Services(settings, spec, store, repository, router, security)
 
 
@@ -227,7 +238,8 @@ def _security(settings: Settings, store: Store, spec: Any,
                           relationship_required=settings.access_relationship_required,
                           break_glass_minutes=settings.break_glass_minutes,
                           refresh_lifetime_s=settings.refresh_token_lifetime,
-                          online_refresh_lifetime_s=settings.online_refresh_token_lifetime)
+                          online_refresh_lifetime_s=settings.online_refresh_token_lifetime,
+                          audit_read_commit=settings.audit_read_commit)
 
 
 def create_app(settings: Settings, *, services: Services | None = None,

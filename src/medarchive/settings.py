@@ -72,6 +72,11 @@ class Settings:
                                         "encounter, break-the-glass; docs/security.md)."})
     break_glass_minutes: int = field(
         default=60, metadata={"help": "How long a break-the-glass grant lasts, in minutes."})
+    audit_read_commit: str = field(
+        default="wait", metadata={"help": "AuditEvents of reads and searches: wait (the "
+                                          "response leaves once the event is durable) or "
+                                          "group (once it is queued; committed within 20 ms; "
+                                          "docs/security.md \"Cost\")."})
     ui_idle_timeout: int = field(
         default=900, metadata={"help": "Web UI: a session idle for this many seconds ends "
                                        "(docs/ui.md)."})
@@ -225,6 +230,9 @@ class Settings:
         default="", metadata={"help": "URL prefixes (comma-separated, e.g. "
                                       "https://data.example.org/exports/) $import may fetch "
                                       "http(s) inputs from; empty: none."})
+    bulk_import_processes: int = field(
+        default=2, metadata={"help": "Worker processes per running $import job that validate "
+                                     "and index its lines (0: in the job's thread)."})
     warehouse_path: str = field(
         default="var/warehouse.duckdb",
         metadata={"help": "DuckDB file of medarchive warehouse build/sql (the Spark engine "

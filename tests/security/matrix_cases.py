@@ -146,11 +146,12 @@ _UNRELATED = {
 _RELATED_FULL = {**{i: column(_FULL[i], "other", v) for i, v in _UNRELATED.items()},
                  **refused("history-type")}
 
-# The auditor: rs on AuditEvent only; GET /fhir/AuditEvent[/id[/_history/1]] answers from the
-# trail, the other AuditEvent interactions reach the router, which stores no AuditEvent resources.
+# The auditor: rs on AuditEvent only; GET /fhir/AuditEvent[/id[/_history[/1]]] and a batch entry
+# reading an event answer from the trail, the other AuditEvent interactions reach the router's
+# store, which holds no AuditEvent resources.
 _AUDITOR_TRAIL = {
-    "read": "200", "vread": "200", "search": "200+", "history-instance": "404",
-    "history-type": "200-", "batch": "404", "everything": "-", "compartment": "-",
+    "read": "200", "vread": "200", "search": "200+", "history-instance": "200+",
+    "history-type": "200-", "batch": "200", "everything": "-", "compartment": "-",
     "include": "400", "revinclude": "-", "count": "200+"}
 
 # Interactions that have no request on the audit trail: 403 for roles refused on the type.

@@ -287,14 +287,20 @@ def test_search_and_read_events_name_the_patients(env: Env) -> None:
     assert refused.status_code == 403
 
 
-def test_auditors_read_one_event_by_id(env: Env) -> None:
-    """``GET /fhir/AuditEvent/{id}`` answers the event the search lists under that id, for
-    auditors only, and is itself audited; unknown or malformed ids are 404."""
+def _newest_event(env: Env) -> tuple[dict[str, str], dict[str, str], dict[str, Any]]:
+    """Auditor and clerk headers, and the search entry of the clerk's read of p1."""
     auditor = bearer(env.token(role="auditor", scope="user/AuditEvent.rs"))
     clerk = bearer(env.token(role="records_clerk", scope="user/*.cruds"))
     assert env.client.get("/fhir/Patient/p1", headers=clerk).status_code == 200
     listed = env.client.get("/fhir/AuditEvent?_sort=-date&_count=1",
                             headers=auditor).json()["entry"][0]
+    return auditor, clerk, listed
+
+
+def test_auditors_read_one_event_by_id(env: Env) -> None:
+    """``GET /fhir/AuditEvent/{id}`` answers the event the search lists under that id, for
+    auditors only, and is itself audited; unknown or malformed ids are 404."""
+    auditor, clerk, listed = _newest_event(env)
     seq = listed["resource"]["id"]
     read = env.client.get(f"/fhir/AuditEvent/{seq}", headers=auditor)
     assert read.status_code == 200, read.text
@@ -314,11 +320,7 @@ def test_auditors_read_one_event_by_id(env: Env) -> None:
 def test_auditors_vread_the_only_version_of_an_event(env: Env) -> None:
     """An audit event never changes: ``_history/1`` is the event, any other version is 404;
     the vread is itself audited as a vread."""
-    auditor = bearer(env.token(role="auditor", scope="user/AuditEvent.rs"))
-    clerk = bearer(env.token(role="records_clerk", scope="user/*.cruds"))
-    assert env.client.get("/fhir/Patient/p1", headers=clerk).status_code == 200
-    listed = env.client.get("/fhir/AuditEvent?_sort=-date&_count=1",
-                            headers=auditor).json()["entry"][0]
+    auditor, _, listed = _newest_event(env)
     seq = listed["resource"]["id"]
     read = env.client.get(f"/fhir/AuditEvent/{seq}/_history/1", headers=auditor)
     assert read.status_code == 200, read.text
@@ -329,3 +331,47 @@ def test_auditors_vread_the_only_version_of_an_event(env: Env) -> None:
     other = env.client.get(f"/fhir/AuditEvent/{seq}/_history/2", headers=auditor)
     assert other.status_code == 404 and other.json()["resourceType"] == "OperationOutcome"
     assert _last_event(env)["outcome"] != "0"
+
+
+def test_auditors_read_an_events_history(env: Env) -> None:
+    """``GET /fhir/AuditEvent/{id}/_history`` is a history Bundle holding the event's one
+    version, for auditors only, audited as a history interaction; unknown ids are 404."""
+    auditor, clerk, listed = _newest_event(env)
+    seq = listed["resource"]["id"]
+    history = env.client.get(f"/fhir/AuditEvent/{seq}/_history", headers=auditor)
+    assert history.status_code == 200, history.text
+    bundle = history.json()
+    assert (bundle["type"], bundle["total"], len(bundle["entry"])) == ("history", 1, 1)
+    assert bundle["entry"][0]["resource"] == listed["resource"]
+    assert bundle["entry"][0]["fullUrl"] == listed["fullUrl"]
+    event = _last_event(env)
+    assert event["subtype"][0]["code"] == "history" and event["outcome"] == "0"
+    assert event["entity"][0]["what"]["reference"] == f"AuditEvent/{seq}/_history"
+    for bad in ("999999", "abc"):
+        missing = env.client.get(f"/fhir/AuditEvent/{bad}/_history", headers=auditor)
+        assert missing.status_code == 404, bad
+    assert env.client.get(f"/fhir/AuditEvent/{seq}/_history", headers=clerk).status_code == 403
+    assert env.client.get(f"/fhir/AuditEvent/{seq}/_history").status_code == 401
+
+
+def test_a_batch_entry_reads_an_event(env: Env) -> None:
+    """A batch entry ``GET AuditEvent/{id}`` (also ``/_history`` and ``/_history/1``) answers
+    from the trail for auditors, each entry audited like any other; others get 403 entries."""
+    auditor, clerk, listed = _newest_event(env)
+    seq = listed["resource"]["id"]
+    urls = [f"AuditEvent/{seq}", f"AuditEvent/{seq}/_history/1", f"AuditEvent/{seq}/_history",
+            f"AuditEvent/{seq}/_history/2", "AuditEvent/999999"]
+    batch = {"resourceType": "Bundle", "type": "batch",
+             "entry": [{"request": {"method": "GET", "url": url}} for url in urls]}
+    answered = env.client.post("/fhir", headers=auditor, json=batch)
+    assert answered.status_code == 200, answered.text
+    entries = answered.json()["entry"]
+    assert [e["response"]["status"][:3] for e in entries] == ["200", "200", "200", "404", "404"]
+    assert entries[0]["resource"] == entries[1]["resource"] == listed["resource"]
+    assert entries[2]["resource"]["entry"][0]["resource"] == listed["resource"]
+    events = env.events()[-6:]
+    assert [e["subtype"][0]["code"] for e in events] == [
+        "read", "vread", "history", "vread", "read", "batch"]
+    assert [e["outcome"] for e in events] == ["0", "0", "0", "4", "4", "0"]
+    refused = env.client.post("/fhir", headers=clerk, json=batch).json()["entry"]
+    assert {e["response"]["status"][:3] for e in refused} == {"403"}

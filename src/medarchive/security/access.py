@@ -3,14 +3,18 @@ attributes (``department``: Organization ids; ``practitioner``: the Practitioner
 person), break-the-glass grants and the alerts they raise (tables from migration 0007).
 
 Everything an access decision needs about one principal is read at once (``profile``), in one
-read transaction, once per interaction. Writes here are administrative (CLI, the break-glass
-endpoint); the decisions themselves are made in ``security.guard``.
+statement, and kept for ``PROFILE_TTL_S`` seconds (never past the expiry of a break-glass grant
+in it): a client's next requests skip the read. Changes made through this object forget the
+principal's profile at once; changes made by another process (``medarchive users ...``, another
+server worker) are seen within ``PROFILE_TTL_S``. Writes here are administrative (CLI, the
+break-glass endpoint); the decisions themselves are made in ``security.guard``.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +27,8 @@ from medarchive.store.sql.database import Database
 log = logging.getLogger(__name__)
 ATTRIBUTES = ("department", "practitioner")
 MIN_REASON = 20  # characters a break-glass reason needs at least
+PROFILE_TTL_S = 1  # how long a profile read is reused (server clock, seconds)
+MAX_PROFILES = 10_000  # cached principals; the cache starts afresh beyond that
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +81,15 @@ class Access:
     db: Database
     now: Callable[[], datetime]
     hooks: list[Callable[[Alert], None]] = field(default_factory=list)
+    _profiles: dict[str, tuple[float, Profile]] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def _time(self) -> int:
         return int(self.now().timestamp())
+
+    def _forget(self, principal: str) -> None:
+        with self._lock:
+            self._profiles.pop(principal, None)
 
     # -- entitlements and attributes --------------------------------------------------------
 
@@ -91,6 +103,7 @@ class Access:
                             (principal, label))
                 cur.execute(sql("INSERT INTO sec_entitlement (principal, label, granted) "
                                 "VALUES (?, ?, ?)"), (principal, label, self._time()))
+        self._forget(principal)
 
     def revoke(self, principal: str, labels: Iterable[str]) -> None:
         """Withdraw entitlements (unknown ones are ignored)."""
@@ -98,6 +111,7 @@ class Access:
             for label in labels:
                 cur.execute(self.db.sql("DELETE FROM sec_entitlement WHERE principal = ? AND "
                                         "label = ?"), (principal, label))
+        self._forget(principal)
 
     def entitlements(self, principal: str) -> list[str]:
         with self.db.reading() as cur:
@@ -115,6 +129,7 @@ class Access:
                         (principal, name))
             cur.executemany(sql("INSERT INTO sec_attribute (principal, name, value) VALUES "
                                 "(?, ?, ?)"), [(principal, name, v) for v in dict.fromkeys(values)])
+        self._forget(principal)
 
     def attributes(self, principal: str) -> dict[str, list[str]]:
         with self.db.reading() as cur:
@@ -126,18 +141,30 @@ class Access:
             return found
 
     def profile(self, principal: str) -> Profile:
-        """Entitlements, attributes and the patients of active break-glass grants."""
-        with self.db.reading() as cur:  # one statement: one round trip per interaction
+        """Entitlements, attributes and the patients of active break-glass grants (reused
+        for ``PROFILE_TTL_S``, and never after a grant in it expires)."""
+        now = self.now().timestamp()
+        with self._lock:
+            found = self._profiles.get(principal)
+        if found is not None and now < found[0]:
+            return found[1]
+        with self.db.reading() as cur:  # one statement: one round trip
             cur.execute(self.db.sql(
-                "SELECT 'label', label FROM sec_entitlement WHERE principal = ? UNION ALL "
-                "SELECT name, value FROM sec_attribute WHERE principal = ? UNION ALL "
-                "SELECT 'glass', patient_id FROM sec_break_glass WHERE principal = ? "
-                "AND expires > ?"), (principal, principal, principal, self._time()))
-            rows = [(str(kind), str(value)) for kind, value in cur.fetchall()]
-        return Profile(effective(v for k, v in rows if k == "label"),
-                       tuple(sorted(v for k, v in rows if k == "department")),
-                       tuple(sorted(v for k, v in rows if k == "practitioner")),
-                       frozenset(v for k, v in rows if k == "glass"))
+                "SELECT 'label', label, 0 FROM sec_entitlement WHERE principal = ? UNION ALL "
+                "SELECT name, value, 0 FROM sec_attribute WHERE principal = ? UNION ALL "
+                "SELECT 'glass', patient_id, expires FROM sec_break_glass WHERE principal = ? "
+                "AND expires > ?"), (principal, principal, principal, int(now)))
+            rows = [(str(kind), str(value), int(ends)) for kind, value, ends in cur.fetchall()]
+        profile = Profile(effective(v for k, v, _ in rows if k == "label"),
+                          tuple(sorted(v for k, v, _ in rows if k == "department")),
+                          tuple(sorted(v for k, v, _ in rows if k == "practitioner")),
+                          frozenset(v for k, v, _ in rows if k == "glass"))
+        until = min([now + PROFILE_TTL_S] + [ends for k, _, ends in rows if k == "glass"])
+        with self._lock:
+            if len(self._profiles) >= MAX_PROFILES:
+                self._profiles.clear()
+            self._profiles[principal] = (until, profile)
+        return profile
 
     # -- break the glass --------------------------------------------------------------------
 
@@ -165,6 +192,7 @@ class Access:
             cur.execute(sql("INSERT INTO sec_alert (id, kind, principal, patient_id, detail, "
                             "created) VALUES (?, ?, ?, ?, ?, ?)"),
                         (alert.id, alert.kind, principal, patient_id, alert.detail, now))
+        self._forget(principal)
         log.warning("BREAK-THE-GLASS: %s", alert.detail)
         for hook in self.hooks:
             try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -37,6 +38,7 @@ from medarchive.security.audit_index import AuditSearch, index_rows, recorded_us
 from medarchive.security.authz import purpose_concept, purpose_of
 from medarchive.store.sql.database import Database
 
+log = logging.getLogger(__name__)
 GENESIS = "genesis"
 EVENT_TYPES = "http://terminology.hl7.org/CodeSystem/audit-event-type"
 REST = "http://hl7.org/fhir/restful-interaction"
@@ -55,6 +57,13 @@ ACTIONS = {"create": "C", "read": "R", "vread": "R", "search": "E", "history": "
 GATHER_S = 0.002
 GATHER_SHARE = 0.5
 MAX_GATHER_S = 0.02
+# ``audit_read_commit = "group"``: reads are answered once their event is queued; the writer
+# commits queued events at most GROUP_WINDOW_S after the oldest was queued. While an
+# acknowledged event is older than MAX_EARLY_S and still not durable (a stalled disk), further
+# reads wait for their commit as in "wait" mode.
+READ_COMMITS = ("wait", "group")
+GROUP_WINDOW_S = 0.02
+MAX_EARLY_S = 1.0
 _ARRIVING: ContextVar[list[bool] | None] = ContextVar("medarchive_audit_arriving", default=None)
 
 
@@ -143,15 +152,16 @@ class Ticket:
     ``wait`` blocks the calling thread; ``wait_async`` suspends a coroutine instead (the
     HTTP layer's), so no worker thread is held while the commit runs."""
 
-    __slots__ = ("_cond", "_wakers", "at_us", "body", "done", "error", "rows", "seq")
+    __slots__ = ("_cond", "_wakers", "body", "done", "early", "error", "event", "queued",
+                 "seq")
 
-    def __init__(self, body: str, at_us: int, rows: set[tuple[str, str, str]],
-                 cond: threading.Condition) -> None:
-        self.body = body
-        self.at_us = at_us
-        self.rows = rows
+    def __init__(self, event: dict[str, Any], cond: threading.Condition) -> None:
+        self.event = event  # indexed by the writer (audit_index), off the request's thread
+        self.body = orjson.dumps(event, option=orjson.OPT_SORT_KEYS).decode()
         self.seq = 0
         self.done = False
+        self.early = False  # acknowledged before it is durable (audit_read_commit = "group")
+        self.queued = time.monotonic()
         self.error: BaseException | None = None
         self._cond = cond
         self._wakers: list[Callable[[], None]] = []
@@ -170,7 +180,10 @@ class Ticket:
         return self._result()
 
     async def wait_async(self) -> int:
-        """Like ``wait``, awaited on the running event loop without holding a thread."""
+        """Like ``wait``, awaited on the running event loop without holding a thread. An
+        ``early`` ticket returns at once (its failure stops the trail: ``AuditTrail.failed``)."""
+        if self.early:
+            return self.seq
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
 
@@ -240,11 +253,22 @@ class AuditTrail:
     Events of interactions that do not write (``record``, ``submit``) go to one writer thread
     that appends everything queued so far in one transaction (group commit: one durable
     commit per group, not per event) and in queue order, so the chain stays linear. Writes
-    append their own event inside their transaction (``append``)."""
+    append their own event inside their transaction (``append``). ``read_commit``:
+    ``"wait"`` (every caller waits for its commit) or ``"group"`` (``submit(early=True)``
+    tickets are acknowledged when queued and committed within ``GROUP_WINDOW_S``; a failed
+    commit of such a group sets ``failed`` for good, and the guard then refuses every
+    interaction)."""
 
-    def __init__(self, db: Database, now: Callable[[], datetime]) -> None:
+    def __init__(self, db: Database, now: Callable[[], datetime],
+                 read_commit: str = "wait") -> None:
+        if read_commit not in READ_COMMITS:
+            raise ValueError(f"setting audit_read_commit must be wait or group, not "
+                             f"{read_commit!r}")
         self.db = db
         self.now = now
+        self.read_commit = read_commit
+        self.failed: BaseException | None = None  # an acknowledged event was lost
+        self._early_since: float | None = None  # queue time of the oldest undurable early one
         self._cond = threading.Condition()
         self._queue: list[Ticket] = []
         self._writer: threading.Thread | None = None
@@ -288,14 +312,19 @@ class AuditTrail:
         written. Blocks until the writer's group commit that holds it is done."""
         return self.submit(event).wait()
 
-    def submit(self, event: dict[str, Any]) -> Ticket:
+    def submit(self, event: dict[str, Any], early: bool = False) -> Ticket:
         """Queue ``event`` for the writer thread and return at once; the ticket tells when
-        it is durable."""
-        body = orjson.dumps(event, option=orjson.OPT_SORT_KEYS).decode()
-        ticket = Ticket(body, recorded_us(event, int(self.now().timestamp())),
-                        index_rows(event), self._cond)
+        it is durable. ``early``: the caller may answer before that (``ticket.early``) when
+        ``read_commit`` is ``"group"`` and the writer is keeping up."""
+        ticket = Ticket(event, self._cond)
         flag = _ARRIVING.get()
         with self._cond:
+            if early and self.read_commit == "group" and (
+                    self._early_since is None
+                    or ticket.queued - self._early_since < MAX_EARLY_S):
+                ticket.early = True
+                if self._early_since is None:
+                    self._early_since = ticket.queued
             self._queue.append(ticket)
             if flag and flag[0]:
                 flag[0] = False
@@ -304,7 +333,8 @@ class AuditTrail:
                 self._writer = threading.Thread(target=self._run, name="audit-writer",
                                                 daemon=True)
                 self._writer.start()
-            self._cond.notify_all()
+            if not ticket.early or len(self._queue) == 1:  # a gathering writer wakes anyway
+                self._cond.notify_all()
         return ticket
 
     def _run(self) -> None:
@@ -316,15 +346,7 @@ class AuditTrail:
                         self._cond.wait()
                     if not self._queue:
                         return
-                    deadline = time.monotonic() + min(
-                        max(GATHER_S, GATHER_SHARE * self._last_commit_s),
-                        max(GATHER_S, MAX_GATHER_S))
-                    while (self._arriving > 0 or len(self._queue) < self._last_group) \
-                            and not self._stopping:
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            break
-                        self._cond.wait(left)
+                    self._gather()
                     batch, self._queue = self._queue, []
                     self._last_group = len(batch)
                     error: BaseException | None = None
@@ -339,10 +361,38 @@ class AuditTrail:
                         self._last_commit_s = time.monotonic() - started
                     for ticket in batch:
                         ticket._finish(error)
+                    if error is not None and any(t.early for t in batch):
+                        self.failed = error
+                        log.critical("the audit trail lost acknowledged events; every "
+                                     "interaction is refused until the server restarts",
+                                     exc_info=error)
+                    early = [t.queued for t in self._queue if t.early]
+                    self._early_since = min(early) if early else None
                     self._cond.notify_all()
             finally:
                 self._writer = None
                 self._stopping = False
+
+    def _gather(self) -> None:
+        """Before a group commit (holding the condition): wait for more events. Only early
+        tickets queued: until ``GROUP_WINDOW_S`` after the oldest. Otherwise for interactions
+        under way and as many events as the last group had, up to ``GATHER_S`` or half the
+        last commit's duration (at most ``MAX_GATHER_S``)."""
+        if all(t.early for t in self._queue):
+            deadline = self._queue[0].queued + GROUP_WINDOW_S
+            while not self._stopping and all(t.early for t in self._queue):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(left)
+        deadline = time.monotonic() + min(max(GATHER_S, GATHER_SHARE * self._last_commit_s),
+                                          max(GATHER_S, MAX_GATHER_S))
+        while (self._arriving > 0 or len(self._queue) < self._last_group) \
+                and not self._stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._cond.wait(left)
 
     def close(self) -> None:
         """Commit what is queued and stop the writer thread (a later event starts it
@@ -363,10 +413,7 @@ class AuditTrail:
         """Append ``events`` inside the caller's open write transaction ``cur`` on this
         trail's database: they commit (durably) with it or not at all. Call it last in the
         transaction: on PostgreSQL it locks the head row until the commit."""
-        now = int(self.now().timestamp())
-        tickets = [Ticket(orjson.dumps(event, option=orjson.OPT_SORT_KEYS).decode(),
-                          recorded_us(event, now), index_rows(event), self._cond)
-                   for event in events]
+        tickets = [Ticket(event, self._cond) for event in events]
         self._append(cur, tickets)
         return [ticket.seq for ticket in tickets]
 
@@ -378,8 +425,9 @@ class AuditTrail:
         for item in batch:
             seq += 1
             digest = chain_hash(prev, seq, item.body)
-            rows.append((seq, recorded, item.body, prev, digest, item.at_us))
-            refs += [(name, value, system, seq) for name, value, system in item.rows]
+            rows.append((seq, recorded, item.body, prev, digest,
+                         recorded_us(item.event, recorded)))
+            refs += [(name, value, system, seq) for name, value, system in index_rows(item.event)]
             item.seq, prev = int(seq), digest
         cur.executemany(self._sql("INSERT INTO audit_event (seq, recorded, body, prev_hash,"
                                   " hash, recorded_us) VALUES (?, ?, ?, ?, ?, ?)"), rows)

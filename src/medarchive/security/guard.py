@@ -3,8 +3,10 @@
 ``Guard.run`` wraps the router's entry: it binds the actor, classifies the interaction (R4
 §3.1.0 summary table), checks the role x scope permission for its type, runs it, and appends
 one AuditEvent with the outcome. If the AuditEvent cannot be written the response is replaced
-by a 500 (fail closed). Inside ``audit.deferred`` (the HTTP route) the event is queued and the
-caller awaits its commit instead (``web.fhir_api.handle_durably``). Batch entries re-enter
+by a 500 (fail closed). Inside ``audit.deferred`` (the HTTP route) the event is queued and
+the caller awaits its commit instead (``web.fhir_api.handle_durably``); with
+``audit_read_commit = "group"`` a read is answered once its event is queued, and a lost one
+makes every later interaction a 500 (``AuditTrail.failed``). Batch entries re-enter
 the router and are authorized and audited one by one under the caller's identity. The
 repository calls the instance-level checks: whether a loaded resource is visible to the
 actor, whether changes about to be committed (including transaction entries) are allowed,
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 PUBLIC = frozenset({"metadata", ".well-known"})
 WIDENING = ("_include", "_revinclude", "_has", "_type")
 OLD_VERSIONS = frozenset({"vread", "history"})  # interactions that load non-current versions
+READS = frozenset({"read", "vread", "search", "history"})  # audit_read_commit applies to these
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +148,12 @@ class Guard:
             return handle(request)
         if what.name == "batch":
             what = replace(what, name=bundle_kind(request))
+        if self.trail.failed is not None:  # audit_read_commit = "group" lost an event
+            log.critical("audit trail failed; refusing %s %s", request.method, request.path)
+            return render_error(FhirError("the audit trail could not be written; requests are "
+                                          "refused until the server is restarted"))
+        # a batch entry waits for its event: the trail keeps the order of a batch's entries
+        early = what.name in READS and audit_context.current_name() is None
         with acting(who), audit_context.interaction(who, what.name) as pending, \
                 self._decision(who), self.trail.arriving():
             try:
@@ -177,8 +186,8 @@ class Guard:
             if self.abac is not None:
                 self.abac.mark(event)
             try:
-                ticket = self.trail.submit(event)
-                if not defer(ticket):  # the HTTP layer awaits deferred tickets itself
+                ticket = self.trail.submit(event, early=early)
+                if not defer(ticket) and not ticket.early:  # deferred: the HTTP layer awaits
                     ticket.wait()
             except Exception:
                 log.critical("audit trail write failed; refusing %s %s", request.method,

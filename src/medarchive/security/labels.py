@@ -12,6 +12,7 @@ V). The codes are data: edit ``PROTECTED`` to change them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from medarchive.fhir.search.query import Predicate, TokenValue
@@ -49,6 +50,7 @@ def effective(entitled: Iterable[str]) -> frozenset[str]:
     return frozenset(labels)
 
 
+@lru_cache(maxsize=256)  # a few entitlement sets, asked on every search (Predicate is frozen)
 def hidden_predicate(entitled: frozenset[str]) -> Predicate | None:
     """``_security:not=...`` for every protecting code not in ``entitled``: the search clause
     that keeps labelled resources out of a query (None when nothing is hidden)."""

@@ -71,12 +71,13 @@ def build_security(store: Any, spec: Any, *, issuer: str, now: Callable[[], date
                    relationship_required: bool = True,
                    break_glass_minutes: int = 60,
                    refresh_lifetime_s: int = 30 * 86_400,
-                   online_refresh_lifetime_s: int = 43_200) -> Security:
+                   online_refresh_lifetime_s: int = 43_200,
+                   audit_read_commit: str = "wait") -> Security:
     """Security for a server whose FHIR base URL (token issuer and audience) is ``issuer``."""
     db, owns = security_database(store)
     accounts = Accounts(db, now)
     tokens = TokenService(db, issuer, now, token_lifetime_s)
-    trail = AuditTrail(db, now)
+    trail = AuditTrail(db, now, audit_read_commit)
     base = issuer.rsplit("/fhir", 1)[0] if issuer.endswith("/fhir") else issuer
     oauth = OAuthServer(accounts, tokens, trail, base + TOKEN_PATH, Throttle(now))
     oauth.apps = build_app_grants(db, accounts, tokens, trail,  # SMART App Launch

@@ -110,6 +110,9 @@ class Router:
         self._capability = capability
         self._capability_cache: bytes | None = None
         self.guard: Any = None  # security.guard.Guard, installed by the composition root
+        # GET AuditEvent/<id>[/_history[/<version>]] from the audit trail (security on):
+        # path parts after the type -> the resource (security.audit_reads.answer)
+        self.audit_events: Callable[[list[str]], dict[str, Any]] | None = None
         # extended operations installed by the composition root, by name ("$export"):
         # handler(request, resource type or None, id or None) -> FhirResponse
         self.operations: dict[str, Callable[[FhirRequest, str | None, str | None],
@@ -157,6 +160,9 @@ class Router:
             return self._type(request, method, self.repository.check_type(first))
         rtype = self.repository.check_type(first)
         second = parts[1]
+        if rtype == "AuditEvent" and self.audit_events is not None and method == "GET" \
+                and not second.startswith(("_", "$")) and parts[2:3] in ([], ["_history"]):
+            return FhirResponse(200, resource=self.audit_events(parts[1:]))
         if len(parts) == 2:
             if second == "_search":
                 self._allow(method, "POST")

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from medarchive.errors import FhirError, NotFound
+from medarchive.errors import FhirError
 from medarchive.security.actor import Actor
 from medarchive.security.authz import InsufficientScope
 from medarchive.security.discovery import openid_configuration, smart_configuration
@@ -178,36 +178,31 @@ def audit_search(security: Security, actor: Actor, params: list[tuple[str, str]]
     return bundle
 
 
-def audit_read(security: Security, actor: Actor, id: str,
-               version: str | None = None) -> dict[str, Any]:
-    """``GET /fhir/AuditEvent/{id}`` (and ``/_history/{version}``): one event of the trail by
-    its record number, for actors allowed to read AuditEvent (auditors); 404 for an unknown or
-    malformed id. An event never changes, so its only version is 1. Audited."""
+def audit_read(security: Security, actor: Actor, parts: list[str]) -> dict[str, Any]:
+    """``GET /fhir/AuditEvent/{id}``, ``/_history`` and ``/_history/{version}``: one event of
+    the trail by its record number (``security/audit_reads.py``), for actors allowed to read
+    AuditEvent (auditors); 404 for an unknown or malformed id or another version. Audited."""
+    from medarchive.security import audit_reads
     from medarchive.security.audit import audit_event
 
     status = 200
     try:
         security.guard.policy.require(actor, "r", "AuditEvent")
-        event = security.trail.event(int(id)) if id.isdigit() and len(id) < 19 else None
-        if event is None:
-            raise NotFound(f"AuditEvent/{id} not found")
-        if version not in (None, "1"):
-            raise NotFound(f"AuditEvent/{id} has no version {version}: audit events have one")
+        return audit_reads.answer(security.trail, security.tokens.issuer, parts)
     except FhirError as exc:
         status = exc.status
         raise
     finally:
         security.trail.record(audit_event(
-            actor, "read" if version is None else "vread", security.trail.now(), status=status,
-            entities=[f"AuditEvent/{id}" + ("" if version is None else f"/_history/{version}")]))
-    return {**event, "id": id}
+            actor, audit_reads.interaction(parts), security.trail.now(), status=status,
+            entities=["AuditEvent/" + "/".join(parts)]))
 
 
 def protected_fhir_routes(router: Router, security: Security,
                           prefix: str = "/fhir") -> list[BaseRoute]:
     """The FHIR routes behind bearer-token authentication (RFC 6750); public paths open.
-    ``GET {prefix}/AuditEvent`` and ``GET {prefix}/AuditEvent/{id}`` are answered from the
-    audit trail, for auditors only."""
+    ``GET {prefix}/AuditEvent`` and ``GET {prefix}/AuditEvent/{id}`` (with ``/_history`` and
+    ``/_history/{version}``) are answered from the audit trail, for auditors only."""
     from medarchive.web.asgi import render_error
     from medarchive.web.fhir_api import header_map
 
@@ -237,9 +232,8 @@ def protected_fhir_routes(router: Router, security: Security,
             actor = await run_in_threadpool(security.oauth.actor_for,
                                             header_map(request.scope["headers"]).get(
                                                 "authorization"), _address(request))
-            event = await run_in_threadpool(audit_read, security, actor,
-                                            str(request.path_params["id"]),
-                                            request.path_params.get("version"))
+            parts = request.url.path.split("/AuditEvent/", 1)[1].split("/")
+            event = await run_in_threadpool(audit_read, security, actor, parts)
         except FhirError as exc:
             return refusal(exc)
         return Response(orjson.dumps(event), media_type="application/fhir+json")
@@ -252,6 +246,7 @@ def protected_fhir_routes(router: Router, security: Security,
     audit_route: list[BaseRoute] = [
         Route(prefix + "/AuditEvent", audit_events, methods=["GET"]),
         Route(prefix + "/AuditEvent/{id:int}", audit_event_by_id, methods=["GET"]),
+        Route(prefix + "/AuditEvent/{id:int}/_history", audit_event_by_id, methods=["GET"]),
         Route(prefix + "/AuditEvent/{id:int}/_history/{version}", audit_event_by_id,
               methods=["GET"])]
     return audit_route + fhir_routes(router, prefix, authenticate=authenticate)
