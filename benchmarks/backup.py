@@ -24,6 +24,12 @@ no compression, encryption or hashing): ``ratio_to_plain_copy`` is the stable fi
     .venv/bin/python benchmarks/backup.py --resources 100000 --backend postgresql
     .venv/bin/python benchmarks/backup.py --resources 1000000 --backend sqlite --no-verify
     .venv/bin/python benchmarks/backup.py --existing sqlite:///var/medarchive.db
+    .venv/bin/python benchmarks/backup.py --existing sqlite:///var/medarchive.db --backup-only
+    .venv/bin/python benchmarks/backup.py --resources 300000 --backend postgresql --workdir W
+    .venv/bin/python benchmarks/backup.py --restore-only --workdir W --backend postgresql
+
+``--workdir`` keeps the backup, its key and the KEK; ``--restore-only`` then times only a
+restore of that backup (into a new database of ``--backend``), as often as wanted.
 """
 
 from __future__ import annotations
@@ -33,9 +39,10 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -168,27 +175,40 @@ def rates(clock: Clock, phase: str, mb: float) -> dict[str, float]:
             f"{phase}_mb_per_cpu_s": round(mb / clock.cpu[phase], 1)}
 
 
-def existing(url: str) -> None:
-    """Full backup, verify and restore (rows and index copy) of an existing database, against a
-    plain copy of its versions. Reads the encryption settings (MEDARCHIVE_*) for the KEK."""
+def settings_kek() -> Any:
+    """The KEK of the encryption settings (MEDARCHIVE_*), None when encryption is off."""
     from medarchive.app import build_encryption
     from medarchive.fhir.spec import load_spec
     from medarchive.settings import load_settings
     encryption = build_encryption(load_settings(), load_spec())
-    kek = encryption.kek if encryption is not None else None
+    return encryption.kek if encryption is not None else None
+
+
+def timed_full_backup(url: str, work: Path, kek: Any, clock: Clock) -> tuple[Any, Any, int, int]:
+    """(backup key, backup result, versions bytes, database bytes) of a full backup of the
+    existing database ``url`` into ``work``/b, timed after a plain copy of its versions."""
+    key = load_key(work / "backup.key", create=True)
+    versions_b, disk_b = stored_bytes(url)
+    with clock.phase("plain_copy"):
+        plain_copy(url, work / "plain.bin")
+    os.remove(work / "plain.bin")
+    db = open_database(url)
+    try:
+        with clock.phase("full_backup"):
+            full = create_backup(db, work / "b", key, kek=kek)
+    finally:
+        db.close()
+    return key, full, versions_b, disk_b
+
+
+def existing(url: str) -> None:
+    """Full backup, verify and restore (rows and index copy) of an existing database, against a
+    plain copy of its versions. Reads the encryption settings (MEDARCHIVE_*) for the KEK."""
+    kek = settings_kek()
     clock = Clock()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        key = load_key(work / "backup.key", create=True)
-        versions_b, disk_b = stored_bytes(url)
-        with clock.phase("plain_copy"):
-            plain_copy(url, work / "plain.bin")
-        db = open_database(url)
-        try:
-            with clock.phase("full_backup"):
-                full = create_backup(db, work / "b", key, kek=kek)
-        finally:
-            db.close()
+        key, full, versions_b, disk_b = timed_full_backup(url, work, kek, clock)
         with clock.phase("verify"):
             ok = verify_backup(work / "b", key, kek=kek).ok
         with clock.phase("restore"):
@@ -207,6 +227,127 @@ def existing(url: str) -> None:
         "restore_cpu_s": round(clock.cpu["restore"], 2)}, indent=2))
 
 
+def file_references(path: Path, work: Path, clock: Clock) -> None:
+    """Same-run references for a SQLite database file: a plain copy of the file (read, write,
+    fsync) and zstd of it (level 1, every core, as the backup's index pieces; no encryption)."""
+    import zstandard
+    with clock.phase("file_copy"), open(path, "rb") as src, open(work / "copy.bin", "wb") as out:
+        while block := src.read(1 << 20):
+            out.write(block)
+        out.flush()
+        os.fsync(out.fileno())
+    os.remove(work / "copy.bin")
+    with clock.phase("file_zstd"), open(path, "rb") as src, open(work / "z.bin", "wb") as out:
+        zstandard.ZstdCompressor(level=1, threads=-1).copy_stream(src, out)
+        out.flush()
+        os.fsync(out.fileno())
+    os.remove(work / "z.bin")
+
+
+def backup_only(url: str) -> None:
+    """Only a full backup of an existing database (read only), beside the same-run references:
+    a plain copy of its versions and, for SQLite, a plain copy and zstd of the database file.
+    Reads the encryption settings (MEDARCHIVE_*) for the KEK."""
+    kek = settings_kek()
+    clock = Clock()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if url.startswith("sqlite:///"):
+            file_references(Path(url[len("sqlite:///"):]), work, clock)
+        _, full, versions_b, disk_b = timed_full_backup(url, work, kek, clock)
+        manifest = orjson.loads((full.path / "manifest.json").read_bytes())
+    references = {name: rates(clock, name, disk_b / 1e6) for name in ("file_copy", "file_zstd")
+                  if name in clock.wall}
+    print(json.dumps({
+        "database": url, "load_average_1_5_15": [round(x, 1) for x in os.getloadavg()],
+        "versions_mb": round(versions_b / 1e6, 1), "database_mb": round(disk_b / 1e6, 1),
+        **rates(clock, "full_backup", disk_b / 1e6),
+        "backup_size_mb": round(full.stored_bytes / 1e6, 2),
+        "index_copied": "index" in manifest,
+        **rates(clock, "plain_copy", versions_b / 1e6),
+        **{k: v for ref in references.values() for k, v in ref.items()},
+        **{f"cpu_{name}_over_full_backup": round(clock.cpu[name] / clock.cpu["full_backup"], 2)
+           for name in references}}, indent=2))
+
+
+class ServerCpu:
+    """CPU seconds of the local PostgreSQL server's processes that serve connections named
+    ``APP`` (and their parallel workers), sampled from /proc every 0.2 s while running: the
+    server's share of a restore, without the other clients of a shared server."""
+
+    APP = "bench-restore"
+
+    def __init__(self, url: str) -> None:
+        self.url, self.done = url, threading.Event()
+        self.seen: dict[int, int] = {}
+        self.thread = threading.Thread(target=self._sample)
+
+    def __enter__(self) -> ServerCpu:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.seen.values()) / os.sysconf("SC_CLK_TCK")
+
+    def _sample(self) -> None:
+        import psycopg
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self.done.wait(0.2):
+                pids = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name "
+                                    "= %s OR leader_pid IN (SELECT pid FROM pg_stat_activity "
+                                    "WHERE application_name = %s)", (self.APP, self.APP))
+                for (pid,) in pids.fetchall():
+                    try:
+                        with open(f"/proc/{pid}/stat") as handle:
+                            fields = handle.read().rsplit(")", 1)[1].split()
+                    except OSError:
+                        continue
+                    self.seen[pid] = int(fields[11]) + int(fields[12])
+
+
+def restore_only(work: Path, backend: str) -> None:
+    """Time a restore of the backup kept in ``work`` by an earlier ``--workdir`` run."""
+    from medarchive.fhir.search.index import build_indexer
+    from medarchive.fhir.spec import load_spec
+    key = load_key(work / "backup.key")
+    encryption = encryption_for(work, (work / "medarchive.kek").exists())
+    kek = encryption.kek if encryption is not None else None
+    clock = Clock()
+    indexer = build_indexer(load_spec())
+    server = None
+    with throwaway_url(backend) as target:
+        if backend == "postgresql":
+            server = ServerCpu(target)
+            target += ("&" if "?" in target else "?") + f"application_name={ServerCpu.APP}"
+        with server or nullcontext(), clock.phase("restore"):
+            result = restore(plan_restore(work / "b", key), key, target,
+                             reindex=reindex_with(indexer, encryption), kek=kek)
+    n = result.resources
+    print(json.dumps({
+        "backend": backend, "resources": n, "index_copied": result.index_copied,
+        "load_average_1_5_15": [round(x, 1) for x in os.getloadavg()],
+        "restore_s": round(clock.wall["restore"], 2),
+        "restore_cpu_s": round(clock.cpu["restore"], 2),
+        "server_cpu_s": round(server.seconds, 2) if server else None,
+        "projected_restore_1m_s": round(clock.wall["restore"] / n * 1_000_000),
+        "projected_restore_1m_cpu_s": round(clock.cpu["restore"] / n * 1_000_000)}, indent=2))
+
+
+@contextmanager
+def work_folder(path: Path | None) -> Iterator[Path]:
+    if path is not None:
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        yield Path(tmp)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--resources", type=int, default=20_000)
@@ -221,7 +362,19 @@ def main() -> None:
                         help="Skip `backup verify` (it digests every row: long at 1M).")
     parser.add_argument("--existing", metavar="URL",
                         help="Only back up, verify and restore this database (read only).")
+    parser.add_argument("--backup-only", action="store_true",
+                        help="With --existing: only a full backup, beside file references.")
+    parser.add_argument("--workdir", type=Path,
+                        help="Keep the backup, its key and the KEK in this folder.")
+    parser.add_argument("--restore-only", action="store_true",
+                        help="Only restore the backup kept in --workdir by an earlier run.")
     args = parser.parse_args()
+    if args.restore_only:
+        restore_only(args.workdir, args.backend)
+        return
+    if args.existing and args.backup_only:
+        backup_only(args.existing)
+        return
     if args.existing:
         existing(args.existing)
         return
@@ -231,8 +384,7 @@ def main() -> None:
     indexer = shaped_indexer(real if args.index == "shaped" else None)
     n = args.resources
     clock = Clock()
-    with throwaway_url(args.backend) as url, tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+    with throwaway_url(args.backend) as url, work_folder(args.workdir) as work:
         key = load_key(work / "backup.key", create=True)
         encryption = encryption_for(work, args.encryption == "on")
         kek = encryption.kek if encryption is not None else None

@@ -108,3 +108,41 @@ def test_a_piece_damaged_after_the_checks_leaves_nothing(backups: Path, key: Bac
     with pytest.raises(BackupError, match="corrupted"):
         restore(plan, key, f"sqlite:///{target}")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("r.db")]
+
+
+def test_the_image_and_the_rows_are_one_snapshot(tmp_path: Path, key: BackupKey,
+                                                 sqlite_url: str, open_sql: Open,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that tries to commit between the two connections' read transactions waits
+    until both have begun: the image holds exactly the index of the versions backed up."""
+    import threading
+
+    from medarchive.backup import snapshot
+    store = open_sql(sqlite_url)
+    for i in range(10):
+        put(store, "Patient", f"p{i}", at(i), family=f"Family{i}")
+    late = open_sql(sqlite_url)
+    begin, writers = snapshot._begin_read, list[threading.Thread]()
+
+    def begin_then_write(cur: Any) -> None:
+        begin(cur)
+        if not writers:  # between the first read transaction and the second
+            writer = threading.Thread(target=put, args=(late, "Patient", "late", at(99)),
+                                      kwargs={"family": "Late"})
+            writers.append(writer)
+            writer.start()
+            writer.join(0.5)  # blocked by the held write lock (else it commits here)
+
+    monkeypatch.setattr(snapshot, "_begin_read", begin_then_write)
+    create_backup(store.db, tmp_path / "b", key)
+    writers[0].join()
+    target = tmp_path / "r.db"
+    assert restore(plan_restore(tmp_path / "b", key), key, f"sqlite:///{target}").index_copied
+    conn = sqlite3.connect(target)
+    try:
+        ids = sorted(r for (r,) in conn.execute("SELECT res_id FROM resource"))
+        values = sorted(v for (v,) in conn.execute("SELECT value FROM idx_string"))
+    finally:
+        conn.close()
+    assert ids == sorted(f"p{i}" for i in range(10))  # the late write is after the snapshot
+    assert values == sorted(f"family{i}" for i in range(10))  # and so is its index row

@@ -4,15 +4,19 @@ The index is most of a database (36 rows a resource for an Observation) and inse
 one by one was 90 % of a restore. A full backup of a SQLite database therefore copies the
 ``idx_*`` tables, with their indexes, into a new SQLite file with
 ``INSERT INTO image.t SELECT * FROM main.t`` (SQLite's transfer optimisation: records and
-index entries are copied as they are, without decoding or sorting), inside the backup's read
-transaction, and stores that file cut into pieces (zstd, then the index seal and the backup
-key, as every data file). A restore into SQLite puts the pieces together again and copies the
-tables back the same way, indexes included; a restore into PostgreSQL reads the image's rows
-and ``COPY``s them. PostgreSQL sources keep the row format (``codec.py``).
+index entries are copied as they are, without decoding or sorting) and stores that file cut
+into pieces (zstd, then the index seal and the backup key, as every data file). A restore into
+SQLite puts the pieces together again and copies the tables back the same way, indexes
+included; a restore into PostgreSQL reads the image's rows and ``COPY``s them. PostgreSQL
+sources keep the row format (``codec.py``).
 
-The image holds plaintext index values while it exists: it is written beside the database it
-is taken from (the same disk and permissions as the index it copies), beside the restored
-database, or in a private temporary folder, and removed at once.
+The copy is made on a second connection of its own (``ImageCopy``), in a thread of its own,
+reading the same snapshot as the backup's other tables (snapshot.py pins both), so it runs
+while the rows of the other tables are read and compressed. The image holds the index's
+plaintext clinical values, so on the backup side it is a sealed file (sealedfile.py): SQLite
+writes it through a VFS that encrypts every page under a key that exists only in memory, and
+its pages are decrypted only on their way into the compressor. Its pages are 64 KiB (fewer,
+larger writes; a restore copies them into pages of any size).
 """
 
 from __future__ import annotations
@@ -20,15 +24,20 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+from medarchive.backup import sealedfile
 from medarchive.backup.codec import Columns
 from medarchive.backup.errors import BackupError
-from medarchive.backup.schema import Table
+from medarchive.backup.schema import Table, strategy
 
 PIECE = 32 << 20  # bytes of the image per data file
+PAGE = 65536  # page size of an image a backup makes
+CACHE_KIB = 65536  # page cache of the image while it is made
 SCHEMA = "backup_image"  # the name the image is attached under
 PIECES = "index-image"  # the table name ``archive.files`` gives the pieces
 FETCH = 10_000
@@ -38,29 +47,88 @@ def remove(path: Path) -> None:
     for suffix in ("", "-journal", "-wal", "-shm"):
         with contextlib.suppress(FileNotFoundError):
             os.remove(str(path) + suffix)
+    sealedfile.drop_key(path)
 
 
-def attach_empty(cur: Any, path: Path, tables: list[str]) -> None:
-    """Create the image at ``path`` with the DDL of ``tables`` and their indexes (read from
-    the database of ``cur``) and attach it; before the read transaction (SQLite refuses ATTACH
-    inside one)."""
-    remove(path)
-    marks = ", ".join("?" * len(tables))
-    cur.execute(f"SELECT sql FROM sqlite_master WHERE tbl_name IN ({marks}) AND sql IS NOT NULL "
-                "ORDER BY type = 'index', name", tables)
-    ddl = [str(sql) for (sql,) in cur.fetchall()]
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    os.close(fd)
-    conn = sqlite3.connect(path, isolation_level=None)
+def can_seal() -> bool:
+    """Whether a backup can make a sealed image (else it copies the index as rows)."""
+    return sealedfile.available()
+
+
+def open_twin(db_path: str, image: Path,
+              timeout: float) -> tuple[sqlite3.Connection, list[str]]:
+    """A second connection to the database at ``db_path`` with a new, empty, sealed image at
+    ``image`` attached, holding the index tables and their indexes (DDL of the database), and
+    the names of those tables; before any read transaction (SQLite refuses ATTACH inside one)."""
+    remove(image)
+    sealedfile.open_key(image)
+    conn = sqlite3.connect(f"file:{quote(db_path)}", uri=True, isolation_level=None,
+                           check_same_thread=False, timeout=timeout)
     try:
-        conn.execute("PRAGMA journal_mode=OFF")
-        conn.execute("BEGIN")
-        for sql in ddl:
-            conn.execute(sql)
-        conn.execute("COMMIT")
-    finally:
+        tables = sorted(str(name) for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'") if strategy(name) == "index")
+        marks = ", ".join("?" * len(tables))
+        ddl = [str(sql) for (sql,) in conn.execute(
+            f"SELECT sql FROM sqlite_master WHERE tbl_name IN ({marks}) AND sql IS NOT NULL "
+            "ORDER BY type = 'index', name", tables)]
+        fd = os.open(image, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        made = sqlite3.connect(sealedfile.uri(image), uri=True, isolation_level=None)
+        try:
+            made.execute(f"PRAGMA page_size={PAGE}")
+            made.execute("PRAGMA journal_mode=OFF")
+            made.execute("BEGIN")
+            for sql in ddl:
+                made.execute(sql)
+            made.execute("COMMIT")
+        finally:
+            made.close()
+        conn.execute(f"ATTACH DATABASE ? AS {SCHEMA}", (sealedfile.uri(image),))
+        conn.execute(f"PRAGMA {SCHEMA}.journal_mode=OFF")  # a scratch file: no rollback needed
+        conn.execute(f"PRAGMA {SCHEMA}.synchronous=OFF")
+        conn.execute(f"PRAGMA {SCHEMA}.cache_size=-{CACHE_KIB}")
+    except BaseException:
         conn.close()
-    attach(cur, path)
+        remove(image)
+        raise
+    return conn, tables
+
+
+class ImageCopy:
+    """Copies the index tables into the attached image of a twin connection (``open_twin``,
+    its read transaction already begun), commits it, and hands its pieces to ``submit``, all
+    in a thread of its own; ``result()`` waits and gives the rows copied per table."""
+
+    def __init__(self, twin: sqlite3.Connection, image: Path, tables: list[str],
+                 submit: Callable[[int, bytes], None]) -> None:
+        self.twin, self.image, self.tables, self.submit = twin, image, tables, submit
+        self.rows: dict[str, int] = {}
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="backup-index-image", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            cur = self.twin.cursor()
+            for name in self.tables:
+                self.rows[name] = copy_table(cur, name, SCHEMA, "main")
+            self.twin.execute("COMMIT")
+            self.twin.execute(f"DETACH DATABASE {SCHEMA}")
+            for n, piece in enumerate(sealedfile.plain_pieces(self.image, PIECE)):
+                self.submit(n, piece)
+        except BaseException as exc:  # raised again by result()
+            self.error = exc
+
+    def result(self) -> dict[str, int]:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.rows
+
+    def cancel(self) -> None:
+        """Stop a copy still running (the backup failed elsewhere) and wait for the thread."""
+        self.twin.interrupt()
+        self.thread.join()
 
 
 def attach(cur: Any, path: Path) -> None:
@@ -85,12 +153,6 @@ def copy_table(cur: Any, name: str, into: str, source: str,
         cols = ", ".join(columns)
         cur.execute(f"INSERT INTO {into}.{name} ({cols}) SELECT {cols} FROM {source}.{name}")
     return int(cur.rowcount)
-
-
-def pieces(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as handle:
-        while piece := handle.read(PIECE):
-            yield piece
 
 
 def image_tables(path: Path) -> set[str]:

@@ -13,8 +13,11 @@ inserters, the snapshot is taken, and the lock is released at once. Every seq at
 mark is then either visible in the snapshot or will never commit; writers pause only for the
 round trip. SQLite needs nothing: one writer at a time takes seqs in commit order.
 
-A full backup of a SQLite database copies its search index as a SQLite image (indeximage.py),
-inside the same read transaction.
+A full backup of a SQLite database copies its search index as a SQLite image (indeximage.py)
+on a second connection, in a thread of its own, while this one reads the other tables. Both
+connections read the same snapshot: their read transactions begin while a third connection
+holds the write lock (``BEGIN IMMEDIATE``), so no commit can fall between them; writers wait
+for those few statements only.
 
 Every backup checks itself: the rows of an incremental table over the whole chain must add up to
 the count in the snapshot, or the chain does not belong to this database and the backup fails.
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -37,7 +41,7 @@ from typing import Any
 from medarchive.backup.archive import FORMAT, Backup, backup_ids, chain, write_file, write_manifest
 from medarchive.backup.codec import Row, compress_bytes, encode_rows
 from medarchive.backup.errors import BackupError
-from medarchive.backup.indeximage import PIECES, SCHEMA, attach_empty, copy_table, detach, pieces
+from medarchive.backup.indeximage import PIECES, ImageCopy, can_seal, open_twin
 from medarchive.backup.indeximage import remove as remove_image
 from medarchive.backup.indexkey import IndexSeal, new_seal
 from medarchive.backup.keys import BackupKey
@@ -50,11 +54,12 @@ from medarchive.backup.schema import (
     list_tables,
     strategy,
 )
+from medarchive.backup.scratch import memory_folder
 from medarchive.store.base import to_micros
 from medarchive.store.sql.database import Database, PostgresDatabase, SqliteDatabase
 
 CHUNK_ROWS = 10_000  # rows per data file
-FETCH_ROWS = 2_000  # rows per fetch from the database
+FETCH_ROWS = 10_000  # rows per fetch from the database
 IN_LIST = 5_000  # rids per IN (...) list
 LOCK_TIMEOUT = "30s"
 
@@ -71,10 +76,10 @@ class BackupResult:
 
 
 @contextmanager
-def consistent_read(db: Database, image: Path | None = None) -> Iterator[Any]:
+def consistent_read(db: Database, twin: sqlite3.Connection | None = None) -> Iterator[Any]:
     """A cursor whose every statement sees the same committed state (see module docstring).
-    SQLite with ``image``: an empty search-index image is attached first (indeximage.py);
-    what the transaction copies into it is kept."""
+    SQLite with ``twin``: the read transaction of that second connection begins on the same
+    snapshot (and is left to its user to end)."""
     with db.reading() as cur:
         if db.dialect == "postgresql":
             lock = _fix_mark(db)
@@ -84,31 +89,48 @@ def consistent_read(db: Database, image: Path | None = None) -> Iterator[Any]:
             finally:
                 lock.rollback()
                 lock.close()
+        elif twin is None:
+            _begin_read(cur)
         else:
-            if image is not None:
-                attach_empty(cur, image, _index_names(cur))
-            try:
-                cur.execute("BEGIN")
-                cur.execute("SELECT COUNT(*) FROM sqlite_master")  # starts the read transaction
-                cur.fetchone()
-            except BaseException:
-                detach(cur)
-                raise
+            _begin_twins(db, cur, twin)
         try:
             yield cur
         except BaseException:
             cur.execute("ROLLBACK")
             raise
         else:
-            cur.execute("COMMIT")  # nothing of the database was written; the image was
-        finally:
-            if image is not None:
-                detach(cur)
+            cur.execute("COMMIT")  # nothing was written
 
 
-def _index_names(cur: Any) -> list[str]:
-    return [name for name, _ in sorted(list_tables(cur, "sqlite").items())
-            if strategy(name) == "index"]
+def _begin_read(cur: Any) -> None:
+    cur.execute("BEGIN")
+    cur.execute("SELECT COUNT(*) FROM main.sqlite_master")  # starts the read transaction
+    cur.fetchone()
+
+
+def _begin_twins(db: Database, cur: Any, twin: sqlite3.Connection) -> None:
+    """Begin the read transactions of ``cur`` and ``twin`` with no commit between them."""
+    if not isinstance(db, SqliteDatabase):
+        raise TypeError("only SQLite reads a snapshot on two connections")
+    hold = sqlite3.connect(db.path, isolation_level=None, timeout=_seconds(LOCK_TIMEOUT))
+    try:
+        try:
+            hold.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise BackupError(f"could not pause writers to begin the backup's snapshot "
+                              f"within {LOCK_TIMEOUT}: {exc}") from None
+        _begin_read(cur)
+        try:
+            _begin_read(twin.cursor())
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+    finally:
+        hold.close()  # rolls the empty write transaction back
+
+
+def _seconds(timeout: str) -> float:
+    return float(timeout.rstrip("s"))
 
 
 def _fix_mark(db: Database) -> Any:
@@ -275,20 +297,8 @@ def create_backup(db: Database, root: Path, key: BackupKey, *, incremental: bool
     backup_id = moment.strftime("%Y%m%dT%H%M%S.%fZ") + ("-incr" if parent else "-full")
     folder = root / f".partial-{backup_id}"
     folder.mkdir()
-    image = Path(f"{db.path}.backup-index-{backup_id}") if isinstance(db, SqliteDatabase) and \
-        parent is None and db.path != ":memory:" else None
     try:
-        sink = _Sink(folder, backup_id, key)
-        try:
-            with consistent_read(db, image) as cur:
-                manifest, seal = _dump(cur, db, sink, backup_id, parent, kek, image is not None)
-            if image is not None and "index" in manifest:
-                manifest["index"]["files"] = _write_image(sink, image, seal)
-            sink.drain()
-        finally:
-            sink.close()
-            if image is not None:
-                remove_image(image)
+        manifest = _write_data(db, folder, backup_id, key, parent, kek)
         manifest.update({"format": FORMAT, "id": backup_id,
                          "kind": "incremental" if parent else "full",
                          "parent": parent.id if parent else None,
@@ -308,6 +318,39 @@ def create_backup(db: Database, root: Path, key: BackupKey, *, incremental: bool
                 "encryption key manager was given (a restore re-extracts the index)")
     return BackupResult(backup_id, root / backup_id, manifest["kind"], rows, stored,
                         time.perf_counter() - started, note)
+
+
+def _write_data(db: Database, folder: Path, backup_id: str, key: BackupKey,
+                parent: Backup | None, kek: Any) -> dict[str, Any]:
+    """Write the data files of the backup into ``folder``; return its manifest's body. The
+    sealed scratch image of a SQLite full backup goes to memory (``/dev/shm``) when there is
+    room for it, else beside the database."""
+    source = db.path if isinstance(db, SqliteDatabase) and db.path != ":memory:" else None
+    if source is None or parent is not None or not can_seal():
+        return _read_all(db, folder, backup_id, key, parent, kek, None)
+    size = os.path.getsize(source) if os.path.exists(source) else 0  # the image is smaller
+    with memory_folder(size) as memory:
+        place = memory or Path(source).parent
+        image = place / f"{Path(source).name}.backup-index-{backup_id}"
+        twin, names = open_twin(source, image, _seconds(LOCK_TIMEOUT))
+        try:
+            return _read_all(db, folder, backup_id, key, parent, kek,
+                             _Image(twin, image, names))
+        finally:
+            twin.close()
+            remove_image(image)
+
+
+def _read_all(db: Database, folder: Path, backup_id: str, key: BackupKey,
+              parent: Backup | None, kek: Any, image: _Image | None) -> dict[str, Any]:
+    sink = _Sink(folder, backup_id, key)
+    try:
+        with consistent_read(db, image.twin if image else None) as cur:
+            manifest = _dump(cur, db, sink, backup_id, parent, kek, image)
+        sink.drain()
+        return manifest
+    finally:
+        sink.close()
 
 
 def _encrypted(cur: Any, tables: dict[str, Table]) -> bool:
@@ -332,19 +375,57 @@ def _index_plan(cur: Any, tables: dict[str, Table], backup_id: str, parent: Back
     return {"sealed": None}, None
 
 
-def _write_image(sink: _Sink, image: Path, seal: IndexSeal | None) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = []
-    for n, piece in enumerate(pieces(image)):
+@dataclass(frozen=True)
+class _Image:
+    """The twin connection that can copy the index tables into a sealed image."""
+
+    twin: sqlite3.Connection
+    path: Path
+    tables: list[str]
+
+
+class _ImageJob:
+    """The index image of this backup being made (``ImageCopy``), its pieces compressed on
+    every core, sealed, encrypted and written through a sink of their own."""
+
+    def __init__(self, image: _Image, sink: _Sink, seal: IndexSeal | None) -> None:
+        self.sink = _Sink(sink.folder, sink.backup_id, sink.key)
+        self.seal = seal
+        self.entries: list[dict[str, Any]] = []
+        self.copy = ImageCopy(image.twin, image.path, image.tables, self._piece)
+
+    def _piece(self, n: int, piece: bytes) -> None:
         entry: dict[str, Any] = {"name": f"{PIECES}.{n:05d}", "rows": 0}
-        entries.append(entry)
-        sink.submit_piece(entry["name"], piece, entry, seal)
-    return entries
+        self.entries.append(entry)
+        self.sink.submit_piece(entry["name"], piece, entry, self.seal)
+
+    def finish(self) -> dict[str, int]:
+        """Wait for the image; the rows copied per table."""
+        rows = self.copy.result()
+        self.sink.drain()
+        return rows
+
+    def close(self) -> None:
+        self.copy.cancel()
+        self.sink.close()
+
+
+def _start_image(image: _Image | None, index: dict[str, Any] | None, sink: _Sink,
+                 seal: IndexSeal | None) -> _ImageJob | None:
+    """Start making the image when this backup copies the index; else end the twin's read
+    transaction."""
+    if image is None:
+        return None
+    if index is None:
+        image.twin.execute("ROLLBACK")
+        return None
+    return _ImageJob(image, sink, seal)
 
 
 def _dump(cur: Any, db: Database, sink: _Sink, backup_id: str, parent: Backup | None,
-          kek: Any = None, image: bool = False) -> tuple[dict[str, Any], IndexSeal | None]:
-    """The manifest of the backup (its data files go to ``sink``) and the index seal; with
-    ``image`` the index tables are copied into the attached image instead (indeximage.py)."""
+          kek: Any = None, image: _Image | None = None) -> dict[str, Any]:
+    """The manifest of the backup (its data files go to ``sink``); with ``image`` the index
+    tables are copied into the image meanwhile, in a thread of their own (indeximage.py)."""
     tables = {name: t for name, t in list_tables(cur, db.dialect).items()
               if strategy(name) != "derived"}
     if VERSIONS not in tables or RESOURCES not in tables:
@@ -353,10 +434,26 @@ def _dump(cur: Any, db: Database, sink: _Sink, backup_id: str, parent: Backup | 
     index, seal = _index_plan(cur, tables, backup_id, parent, kek)
     if index is None:
         tables = {name: t for name, t in tables.items() if strategy(name) != "index"}
-    in_image: set[str] = set()
-    if image and index is not None:
-        cur.execute(f"SELECT name FROM {SCHEMA}.sqlite_master WHERE type = 'table'")
-        in_image = {str(n) for (n,) in cur.fetchall()}
+    job = _start_image(image, index, sink, seal)
+    try:
+        docs, marks = _dump_rows(cur, db, sink, parent, tables, seal,
+                                 set(image.tables) if job and image else set())
+        if job is not None and index is not None:
+            for name, copied in job.finish().items():
+                docs[name] = {"strategy": "index", **tables[name].to_json(), "files": [],
+                              "rows": copied, "total_rows": copied, "image": True}
+            index["files"] = job.entries
+    finally:
+        if job is not None:
+            job.close()
+    return {"tables": docs, "marks": marks, **({"index": index} if index else {})}
+
+
+def _dump_rows(cur: Any, db: Database, sink: _Sink, parent: Backup | None,
+               tables: dict[str, Table], seal: IndexSeal | None,
+               in_image: set[str]) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+    """The manifest entries and high-water marks of the tables read here (not ``in_image``);
+    their data files go to ``sink``."""
     before = parent.manifest if parent else {"marks": {}, "tables": {}}
     marks: dict[str, int] = {}
     docs: dict[str, dict[str, Any]] = {}
@@ -368,9 +465,6 @@ def _dump(cur: Any, db: Database, sink: _Sink, backup_id: str, parent: Backup | 
         mark_col = "seq" if how == "versions" else APPEND.get(name)
         prior = before["tables"].get(name, {})
         if name in in_image:
-            copied = copy_table(cur, name, SCHEMA, "main")
-            docs[name] = {"strategy": how, **table.to_json(), "files": [], "rows": copied,
-                          "total_rows": copied, "image": True}
             continue
         if mark_col is not None:
             after = int(before["marks"].get(name, 0))
@@ -403,4 +497,4 @@ def _dump(cur: Any, db: Database, sink: _Sink, backup_id: str, parent: Backup | 
         else:
             doc["total_rows"] = _count(cur, name) if how == "resources" else writer.rows
         docs[name] = doc
-    return {"tables": docs, "marks": marks, **({"index": index} if index else {})}, seal
+    return docs, marks
