@@ -10,26 +10,35 @@ senders do. Messages alternate ADT^A01 and ORU^R01, each for its own patient. Mo
 - ``single``: the earlier composition, for comparison in the same run: the store and the log
   each commit on their own, one message at a time;
 - ``echo``: the reference, an MLLP listener that answers AA without doing anything (the cost of
-  the transport and the senders).
+  the transport and the senders);
+- ``stages`` (not in the default list): no sockets; the ``group`` composition's work for each
+  message run in this thread, one message per transaction, timed stage by stage in thread CPU
+  time (parse + map, the message's writes and log row, BEGIN + COMMIT, the ACK);
+  ``--profile FILE`` also writes a cProfile (thread CPU time) of that loop.
 
 Prints one JSON object per mode and connection count: ACKed messages per second, the CPU
 seconds the listener process spent (all its threads; the senders are other processes) and
-messages per CPU-second — the figure that does not depend on how loaded the machine is — and the
-load average at the end of the run. For ``group``, also how many messages each commit carried.
+messages per CPU-second — the figure that does not depend on how loaded the machine is — the
+load average at the end of the run, and the latency of an fsync of 4 KiB on the database's disk
+measured just before the run (median and 90th percentile of 200): on one connection every
+message waits for its own durable commit, so 1 / (fsync + CPU per message) bounds that figure.
+For ``group``, also how many messages each commit carried.
 
     python benchmarks/mllp.py [--backend sqlite|postgresql] [--messages 2000]
                               [--modes echo,single,group] [--group-wait-ms 2] [--group-max 64]
-                              [--encryption on|off]
+                              [--encryption on|off] [--profile FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import multiprocessing
 import os
 import resource
 import socket
+import statistics
 import tempfile
 import time
 from typing import Any
@@ -86,6 +95,20 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def fsync_latency(directory: str, rounds: int = 200) -> dict[str, float]:
+    """Milliseconds an fsync of a 4 KiB write takes in ``directory`` (median, p90)."""
+    took = []
+    with tempfile.NamedTemporaryFile(dir=directory) as handle:
+        for i in range(rounds):
+            os.pwrite(handle.fileno(), os.urandom(4096), (i % 16) * 4096)
+            start = time.perf_counter()
+            os.fsync(handle.fileno())
+            took.append(time.perf_counter() - start)
+    took.sort()
+    return {"fsync_ms_median": round(statistics.median(took) * 1000, 3),
+            "fsync_ms_p90": round(took[int(len(took) * 0.9)] * 1000, 3)}
+
+
 def run(port: int, connections: int, total: int, tag: str) -> dict[str, object]:
     """Time from the moment every sender is connected and ready (process start-up and
     imports excluded) to the last ACK; CPU of the listener process over the same span."""
@@ -124,11 +147,54 @@ def listen(gateway: Gateway) -> tuple[BackgroundListener, int]:
     return listener, listener.start()
 
 
+def stages(gateway: Gateway, total: int, tag: str, profile: str) -> dict[str, object]:
+    """CPU milliseconds per message of each stage, run in this thread (see ``stages`` mode)."""
+    frames = [FrameDecoder().feed(message(0, i, tag))[0] for i in range(total)]
+    spent = dict.fromkeys(("parse_map", "apply", "begin_commit", "ack"), 0.0)
+    profiler = cProfile.Profile(time.thread_time) if profile else None
+    clock, start, wall = time.thread_time, time.thread_time(), time.perf_counter()
+    if profiler:
+        profiler.enable()
+    for frame in frames:
+        t0 = clock()
+        prepared = gateway.prepare(frame)
+        t1 = clock()
+        with gateway.transactions.group():
+            t2 = clock()
+            with gateway.transactions.savepoint():
+                applied = gateway._apply(prepared, None)
+            t3 = clock()
+        t4 = clock()
+        gateway._answer(prepared, applied)
+        t5 = clock()
+        spent["parse_map"] += t1 - t0
+        spent["apply"] += t3 - t2
+        spent["begin_commit"] += (t4 - t1) - (t3 - t2)
+        spent["ack"] += t5 - t4
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    cpu, wall = clock() - start, time.perf_counter() - wall
+    return {"messages": total, "cpu_ms_per_msg": round(cpu / total * 1000, 3),
+            "wall_ms_per_msg": round(wall / total * 1000, 3),
+            **{f"{k}_ms": round(v / total * 1000, 3) for k, v in spent.items()},
+            "load_1m": round(os.getloadavg()[0], 2)}
+
+
 def measure(mode: str, backend: str, total: int, tag: str, args: argparse.Namespace) -> None:
     with throwaway_url(backend) as url, tempfile.TemporaryDirectory() as keys:
         settings = Settings(database_url=url, auth="off", encryption=args.encryption,
                             encryption_key_file=f"{keys}/bench.kek",
                             mllp_group_wait_ms=args.group_wait_ms, mllp_group_max=args.group_max)
+        if mode == "stages":
+            timed, built = build_gateway(settings)
+            stages(timed, 40, f"{tag}warm", "")
+            figures = stages(timed, total, tag, args.profile)
+            print(json.dumps({"benchmark": "mllp", "backend": backend, "mode": mode, **figures,
+                              **fsync_latency(keys)}), flush=True)
+            timed.close()
+            built.close()
+            return
         if mode == "echo":
             services = None
             gateway: Gateway = EchoGateway(lambda *a, **k: {}, MemoryMessageLog())
@@ -140,13 +206,14 @@ def measure(mode: str, backend: str, total: int, tag: str, args: argparse.Namesp
         listener, port = listen(gateway)
         for connections in (1, 8):
             groups, committed = gateway.committer.groups, gateway.committer.committed
+            fsync = fsync_latency(keys)
             figures = run(port, connections, total, f"{tag}{mode}c{connections}")
             if mode != "echo":
                 groups = gateway.committer.groups - groups
                 figures["messages_per_commit"] = round(
                     (gateway.committer.committed - committed) / max(groups, 1), 2)
             print(json.dumps({"benchmark": "mllp", "backend": backend, "mode": mode,
-                              **figures}), flush=True)
+                              **figures, **fsync}), flush=True)
         listener.stop()
         gateway.close()
         if services is not None:
@@ -161,6 +228,7 @@ def main() -> None:
     parser.add_argument("--group-wait-ms", type=int, default=Settings.mllp_group_wait_ms)
     parser.add_argument("--group-max", type=int, default=Settings.mllp_group_max)
     parser.add_argument("--encryption", default="on", choices=["on", "off"])
+    parser.add_argument("--profile", default="", help="stages mode: write a cProfile here")
     args = parser.parse_args()
     tag = str(int(time.time()))
     for mode in args.modes.split(","):

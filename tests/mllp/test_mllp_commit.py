@@ -1,7 +1,7 @@
 """Group commit: messages queued together share one transaction, yet each keeps its own outcome.
 
 The writer thread is held busy by a job waiting on an event, so the messages sent meanwhile are
-queued and committed as one group when it is released.
+queued and join that job's group when it is released.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from medarchive.mllp.transaction import NoTransaction
 
 
 def in_one_group(archive: Archive, messages: list[str]) -> list[Outcome]:
-    """Handle ``messages`` concurrently while the writer is busy, so they form one group."""
+    """Handle ``messages`` concurrently while the writer is busy, so they join its group."""
     release, started = threading.Event(), threading.Event()
     committer = archive.gateway.committer
     blocker = committer.submit(lambda: (started.set(), release.wait(10)))
@@ -38,7 +38,7 @@ def in_one_group(archive: Archive, messages: list[str]) -> list[Outcome]:
         release.set()
         outcomes = [f.result(10) for f in futures]
     blocker.result(10)
-    assert committer.groups - before == 2  # the blocker's group, then all of ours
+    assert committer.groups - before == 1  # ours joined the blocker's group
     return outcomes
 
 
@@ -147,8 +147,41 @@ def test_group_that_cannot_commit_is_retried_one_by_one() -> None:
     with pytest.raises(ValueError, match="refused"):
         futures[1].result(10)
     committer.close()
-    assert scope.sizes == [1, 3, 1, 1, 1]
+    assert scope.sizes == [4, 1, 1, 1, 1]  # the blocker's group, then each alone
     assert runs == ["a", "bad", "c", "a", "bad", "c"]
+
+
+class Sizes:
+    """A transaction scope that records how many jobs each group ran."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    @contextmanager
+    def group(self) -> Iterator[None]:
+        self.sizes.append(0)
+        yield
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        self.sizes[-1] += 1
+        yield
+
+
+def test_jobs_queued_while_a_group_runs_join_it_up_to_max_group() -> None:
+    scope = Sizes()
+    committer = GroupCommitter(scope, max_group=3)
+    release, started = threading.Event(), threading.Event()
+    blocker = committer.submit(lambda: (started.set(), release.wait(10)))
+    started.wait(10)
+    futures = [committer.submit(lambda n=n: n) for n in range(5)]
+    release.set()
+    assert [f.result(10) for f in futures] == list(range(5))
+    blocker.result(10)
+    lone = committer.submit(lambda: "alone")
+    assert lone.result(10) == "alone"
+    committer.close()
+    assert scope.sizes == [3, 3, 1]  # blocker + 2, then the other 3; a lone job is not held
 
 
 @settings(max_examples=40, deadline=None)

@@ -1,16 +1,22 @@
 """Group commit: the messages that arrive together are committed in one transaction.
 
 Durability costs one fsync per commit, and with a sender waiting for each ACK the fsync is most
-of a message's latency. One writer thread takes the jobs queued by all connections, runs them in
-one transaction (``TransactionScope.group``), each in a savepoint of its own, commits once and
-only then resolves each job's future, so every ACK still follows the durable commit of its own
-message. A job that fails is rolled back to its savepoint and fails alone; if the group as a
-whole cannot commit (the database refused the commit, a rollback failed), every job of the group
-is run again in a transaction of its own, so each gets its own outcome. Jobs run in the order
-they were queued, one at a time: a patient's messages are applied in the order they arrived.
+of a message's latency; on SQLite the commit also writes every page the transaction dirtied to
+the WAL, and messages committed together share many of those pages. One writer thread takes the
+jobs queued by all connections and runs them in one transaction (``TransactionScope.group``),
+each in a savepoint of its own: it opens the group with the first job and, after each job, takes
+the next one queued meanwhile into the same transaction, until none is waiting (or
+``max_group`` ran), then commits once and only then resolves each job's future, so every ACK
+still follows the durable commit of its own message. While one message is applied the other
+connections' messages are parsed and queued, so with several busy connections a group holds
+about one message of each. A job that fails is rolled back to its savepoint and fails alone; if
+the group as a whole cannot commit (the database refused the commit, a rollback failed), every
+job of the group is run again in a transaction of its own, so each gets its own outcome. Jobs
+run in the order they were queued, one at a time: a patient's messages are applied in the order
+they arrived.
 
-The writer waits for stragglers only while other messages are still being parsed and mapped
-(``preparing``), at most ``wait_ms``: a lone sender never waits.
+When no job is queued the writer waits for one only while other messages are still being parsed
+and mapped (``preparing``), at most ``wait_ms``: a lone sender never waits.
 """
 
 from __future__ import annotations
@@ -18,7 +24,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -50,6 +55,7 @@ class GroupCommitter:
         self.committed = 0
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._preparing = 0
+        self._closing = False
         self._guard = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -68,6 +74,7 @@ class GroupCommitter:
         """Queue ``run`` for the next group; its future holds the result after the commit."""
         with self._guard:
             if self._thread is None:
+                self._closing = False
                 self._thread = threading.Thread(target=self._loop, name="hl7-commit",
                                                 daemon=True)
                 self._thread.start()
@@ -83,44 +90,51 @@ class GroupCommitter:
             self._queue.put(None)
             thread.join(60)
 
-    def _collect(self, first: Job) -> tuple[list[Job], bool]:
-        jobs, deadline = [first], time.monotonic() + self.wait
-        while len(jobs) < self.max_group:
+    def _next(self) -> Job | None:
+        """The next queued job for the open group; None when none came in time, or when the
+        committer is closing (``_closing``)."""
+        try:
+            job = self._queue.get_nowait()
+        except queue.Empty:
+            if self._preparing == 0 or self.wait <= 0:
+                return None
             try:
-                job = self._queue.get_nowait()
+                job = self._queue.get(timeout=self.wait)
             except queue.Empty:
-                remaining = deadline - time.monotonic()
-                if self._preparing == 0 or remaining <= 0:
-                    break
-                try:
-                    job = self._queue.get(timeout=remaining)
-                except queue.Empty:
-                    break
-            if job is None:
-                return jobs, True
-            jobs.append(job)
-        return jobs, False
+                return None
+        self._closing = self._closing or job is None
+        return job
 
     def _loop(self) -> None:
         while True:
             first = self._queue.get()
             if first is None:
                 return
-            jobs, stop = self._collect(first)
+            jobs = [first]
             try:
-                self._commit(jobs)
+                self._group(jobs)
             except Exception as exc:  # never leave a caller waiting on a dead writer
                 log.exception("the HL7 writer failed on a group of %d messages", len(jobs))
                 for job in jobs:
                     if not job.future.done():
                         job.future.set_exception(exc)
-            if stop:
+            if self._closing:
                 return
 
-    def _commit(self, jobs: list[Job]) -> None:
+    def _group(self, jobs: list[Job], *, extend: bool = True) -> None:
+        """Run ``jobs[0]`` and (``extend``) the jobs queued meanwhile, appended to ``jobs``,
+        in one transaction."""
+        results: list[tuple[bool, Any]] = []
         try:
             with self.scope.group():
-                results = [self._attempt(job) for job in jobs]
+                while True:
+                    results.append(self._attempt(jobs[-1]))
+                    if not extend or len(jobs) >= self.max_group:
+                        break
+                    job = self._next()
+                    if job is None:
+                        break
+                    jobs.append(job)
         except Exception as exc:
             if len(jobs) == 1:
                 jobs[0].future.set_exception(exc)
@@ -128,7 +142,7 @@ class GroupCommitter:
             log.warning("a group of %d HL7 messages could not be committed (%s); applying "
                         "each alone", len(jobs), exc)
             for job in jobs:
-                self._commit([job])
+                self._group([job], extend=False)
             return
         self.groups += 1
         self.committed += len(jobs)

@@ -10,11 +10,12 @@ twin defines the semantics for tests.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
+
+import orjson
 
 from medarchive.store.sql.database import Database, open_database
 
@@ -112,7 +113,8 @@ class SqlMessageLog:
 
     def record(self, entry: LogEntry) -> int:
         values = (entry.received, entry.key, entry.outcome, entry.status, entry.error,
-                  json.dumps(entry.resources), json.dumps(entry.unmapped), entry.raw,
+                  orjson.dumps(entry.resources).decode(), orjson.dumps(entry.unmapped).decode(),
+                  entry.raw,
                   int(entry.duplicate))
         with self.db.writing() as cur:
             cur.execute(self.db.sql(
@@ -146,5 +148,5 @@ class SqlMessageLog:
 
 def _entry(row: Sequence[Any]) -> LogEntry:
     return LogEntry(id=int(row[0]), received=row[1], key=row[2], outcome=row[3], status=row[4],
-                    error=row[5], resources=tuple(json.loads(row[6])),
-                    unmapped=tuple(json.loads(row[7])), raw=row[8], duplicate=bool(row[9]))
+                    error=row[5], resources=tuple(orjson.loads(row[6])),
+                    unmapped=tuple(orjson.loads(row[7])), raw=row[8], duplicate=bool(row[9]))
