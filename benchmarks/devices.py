@@ -15,18 +15,28 @@ Each mode runs on a fresh database, with the processes a deployment runs:
   ``--materialize-readings`` readings landed then drained, alternating the templates
   (``devices.vitals``) with the ``generic`` preparation (the reference, see ``cpu``):
   Observations per CPU-second of this process and per wall second.
+- ``split``: where one materializer's CPU goes per Observation (``split_rounds``).
 - ``per_reading`` (before, the reference): ``devices.batch.ingest_readings`` in this process,
   batches of ``--batch``: each reading an Observation through the full service path at once
   (without the NEWS2 re-scoring the endpoint added: see ``cpu``).
 - ``http``: ``medarchive serve`` (one worker, its own materializer off) fed by ``--senders``
-  threads posting JSON lists of ``--batch`` readings to ``POST /devices/readings``; a reading
-  counts once the 202 came back.
+  threads posting JSON lists of ``--batch`` readings to ``POST /devices/readings``, paced at
+  ``--rate`` readings/s in all (0: as fast as answered); a reading counts once the 202 came
+  back.
 - ``mqtt`` (once per ``--per-message`` value): ``medarchive devices listen`` (materializer off)
   subscribed to the real broker (``--broker``, Mosquitto at 127.0.0.1:1883), fed by a paced
   QoS 1 publisher at ``--mqtt-rate`` readings/s; a reading counts once its row is committed
   (the PUBACK follows the commit).
-- beside both: ``medarchive devices materialize`` in its own process (the second core), making
-  Observations through the service path in batches of ``--materialize-batch``.
+- beside both: ``medarchive devices materialize --workers N`` (its own processes), making
+  Observations in batches of ``--materialize-batch``; each ``--workers`` value is a run of its
+  own, the first the same-run reference (1: one materializer process, as before).
+
+CPU seconds are counted per process from /proc: the ingesting server, the materializer and its
+worker processes, and on PostgreSQL the server processes of the run's connections (found by
+their ``application_name``); ``cpu_ms_per_reading`` is the ingest's CPU per landed reading plus
+the materializers' and database server's per materialized one: what one reading costs the
+machine end to end. On a machine shared with other jobs it is the figure that does not depend
+on their load (wall-clock rates do).
 
 Acknowledged/s = readings committed in the window / window; materialized/s = readings made
 Observations in the same window (while ingest runs beside it); then ingest stops and the
@@ -50,13 +60,15 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
-from bench_database import throwaway_url
+from bench_database import PG, throwaway_url
 
 from medarchive.app import build_services
 from medarchive.devices.alerts import ingest_with_alerts
@@ -64,6 +76,7 @@ from medarchive.devices.batch import ingest_readings
 from medarchive.devices.readings import DEVICE_SYSTEM, Reading, to_observation
 from medarchive.settings import Settings
 from medarchive.store.sql.database import open_database
+from medarchive.store.sql.indexing import index_rows
 
 KINDS = [("heart_rate", 72), ("spo2", 97), ("respiratory_rate", 16), ("temperature", 37.1)]
 BASE = datetime(2024, 5, 1, tzinfo=UTC)
@@ -137,16 +150,63 @@ def per_reading(url: str, folder: Path, args: argparse.Namespace) -> dict[str, A
             "readings_per_cpu_s": round(stored / cpu, 1)}
 
 
-def cpu_seconds(process: subprocess.Popen[bytes]) -> float:
-    """CPU time (user + system) ``process`` has used so far (Linux /proc): on a shared machine
-    readings per CPU-second is the figure that does not depend on the other jobs' load."""
-    fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def pid_cpu(pid: int) -> float:
+    """CPU time (user + system) process ``pid`` has used so far (Linux /proc), 0 if gone."""
+    try:
+        fields = _stat(pid)
+    except OSError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def generic_prepare(materializer: Any, indexer: Any) -> Any:
+def tree_cpu(root: int) -> dict[int, float]:
+    """CPU time of ``root`` and of its live descendants (the materializer's worker processes),
+    per pid."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int(_stat(int(entry.name))[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return {pid: pid_cpu(pid) for pid in tree}
+
+
+def pg_backends_cpu(app: str) -> dict[int, float]:
+    """CPU time of the PostgreSQL server processes serving connections named ``app``: on
+    PostgreSQL the inserting is done there, on the same cores."""
+    import psycopg
+    with psycopg.connect(PG, autocommit=True) as conn:
+        pids = [row[0] for row in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (app,))]
+    return {pid: pid_cpu(pid) for pid in pids}
+
+
+def used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds used between two samples (processes started between them count whole)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+def cpu_seconds(process: subprocess.Popen[bytes]) -> float:
+    """CPU time (user + system) ``process`` and its worker processes have used so far: on a
+    shared machine readings per CPU-second is the figure that does not depend on the other
+    jobs' load."""
+    return sum(tree_cpu(process.pid).values())
+
+
+def generic_prepare(materializer: Any, store: Any) -> Any:
     """The materializer's preparation before ``devices.vitals``: repository stamping and full
-    R4 validation, generic index extraction (the reference of ``materializer_generic``)."""
+    R4 validation, generic index extraction (blinded by ``store`` when it encrypts: the
+    reference of ``materializer_generic``)."""
     repository = materializer.repository
 
     def prepare(rows: list[Any], when: datetime) -> tuple[list[Any], int]:
@@ -156,7 +216,8 @@ def generic_prepare(materializer: Any, indexer: Any) -> Any:
                                                  row.effective), row.patient, row.device_ref)
             change = repository.change_for_write(observation, repository.new_id(), None,
                                                  when=when)
-            ready.append((row, change, indexer(change.resource)))
+            ready.append((row, change, index_rows(change.resource_type,
+                                                  store.index_entries(change.resource))))
         return ready, 0
     return prepare
 
@@ -170,11 +231,10 @@ def cpu_rounds(url: str, folder: Path, args: argparse.Namespace) -> dict[str, An
     services = build_services(Settings(database_url=url, auth="off",
                                        encryption_key_file=str(folder / "medarchive.kek"),
                                        max_bundle_entries=max(args.batch, 10_000)))
-    from medarchive.fhir.search.index import build_indexer
     pipeline = build_devices(services)
     pipeline.materializer.batch = args.materialize_batch
     fast = pipeline.materializer._prepare
-    generic = generic_prepare(pipeline.materializer, build_indexer(services.spec))
+    generic = generic_prepare(pipeline.materializer, services.store)
     spent = {"per_reading": 0.0, "per_reading_alerts": 0.0, "landing": 0.0,
              "materializer": 0.0, "materializer_generic": 0.0}
     count = dict.fromkeys(spent, 0)
@@ -219,7 +279,6 @@ def cpu_rounds(url: str, folder: Path, args: argparse.Namespace) -> dict[str, An
 def materializer_rounds(url: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Templates against the generic preparation, alternating, NEWS2 pass off."""
     from medarchive.app import build_devices
-    from medarchive.fhir.search.index import build_indexer
     run = prepare(url, folder, args.devices)
     services = build_services(Settings(database_url=url, auth="off",
                                        encryption_key_file=str(folder / "medarchive.kek")))
@@ -228,7 +287,7 @@ def materializer_rounds(url: str, folder: Path, args: argparse.Namespace) -> dic
     materializer.alerts = False
     materializer.batch = args.materialize_batch
     ways = {"templates": materializer._prepare,
-            "generic": generic_prepare(materializer, build_indexer(services.spec))}
+            "generic": generic_prepare(materializer, services.store)}
     out: dict[str, Any] = {name: {"per_cpu_s": [], "per_s": []} for name in ways}
     number = 0
     try:
@@ -249,6 +308,60 @@ def materializer_rounds(url: str, folder: Path, args: argparse.Namespace) -> dic
     out["templates_vs_generic_per_cpu_s"] = round(
         sum(out["templates"]["per_cpu_s"]) / sum(out["generic"]["per_cpu_s"]), 2)
     return out
+
+
+def split_rounds(url: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Where a materializer's CPU goes, per Observation (µs, process CPU time, one process,
+    ``--materialize-readings`` readings, NEWS2 pass off): reading the pending rows, preparing
+    (``devices.vitals``), the store's statements (``write_prepared``), the commit, and the
+    rest of the transaction (claiming and marking the rows)."""
+    from medarchive.app import build_devices
+    run = prepare(url, folder, args.devices)
+    services = build_services(Settings(database_url=url, auth="off",
+                                       encryption_key_file=str(folder / "medarchive.kek")))
+    materializer = build_devices(services).materializer
+    materializer.alerts, materializer.batch = False, args.materialize_batch
+    landing = services.devices.landing
+    for first in range(0, args.materialize_readings, args.batch):
+        landing.land([reading(n, args.devices, run) for n in range(first, first + args.batch)])
+    spent = dict.fromkeys(("pending", "prepare", "write", "commit"), 0.0)
+
+    def timed(name: str, call: Any) -> Any:
+        def run_timed(*a: Any, **k: Any) -> Any:
+            began = time.process_time()
+            try:
+                return call(*a, **k)
+            finally:
+                spent[name] += time.process_time() - began
+        return run_timed
+
+    group = materializer.transactions.group
+
+    @contextmanager
+    def committing() -> Iterator[None]:
+        with ExitStack() as stack:
+            stack.enter_context(group())
+            yield
+            began = time.process_time()
+            stack.close()
+            spent["commit"] += time.process_time() - began
+
+    materializer.readings.pending = timed(  # type: ignore[method-assign]
+        "pending", materializer.readings.pending)
+    materializer._prepare = timed("prepare", materializer._prepare)  # type: ignore[method-assign]
+    materializer.write = timed("write", materializer.write)
+    materializer.transactions.group = committing
+    try:
+        began = time.process_time()
+        done = materializer.drain()
+        total = time.process_time() - began
+    finally:
+        services.close()
+    out = {name: round(1e6 * cpu / done, 1) for name, cpu in spent.items()}
+    out["claim_and_mark"] = round(1e6 * (total - sum(spent.values())) / done, 1)
+    out["total"] = round(1e6 * total / done, 1)
+    out["in_transaction"] = round(out["write"] + out["commit"] + out["claim_and_mark"], 1)
+    return {"observations": done, "us_per_observation": out}
 
 
 def free_port() -> int:
@@ -283,16 +396,22 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 def http_senders(port: int, args: argparse.Namespace, run: str,
                  until: float) -> tuple[int, int]:
-    """Post batches from ``--senders`` threads until ``until``; (readings accepted, refused)."""
+    """Post batches from ``--senders`` threads until ``until``, paced at ``--rate`` readings/s
+    in all (0: as fast as answered); (readings accepted, refused)."""
     totals = [0, 0]
     lock = threading.Lock()
     numbers = iter(range(0, 1 << 40, args.batch))
+    started = time.monotonic()
 
     def send() -> None:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
             while time.monotonic() < until:
                 with lock:
                     first = next(numbers)
+                if args.rate:  # batch number first/batch is due at first/rate seconds
+                    time.sleep(max(0.0, started + first / args.rate - time.monotonic()))
+                    if time.monotonic() >= until:
+                        break
                 batch = [reading(n, args.devices, run) for n in range(first, first + args.batch)]
                 answer = client.post("/devices/readings", json=batch)
                 body = answer.json()
@@ -347,13 +466,17 @@ def publish(args: argparse.Namespace, run: str, topic: str, per_message: int,
 
 
 def pipeline_mode(url: str, folder: Path, args: argparse.Namespace, transport: str,
-                  per_message: int = 1) -> dict[str, Any]:
+                  per_message: int = 1, workers: int = 1) -> dict[str, Any]:
     run = prepare(url, folder, args.devices)
-    materializer = start([*CLI, "devices", "materialize"],
+    app = f"bench_{run}"
+    if url.startswith("postgresql"):
+        url += f"&application_name={app}"
+    materializer = start([*CLI, "devices", "materialize", "--workers", str(workers)],
                          settings_env(url, folder,
                                       device_materialize_batch=str(args.materialize_batch)),
                          folder)
-    result: dict[str, Any] = {}
+    result: dict[str, Any] = {"materializer_workers": workers}
+    database = (lambda: pg_backends_cpu(app)) if url.startswith("postgresql") else dict
     topic = f"bench-{run}/devices"
     if transport == "http":
         port = free_port()
@@ -369,7 +492,10 @@ def pipeline_mode(url: str, folder: Path, args: argparse.Namespace, transport: s
                                     device_batch_size=str(args.batch)), folder,
                        ready="listening")
     try:
+        time.sleep(3)  # the materializer processes are up
         began, ingest_cpu = time.monotonic(), cpu_seconds(server)
+        making, serving = tree_cpu(materializer.pid), database()
+        here, load = time.process_time(), os.getloadavg()[0]
         until = began + args.seconds
         if transport == "http":
             accepted, refused = http_senders(port, args, run, until)
@@ -380,23 +506,35 @@ def pipeline_mode(url: str, folder: Path, args: argparse.Namespace, transport: s
         window = time.monotonic() - began
         landed, done = counts(url)
         ingest_cpu = cpu_seconds(server) - ingest_cpu
+        making_cpu = used(making, tree_cpu(materializer.pid))
+        db_cpu = used(serving, database())
         result.update(seconds=round(window, 1), acknowledged=landed,
                       acknowledged_per_s=round(landed / window, 1), materialized=done,
                       materialized_per_s=round(done / window, 1), pending_at_end=landed - done,
                       ingest_cpu_s=round(ingest_cpu, 1),
-                      acknowledged_per_cpu_s=round(landed / ingest_cpu, 1))
+                      acknowledged_per_cpu_s=round(landed / ingest_cpu, 1),
+                      materializer_cpu_s=round(making_cpu, 1),
+                      database_server_cpu_s=round(db_cpu, 1),
+                      senders_cpu_s=round(time.process_time() - here, 1),
+                      cpu_ms_per_reading=round(1000 * (ingest_cpu / max(landed, 1) + (
+                          making_cpu + db_cpu) / max(done, 1)), 3),
+                      load_average=[load, os.getloadavg()[0]])
         if transport == "mqtt":  # what the broker still delivers after the publisher stopped
             time.sleep(5)
             result["acknowledged_5s_later"] = counts(url)[0]
         stop(server)
         # the materializer alone, working off the backlog: its sustained rate without ingest
-        began, before, done = time.monotonic(), cpu_seconds(materializer), counts(url)[1]
+        began, done = time.monotonic(), counts(url)[1]
+        making, serving = tree_cpu(materializer.pid), database()
         time.sleep(args.drain_seconds)
         drained = counts(url)[1] - done
-        spent = cpu_seconds(materializer) - before
+        making_cpu = used(making, tree_cpu(materializer.pid))
+        db_cpu = used(serving, database())
         result.update(materialized_alone=drained, materialized_alone_per_s=round(
             drained / (time.monotonic() - began), 1),
-            materialized_per_cpu_s=round(drained / spent, 1) if spent else None)
+            materialized_per_cpu_s=round(drained / making_cpu, 1) if making_cpu else None,
+            materialized_per_cpu_s_with_database=round(drained / (making_cpu + db_cpu), 1)
+            if making_cpu else None)
     finally:
         stop(server)
         stop(materializer)
@@ -429,6 +567,11 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--drain-seconds", type=float, default=30)
     parser.add_argument("--mqtt-rate", type=int, default=6000)
+    parser.add_argument("--rate", type=int, default=0,
+                        help="HTTP readings/s in all senders (0: as fast as answered)")
+    parser.add_argument("--workers", type=int, nargs="*", default=[1, 2],
+                        help="materializer processes (medarchive devices materialize "
+                             "--workers N); each value is a run, the first the reference")
     parser.add_argument("--per-message", type=int, nargs="*", default=[1, 10])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--materialize-readings", type=int, default=3000)
@@ -443,19 +586,24 @@ def main() -> None:
         if "cpu" in args.modes:
             with throwaway_url(args.backend) as url:
                 out["cpu"] = cpu_rounds(url, folder, args)
+        if "split" in args.modes:
+            with throwaway_url(args.backend) as url:
+                out["split"] = split_rounds(url, folder, args)
         if "materializer" in args.modes:
             with throwaway_url(args.backend) as url:
                 out["materializer"] = materializer_rounds(url, folder, args)
         if "per_reading" in args.modes:
             with throwaway_url(args.backend) as url:
                 out["per_reading"] = per_reading(url, folder, args)
-        if "http" in args.modes:
+        for workers in args.workers if "http" in args.modes else ():
             with throwaway_url(args.backend) as url:
-                out["http"] = pipeline_mode(url, folder, args, "http")
+                out[f"http_w{workers}"] = pipeline_mode(url, folder, args, "http",
+                                                        workers=workers)
         for per_message in args.per_message if "mqtt" in args.modes else ():
-            with throwaway_url(args.backend) as url:
-                out[f"mqtt_{per_message}"] = pipeline_mode(url, folder, args, "mqtt",
-                                                           per_message)
+            for workers in args.workers:
+                with throwaway_url(args.backend) as url:
+                    out[f"mqtt_{per_message}_w{workers}"] = pipeline_mode(
+                        url, folder, args, "mqtt", per_message, workers)
     reference = out.get("per_reading", {})
     for mode in out.values():
         if reference and isinstance(mode, dict) and "acknowledged_per_s" in mode:

@@ -3,7 +3,8 @@ extended to issue 6: with encryption on, neither the SQLite file with its WAL no
 holds a device's identifier, a reading's key or its time as text — whether the readings are
 still raw (landed, pending) or materialized. The control run with encryption off finds them, so
 the scan is shown to see them. Sealed rows open to the same readings, duplicates are still held
-once, and the readings of a patient whose data key was shredded are dropped, never made."""
+once; ``keys shred`` deletes the patient's raw readings at once, and sealed readings whose data
+key was shredded (a copy restored from before the shred) are dropped, never made."""
 
 from __future__ import annotations
 
@@ -113,14 +114,70 @@ def test_sealed_rows_open_to_the_readings_and_stay_unique(database_url: str,
         services.close()
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_readings_of_a_shredded_patient_are_dropped(database_url: str, tmp_path: Path) -> None:
+def raw_rows(services: Services, patient: str | None = None) -> list[tuple[Any, ...]]:
+    """The device_reading rows (of ``patient``), as stored."""
+    db = services.store.db  # type: ignore[attr-defined]
+    with db.reading() as cur:
+        where = "" if patient is None else " WHERE patient = ?"
+        cur.execute(db.sql(f"SELECT * FROM device_reading{where} ORDER BY seq"),
+                    () if patient is None else (patient,))
+        return [tuple(r) for r in cur.fetchall()]
+
+
+def add_second_patient(services: Services) -> None:
+    services.submit({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:22222222-2222-4222-8222-222222222222",
+         "resource": {"resourceType": "Patient", "name": [{"family": "Other"}]},
+         "request": {"method": "POST", "url": "Patient"}},
+        {"resource": {"resourceType": "Device",
+                      "identifier": [{"system": DEVICE_SYSTEM, "value": "OTHER-1"}],
+                      "patient": {"reference": "urn:uuid:22222222-2222-4222-8222-222222222222"}},
+         "request": {"method": "POST", "url": "Device"}}]})
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_shred_deletes_the_patients_raw_readings_at_once(database_url: str,
+                                                         tmp_path: Path) -> None:
+    services = open_services(database_url, tmp_path, "on")
+    try:
+        add_second_patient(services)
+        pipeline = build_devices(services)
+        pipeline.landing.land(readings()[:4])
+        assert pipeline.materializer.drain() == 4  # materialized rows, kept for a while
+        pipeline.landing.land(readings()[4:7])  # pending rows
+        pipeline.landing.land([{"device": "OTHER-1", "kind": "spo2", "value": 97,
+                                "time": TIMES[0]}])
+        patient = pipeline.readings.pending(1)[0].patient
+        other = pipeline.readings.pending(10)[-1].patient
+        assert len(raw_rows(services, patient)) == 7
+        report = shred(services.store.keyring, patient)  # type: ignore[attr-defined]
+        assert report.readings == 7
+        assert raw_rows(services, patient) == []
+        assert len(raw_rows(services)) == 1  # the other patient's reading is kept
+        assert pipeline.readings.latest(patient) == {}
+        assert [r.patient for r in pipeline.readings.pending(10)] == [other]
+        assert pipeline.materializer.drain() == 1
+    finally:
+        services.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_sealed_readings_of_a_shredded_key_are_dropped_not_made(database_url: str,
+                                                                tmp_path: Path) -> None:
+    """Rows that come back after the shred (a copy restored from before it) cannot be opened:
+    the materializer deletes them instead of making them."""
     services = open_services(database_url, tmp_path, "on")
     try:
         pipeline = build_devices(services)
         pipeline.landing.land(readings()[:3])
         patient = pipeline.readings.pending(1)[0].patient
+        copy = raw_rows(services, patient)
         shred(services.store.keyring, patient)  # type: ignore[attr-defined]
+        db = services.store.db  # type: ignore[attr-defined]
+        with db.writing() as cur:
+            cur.executemany(db.sql("INSERT INTO device_reading VALUES "
+                                   f"({', '.join('?' * len(copy[0]))})"), copy)
+        assert pipeline.readings.lag().pending == 3
         assert pipeline.readings.pending(100) == []
         assert pipeline.readings.lag().pending == 0
         assert pipeline.readings.latest(patient) == {}

@@ -3,6 +3,7 @@ concurrent materializers and redeliveries; NEWS2 alerts from readings still pend
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -17,7 +18,8 @@ from starlette.exceptions import StarletteDeprecationWarning
 
 from medarchive.app import Services, build_services, create_app
 from medarchive.devices.pipeline import Pipeline, open_pipeline
-from medarchive.devices.readings import READING_SYSTEM
+from medarchive.devices.raw import lane
+from medarchive.devices.readings import DEVICE_SYSTEM, READING_SYSTEM
 from medarchive.settings import Settings
 
 with warnings.catch_warnings():
@@ -97,6 +99,75 @@ def test_concurrent_materializers_never_make_a_reading_twice(services: Services,
         other.close()
     assert sum(done) == 400
     exactly_once(services, pipeline, 400)
+
+
+def add_monitors(services: Services, count: int) -> list[str]:
+    """``count`` more patients, each with a monitor ``LANE-i`` assigned; their device ids."""
+    entries = []
+    for i in range(count):
+        full = f"urn:uuid:00000000-0000-4000-8000-{i:012d}"
+        entries += [
+            {"fullUrl": full, "resource": {"resourceType": "Patient"},
+             "request": {"method": "POST", "url": "Patient"}},
+            {"resource": {"resourceType": "Device",
+                          "identifier": [{"system": DEVICE_SYSTEM, "value": f"LANE-{i}"}],
+                          "patient": {"reference": full}},
+             "request": {"method": "POST", "url": "Device"}}]
+    services.submit({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    return [f"LANE-{i}" for i in range(count)]
+
+
+def test_shards_split_the_readings_by_patient_lane(services: Services,
+                                                   pipeline: Pipeline) -> None:
+    devices = add_monitors(services, 12)
+    pipeline.landing.land([{"device": devices[i % 12], "kind": "heart_rate", "value": 60 + i,
+                            "time": reading_time(i)} for i in range(120)])
+    every = pipeline.readings.pending(1000)
+    assert len({lane(r.patient) % 2 for r in every}) == 2  # both shards have work
+    for n in (2, 3, 4):
+        for k in range(n):  # the SQL lane is the Python one
+            assert [r.seq for r in pipeline.readings.pending(1000, (k, n))] == \
+                [r.seq for r in every if lane(r.patient) % n == k]
+    made: dict[str, list[str]] = {}
+    shard = pipeline.materializer
+    shard.batch, shard.alerts = 7, False
+    for k in (1, 0):
+        shard.shard = (k, 2)
+        before = {o["id"] for o in observations(services)}
+        assert shard.drain() == sum(lane(r.patient) % 2 == k for r in every)
+        for o in observations(services):
+            if o["id"] not in before:
+                made.setdefault(o["subject"]["reference"], []).append(o["effectiveDateTime"])
+    assert pipeline.readings.lag().pending == 0
+    for patient, times in made.items():  # each patient's readings made in landing order
+        assert times == [r.effective for r in every if r.patient == patient]
+
+
+def test_cli_materializes_with_several_worker_processes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'workers.db'}"
+    services = build_services(Settings(database_url=url, auth="off",
+                                       encryption_key_file=str(tmp_path / "k.kek")))
+    try:
+        pipeline = open_pipeline(services)
+        devices = add_monitors(services, 8)
+        pipeline.landing.land([{"device": devices[i % 8], "kind": "spo2", "value": 90 + i % 9,
+                                "time": reading_time(i)} for i in range(200)])
+    finally:
+        services.close()
+    env = {**os.environ, "MEDARCHIVE_DATABASE_URL": url, "MEDARCHIVE_AUTH": "off",
+           "MEDARCHIVE_ENCRYPTION_KEY_FILE": str(tmp_path / "k.kek")}
+    done = subprocess.run([sys.executable, "-c", "from medarchive.cli.main import main; main()",
+                           "devices", "materialize", "--once", "--workers", "2"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "materialized 200 readings" in done.stdout
+    services = build_services(Settings(database_url=url, auth="off",
+                                       encryption_key_file=str(tmp_path / "k.kek")))
+    try:
+        assert len(observations(services)) == 200
+        assert open_pipeline(services).readings.lag().pending == 0
+    finally:
+        services.close()
 
 
 def test_alerts_come_from_readings_not_yet_materialized(services: Services,

@@ -1,23 +1,26 @@
 """The materializer's templates (``devices.vitals``): the Observations and index rows it makes
-without the generic machinery equal what the generic validator and indexer say of them."""
+without the generic machinery equal what the generic validator, indexer and SQL store say of
+them, with and without encryption at rest (blind indexes)."""
 
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from medarchive.crypto.blind import BlindIndex
+from medarchive.crypto.encryption import compartment_owner
 from medarchive.devices.raw import Row
 from medarchive.devices.readings import KINDS, Reading
 from medarchive.devices.vitals import VitalSigns, check_row
 from medarchive.errors import Unprocessable
-from medarchive.fhir.search.entries import IndexEntries
 from medarchive.fhir.search.index import build_indexer
 from medarchive.fhir.validate import validate_resource
+from medarchive.store.sql.indexing import IndexRows, index_rows
 
 WHEN = datetime(2026, 11, 29, 3, 0, 0, 123456, tzinfo=UTC)
 ROW_KINDS = {"blood_pressure": 2}
@@ -28,9 +31,18 @@ def indexer(spec: Any) -> Any:
     return build_indexer(spec)
 
 
+BLIND = BlindIndex(b"k" * 32)
+
+
+@pytest.fixture(scope="module", params=["plain", "blinded"])
+def blind(request: pytest.FixtureRequest) -> BlindIndex | None:
+    """The store's blind index: None without encryption at rest, one key with it."""
+    return BLIND if request.param == "blinded" else None
+
+
 @pytest.fixture(scope="module")
-def vitals(indexer: Any) -> VitalSigns:
-    return VitalSigns(indexer)
+def vitals(indexer: Any, blind: BlindIndex | None) -> VitalSigns:
+    return VitalSigns(indexer, blind)
 
 
 def row(kind: str, values: tuple[float, ...], time: str = "2024-05-01T12:00:00.25+02:00",
@@ -48,57 +60,65 @@ def sample_values(kind: str, fraction: float) -> tuple[float, ...]:
     return (round(spec.low + (spec.high - spec.low) * fraction, 3),)
 
 
-def by_param(entries: IndexEntries, param: str) -> dict[str, list[Any]]:
-    """The rows of one parameter (its ``:text``/``:identifier`` rows included), per kind."""
-    out: dict[str, list[Any]] = {}
-    for field in dataclasses.fields(entries):
-        if field.name == "params":
-            continue
-        rows = [e for e in getattr(entries, field.name)
-                if e.param == param or e.param.startswith(param + ":")]
-        out[field.name] = sorted(rows, key=repr)
-    out["params"] = sorted(p for p in entries.params if p == param)
-    return out
+def by_table(rows: IndexRows) -> dict[str, list[tuple[Any, ...]]]:
+    """Rows per table, sorted (a table may come several times in ``rows``)."""
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    for table, found in rows:
+        out.setdefault(table, []).extend(found)
+    return {table: sorted(found, key=repr) for table, found in out.items()}
 
 
-def assert_same_rows(spec: Any, indexer: Any, vitals: VitalSigns, landed: Row) -> None:
-    change, entries = vitals.change(landed, "obs-1", WHEN)
+def assert_same_rows(spec: Any, indexer: Any, vitals: VitalSigns, blind: BlindIndex | None,
+                     landed: Row) -> None:
+    """The template's rows are the rows the SQL store writes for the generic indexer's entries
+    (blinded as the store blinds them), and its data-key owner is the store's."""
+    change, rows = vitals.change(landed, "obs-1", WHEN)
+    assert change.resource is not None
     generic = indexer(change.resource)
-    params = set(spec.search_params("Observation")) | {"_content", "_text"}
-    for param in sorted(params):
-        assert by_param(entries, param) == by_param(generic, param), param
-    assert entries.params == generic.params
-    for field in dataclasses.fields(entries):
-        if field.name != "params":
-            assert sorted(getattr(entries, field.name), key=repr) == \
-                sorted(getattr(generic, field.name), key=repr), field.name
+    stored = generic if blind is None else blind.entries("Observation", generic)
+    expected = by_table(index_rows("Observation", stored))
+    got = by_table(rows)
+    for table in sorted(set(expected) | set(got)):
+        assert got.get(table) == expected.get(table), table
+    assert compartment_owner(spec)("Observation", "obs-1", stored) == landed.patient
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
 @pytest.mark.parametrize("fraction", [0.0, 0.37, 1.0])
 def test_index_rows_equal_the_generic_indexers(spec: Any, indexer: Any, vitals: VitalSigns,
-                                               kind: str, fraction: float) -> None:
-    assert_same_rows(spec, indexer, vitals, row(kind, sample_values(kind, fraction)))
+                                               blind: BlindIndex | None, kind: str,
+                                               fraction: float) -> None:
+    assert_same_rows(spec, indexer, vitals, blind, row(kind, sample_values(kind, fraction)))
+
+
+MOMENTS = st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2090, 1, 1),
+                       timezones=st.sampled_from([UTC, timezone(timedelta(hours=-5)),
+                                                  timezone(timedelta(hours=5, minutes=30))]))
+IDS = st.from_regex(r"[A-Za-z0-9\-.]{1,64}", fullmatch=True)
 
 
 @settings(max_examples=60, deadline=None)
-@given(kind=st.sampled_from(sorted(KINDS)), fraction=st.floats(0, 1),
-       moment=st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2090, 1, 1),
-                           timezones=st.just(UTC)),
+@given(kind=st.sampled_from(sorted(KINDS)), fraction=st.floats(0, 1), moment=MOMENTS,
        precision=st.sampled_from(["seconds", "milliseconds", "microseconds"]),
-       patient=st.from_regex(r"[A-Za-z0-9\-.]{1,64}", fullmatch=True))
+       patient=IDS, device=IDS)
 def test_index_rows_equal_the_generic_indexers_for_any_reading(
-        spec: Any, indexer: Any, vitals: VitalSigns, kind: str, fraction: float,
-        moment: datetime, precision: str, patient: str) -> None:
+        spec: Any, indexer: Any, vitals: VitalSigns, blind: BlindIndex | None, kind: str,
+        fraction: float, moment: datetime, precision: str, patient: str, device: str) -> None:
     landed = row(kind, sample_values(kind, fraction), moment.isoformat(timespec=precision),
+                 device=device, patient=f"Patient/{patient}", device_ref=f"Device/{device}")
+    assert_same_rows(spec, indexer, vitals, blind, landed)
+
+
+@settings(max_examples=40, deadline=None)
+@given(kind=st.sampled_from(sorted(KINDS)), fraction=st.floats(0, 1), moment=MOMENTS,
+       patient=IDS)
+def test_observations_pass_the_full_r4_validator(spec: Any, indexer: Any, kind: str,
+                                                 fraction: float, moment: datetime,
+                                                 patient: str) -> None:
+    vitals = VitalSigns(indexer)
+    landed = row(kind, sample_values(kind, fraction), moment.isoformat(),
                  patient=f"Patient/{patient}")
-    assert_same_rows(spec, indexer, vitals, landed)
-
-
-@pytest.mark.parametrize("kind", sorted(KINDS))
-def test_observations_pass_the_full_r4_validator(spec: Any, vitals: VitalSigns,
-                                                 kind: str) -> None:
-    change, _ = vitals.change(row(kind, sample_values(kind, 0.5)), "obs-1", WHEN)
+    change, _ = vitals.change(landed, "obs-1", WHEN)
     assert change.resource is not None
     errors = [i for i in validate_resource(change.resource, spec)
               if i.severity in ("error", "fatal")]

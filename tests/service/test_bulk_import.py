@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from medarchive.fhir.search.parse import parse_search
-from medarchive.service.bulk.imports import BulkImport, Source, file_source, resolve_urns
+from medarchive.service.bulk.imports import BulkImport, Source, resolve_urns
 from medarchive.service.request import FhirRequest
 
 LINES = [
@@ -121,43 +121,3 @@ def test_cancelled_load_stops_between_chunks(repository: Any) -> None:
     asked = iter([True, False])
     report = BulkImport(repository, chunk=2, proceed=lambda: next(asked)).load(lines, "c")
     assert report.stored == 2 and repository.store.read("Patient", "p2") is None
-
-
-def index_rows(db: Any) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every search-index table, with the rid replaced by type/id."""
-    from medarchive.store.sql.indexing import INDEX_TABLES
-    rows = {}
-    with db.reading() as cur:
-        cur.execute("SELECT rid, res_type, res_id FROM resource")
-        keys = {rid: f"{rtype}/{rid_}" for rid, rtype, rid_ in cur.fetchall()}
-        for table in INDEX_TABLES:
-            cur.execute(f"SELECT * FROM {table}")
-            rows[table] = sorted((keys[row[0]], *row[1:]) for row in cur.fetchall())
-    return rows
-
-
-def test_the_fast_path_indexes_exactly_like_transactions(tmp_path: Any) -> None:
-    """Every index table (new ones included, through the store's generic extraction) gets
-    the same rows from the process pool, in-process, and from transaction Bundles."""
-    from medarchive.app import build_services
-    from medarchive.demo.generate import generate_ndjson
-    from medarchive.service.ingest import import_file
-    from medarchive.settings import load_settings
-    path = tmp_path / "demo.ndjson"
-    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in generate_ndjson(1, seed=3)))
-    found = []
-    for way in ("pool", "here", "bundles"):
-        services = build_services(load_settings(
-            {"database_url": f"sqlite:///{tmp_path / way}.db", "auth": "off",
-             "encryption": "off"}, environ={}))  # blind indexes differ per database
-        if way == "bundles":
-            assert import_file(path, services.submit, chunk_size=100).ok
-        else:
-            report = BulkImport(services.repository, chunk=60,
-                                processes=1 if way == "pool" else 0).load_many(
-                [file_source(path)])[0]
-            assert report.ok, report.errors[:3]
-        found.append(index_rows(services.store.db))
-        services.close()
-    assert found[0] == found[1] == found[2]
-    assert all(found[0][table] for table in ("idx_token", "idx_reference", "idx_date_sort"))

@@ -1,10 +1,12 @@
 """``medarchive devices``: the device-readings pipeline from the command line.
 
 ``status`` prints the materializer's lag (readings pending, age of the oldest); ``materialize``
-runs the materializer in the foreground (beside a server with several worker processes, or one
-per core with ``--shard k/n``); ``listen`` runs the MQTT subscriber with its materializer;
-``compact`` applies the retention policy: raw readings older than ``device_retention_days``
-become per-minute summaries (``devices.retention``); run it from cron or a systemd timer.
+runs the materializer in the foreground (beside a server with several worker processes), in
+``--workers`` processes (one per core; each takes the patients of one lane, so a patient's
+readings are made in order) or as one shard of them (``--shard k/n``); ``listen`` runs the MQTT
+subscriber with its materializer; ``compact`` applies the retention policy: raw readings older
+than ``device_retention_days`` become per-minute summaries (``devices.retention``); run it from
+cron or a systemd timer.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from medarchive.cli.context import echo_json, fail, reported, state
+from medarchive.settings import Settings
 
 app = typer.Typer(help="Device readings (see docs/ingestion.md).", no_args_is_help=True)
 
@@ -55,32 +58,77 @@ def status(ctx: typer.Context) -> None:
             services.close()
 
 
+def _run_shard(settings: Settings, part: tuple[int, int], once: bool,
+               stop: Any = None) -> int:
+    """Materialize the readings of shard ``part`` until ``stop`` is set (or, ``once``, until
+    drained); returns how many were made when ``once``."""
+    from medarchive.app import build_services
+    from medarchive.devices.pipeline import open_pipeline
+
+    services = build_services(settings)
+    try:
+        pipeline = open_pipeline(services, batch=settings.device_materialize_batch,
+                                 keep_s=settings.device_raw_keep_hours * 3600, shard=part)
+        if once:
+            return pipeline.materializer.drain()
+        pipeline.materializer.start()
+        (stop or _until_signalled()).wait()
+        pipeline.close()
+        return 0
+    finally:
+        services.close()
+
+
+def _worker(settings: Settings, part: tuple[int, int], once: bool, stop: Any,
+            made: Any) -> None:
+    """A worker process: SIGINT and SIGTERM are the parent's to handle (it sets ``stop``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    done = _run_shard(settings, part, once, stop)
+    with made.get_lock():
+        made.value += done
+
+
 @app.command("materialize")
 def materialize(ctx: typer.Context,
                 once: Annotated[bool, typer.Option(
                     help="Materialize what is pending, then exit.")] = False,
                 shard: Annotated[str, typer.Option(
-                    help="Take only readings whose sequence number is K modulo N.")] = "0/1",
+                    help="Take only the readings of the patients of lane K modulo N.")] = "0/1",
+                workers: Annotated[int, typer.Option(
+                    help="Run N processes (one per core), each taking the patients of one "
+                         "lane modulo N; not with --shard.")] = 1,
                 ) -> None:
     """Make pending device readings Observations until interrupted (or, --once, drained)."""
-    from medarchive.app import build_services
-    from medarchive.devices.pipeline import open_pipeline
+    import multiprocessing
 
     settings = state(ctx).settings()
     part = _shard(shard)
+    if workers < 1 or (workers > 1 and part != (0, 1)):
+        fail("--workers must be 1 or more, and --shard cannot be given with it", 2)
     with reported():
-        services = build_services(settings)
-        try:
-            pipeline = open_pipeline(services, batch=settings.device_materialize_batch,
-                                     keep_s=settings.device_raw_keep_hours * 3600, shard=part)
+        if workers == 1:
+            done = _run_shard(settings, part, once)
             if once:
-                typer.echo(f"materialized {pipeline.materializer.drain()} readings")
-                return
-            pipeline.materializer.start()
+                typer.echo(f"materialized {done} readings")
+            return
+        spawn = multiprocessing.get_context("spawn")
+        stop, made = spawn.Event(), spawn.Value("q", 0)
+        processes = [spawn.Process(target=_worker, args=(settings, (k, workers), once, stop,
+                                                         made), name=f"materializer-{k}")
+                     for k in range(workers)]
+        for process in processes:
+            process.start()
+        if not once:
             _until_signalled().wait()
-            pipeline.close()
-        finally:
-            services.close()
+            stop.set()
+        for process in processes:
+            process.join()
+        failed = [p.name for p in processes if p.exitcode != 0]
+        if failed:
+            fail(f"materializer processes failed: {', '.join(failed)}")
+        if once:
+            typer.echo(f"materialized {made.value} readings")
 
 
 @app.command("listen")

@@ -82,9 +82,11 @@ def shred_command(ctx: typer.Context, patient: str, yes: Annotated[bool, typer.O
     with reported(), encrypted_store(ctx) as store:
         report = shred(store.keyring, owner)
         _audit(store, f"keys shred {owner}: {report.keys} data keys destroyed, "
-                      f"{report.versions} versions of {report.resources} resources erased")
+                      f"{report.versions} versions of {report.resources} resources erased, "
+                      f"{report.readings} raw device readings deleted")
     console.print(f"shredded {owner}: {report.keys} data key(s) destroyed; {report.versions} "
-                  f"stored versions of {report.resources} resources can no longer be read. "
+                  f"stored versions of {report.resources} resources can no longer be read; "
+                  f"{report.readings} raw device readings deleted. "
                   "Run `medarchive keys rotate` to make older copies of the wrapped keys "
                   "unreadable too.")
 

@@ -5,12 +5,13 @@ re-scores NEWS2 (at most every ``alert_every_s`` seconds, and at most a fifth of
 pass that took ``t`` seconds is followed by at least ``4 t`` of materializing) for the patients
 with readings landed since the previous scoring, from their newest readings
 (``devices.alerts``), and makes each row
-an Observation (LOINC, UCUM, Device, Patient) with its search-index entries from a template per
+an Observation (LOINC, UCUM, Device, Patient) with its search-index rows from a template per
 kind (``devices.vitals``: the row is validated strictly again, the Observation is built by our
 code and not run through the generic validator, the index rows are made directly, equal to the
-generic indexer's), then writes the batch in one ``Store.write`` the way the bulk import does
-(``service/bulk/imports.py``): no Bundle machinery, bodies sealed under each patient's data key
-when encryption is on, index rows inserted in bulk. The transaction itself (a
+generic indexer's), all before the transaction, then writes the batch in one
+``SqlStore.write_prepared`` the way the bulk import does (``service/bulk/imports.py``): no Bundle
+machinery, bodies sealed under each patient's data key when encryption is on, index rows
+inserted in bulk. The transaction itself (a
 ``SharedTransaction`` group) re-checks which rows are still pending (locking them on
 PostgreSQL), writes their Observations and marks the rows with them, so a crash at any point
 leaves every row either pending with no Observation or materialized with exactly one, and two
@@ -18,7 +19,8 @@ materializers never make the same reading twice. It runs as the system: the secu
 check is made, and no AuditEvent per Observation is written (each landed batch was audited).
 Materialized rows older than ``keep_s`` seconds are pruned. Several materializers (processes,
 one per core) share the work without preparing the same rows by taking a ``shard`` each: rows
-whose ``seq`` is ``k`` modulo ``n``.
+whose ``lane`` (``devices.raw.lane``: from the patient id) is ``k`` modulo ``n``, so each patient's
+readings are made in the order they landed, by one process.
 """
 
 from __future__ import annotations
@@ -59,13 +61,13 @@ class Materializer:
     """Turns pending readings of ``readings`` into Observations (see the module doc).
 
     ``transactions`` is the scope shared by ``readings`` and ``write`` (a ``SharedTransaction``
-    on SQL, ``NoTransaction`` on the memory store); ``write(changes, entries)`` stores a batch
-    of changes with their precomputed index entries; ``index`` is the generic indexer (run once
-    per kind, for the rows that are the same for every reading: ``devices.vitals``)."""
+    on SQL, ``NoTransaction`` on the memory store); ``write(changes, rows, owners)`` stores a
+    batch of changes with their precomputed index rows and data-key owners; ``vitals`` makes
+    them (``devices.vitals``)."""
 
     def __init__(self, repository: Any, router: Any, readings: Readings, transactions: Any,
-                 write: Callable[[Sequence[Change], list[Any]], Any],
-                 index: Callable[[dict[str, Any]], Any], *, batch: int = 500,
+                 write: Callable[[Sequence[Change], list[Any], list[str]], Any],
+                 vitals: VitalSigns, *, batch: int = 500,
                  keep_s: float = 86_400, alerts: bool = True,
                  shard: tuple[int, int] = (0, 1), alert_every_s: float = 5.0) -> None:
         self.repository = repository
@@ -73,7 +75,7 @@ class Materializer:
         self.readings = readings
         self.transactions = transactions
         self.write = write
-        self.vitals = VitalSigns(index)
+        self.vitals = vitals
         self.batch = batch
         self.keep_s = keep_s
         self.alerts = alerts
@@ -92,12 +94,12 @@ class Materializer:
         refused = 0
         for row in rows:
             try:
-                change, entries = self.vitals.change(row, self.repository.new_id(), when)
+                change, found = self.vitals.change(row, self.repository.new_id(), when)
             except FhirError as exc:  # the landing's checks make this a bug: keep it pending
                 log.error("device reading %s cannot be materialized: %s", row.key, exc)
                 refused += 1
                 continue
-            ready.append((row, change, entries))
+            ready.append((row, change, found))
         return ready, refused
 
     def run_once(self) -> Cycle:
@@ -118,7 +120,8 @@ class Materializer:
                 changes = [change for _, change, _ in chosen]
                 if self.repository.guard is not None:
                     self.repository.guard.check_changes(changes, self.repository.store.read)
-                self.write(changes, [entries for _, _, entries in chosen])
+                self.write(changes, [rows for _, _, rows in chosen],
+                           [row.patient for row, _, _ in chosen])
                 self.readings.mark([(row.seq, f"Observation/{change.id}")
                                     for row, change, _ in chosen], to_micros(when))
         self.cycles += 1

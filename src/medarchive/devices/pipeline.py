@@ -3,15 +3,15 @@
 ``open_pipeline(services)`` (called by ``app.build_devices``) picks the table for the store: on
 SQL stores ``device_reading`` (migration 0008) reached through a ``SharedTransaction`` of the
 store's database, so the materializer's Observations and the marks on their rows commit in one
-transaction, and a second ``SqlStore`` over that transaction that takes the index entries the
-materializer extracted before the transaction (as the bulk import's pool does); on the memory
-store the in-memory twins. With encryption at rest the raw rows are sealed under their patients'
-data keys by the store's keyring (``devices.sealed``).
+transaction, and a second ``SqlStore`` over that transaction whose ``write_prepared`` takes the
+index rows the materializer made before the transaction (as the bulk import's pool does); on
+the memory store the in-memory twins. With encryption at rest the raw rows are sealed under
+their patients' data keys by the store's keyring (``devices.sealed``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from medarchive.devices.landing import Landing
 from medarchive.devices.materializer import Materializer
 from medarchive.devices.raw import MemoryReadings, Readings, SqlReadings
 from medarchive.devices.sealed import RowSealer
+from medarchive.devices.vitals import VitalSigns
 from medarchive.store.base import Change
 
 
@@ -34,24 +35,6 @@ class Pipeline:
         self.materializer.stop()
 
 
-class _PrecomputedWriter:
-    """``write(changes, entries)`` into a SqlStore whose indexer returns the given entries."""
-
-    def __init__(self, transactions: Any, encryption: Any) -> None:
-        from medarchive.store.sql.store import SqlStore
-        self._entries: dict[tuple[str, str], Any] = {}
-        self.store = SqlStore(transactions, self._lookup, run_migrations=False,
-                              encryption=encryption)
-
-    def _lookup(self, resource: dict[str, Any]) -> Any:
-        return self._entries.pop((resource["resourceType"], resource["id"]))
-
-    def __call__(self, changes: Sequence[Change], entries: list[Any]) -> None:
-        self._entries = {(c.resource_type, c.id): e
-                         for c, e in zip(changes, entries, strict=True)}
-        self.store.write(changes)
-
-
 def open_pipeline(services: Any, *, batch: int = 500, keep_s: float = 86_400,
                   assignment_ttl_s: float = 5.0, shard: tuple[int, int] = (0, 1)) -> Pipeline:
     """The pipeline over ``services`` (``app.Services``); the materializer is not started."""
@@ -62,23 +45,28 @@ def open_pipeline(services: Any, *, batch: int = 500, keep_s: float = 86_400,
     indexer = build_indexer(services.spec)
     db = getattr(services.store, "db", None)
     readings: Readings
+    write: Callable[[Sequence[Change], list[Any], list[str]], Any]
     if db is None:
         readings = MemoryReadings()
         transactions: Any = NoTransaction()
+        vitals = VitalSigns(indexer)
 
-        def write(changes: Sequence[Change], entries: list[Any]) -> None:
+        def write(changes: Sequence[Change], rows: list[Any], owners: list[str]) -> None:
             services.store.write(changes)
     else:
+        from medarchive.store.sql.store import SqlStore
         keyring = getattr(services.store, "keyring", None)
         sealer = RowSealer(keyring) if keyring is not None else None
         readings = SqlReadings(db, sealer)
         transactions = SharedTransaction(db)
-        write = _PrecomputedWriter(transactions, keyring.encryption if keyring else None)
+        write = SqlStore(transactions, indexer, run_migrations=False,
+                         encryption=keyring.encryption if keyring else None).write_prepared
+        vitals = VitalSigns(indexer, keyring.blind if keyring is not None else None)
         readings_in_group = SqlReadings(transactions, sealer)
     guard = services.security.guard if services.security is not None else None
     landing = Landing(readings, services.router, guard=guard, now=repository.now,
                       assignment_ttl_s=assignment_ttl_s)
     materializer = Materializer(
         repository, services.router, readings if db is None else readings_in_group,
-        transactions, write, indexer, batch=batch, keep_s=keep_s, shard=shard)
+        transactions, write, vitals, batch=batch, keep_s=keep_s, shard=shard)
     return Pipeline(readings, landing, materializer)

@@ -79,6 +79,18 @@ def _numbers(value: Any, value2: Any) -> tuple[float, ...]:
     return (float(value),) if value2 is None else (float(value), float(value2))
 
 
+def lane(patient: str) -> int:
+    """The lane of a patient reference: the code of its last character. Materializers that
+    share the work take the rows of one lane modulo their number each (``pending``), so all of
+    a patient's readings are made by one of them, in order. Server-assigned ids are UUIDs,
+    whose last hex digit spreads patients evenly over 2, 4 or 8 materializers."""
+    return ord(patient[-1]) if patient else 0
+
+
+# ``lane(patient)`` in SQL: SQLite's unicode() and PostgreSQL's ascii() give the code point.
+_LANE = {"sqlite": "unicode(substr(patient, -1))", "postgresql": "ascii(right(patient, 1))"}
+
+
 class SqlReadings:
     """``device_reading`` on SQLite or PostgreSQL (``db``: a Database or SharedTransaction)."""
 
@@ -89,6 +101,7 @@ class SqlReadings:
         # PostgreSQL: a second materializer waits for the rows the first is committing and
         # then sees them marked (READ COMMITTED re-checks the WHERE on the locked row).
         self._lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
+        self._lane = _LANE[db.dialect]
 
     def append(self, rows: Sequence[Row]) -> int:
         """Insert ``rows`` in one transaction, durable on return; a row whose key is already
@@ -133,13 +146,16 @@ class SqlReadings:
                    device_ref, int(received_at), int(seq), observation)
 
     def pending(self, limit: int, shard: tuple[int, int] = (0, 1)) -> list[Row]:
-        """The oldest ``limit`` pending rows whose ``seq`` is ``shard[0]`` modulo
+        """The oldest ``limit`` pending rows whose patient's ``lane`` is ``shard[0]`` modulo
         ``shard[1]`` (a plain read: claim them before writing). Sealed rows are opened; those
         of a patient whose data key was shredded are deleted (they can never be read)."""
+        where, params = "", [limit]
+        if shard[1] > 1:
+            where, params = f" AND {self._lane} % ? = ?", [shard[1], shard[0], limit]
         with self.db.reading() as cur:
             cur.execute(self._sql(f"SELECT seq, {_COLUMNS}, observation FROM device_reading "
-                                  "WHERE observation IS NULL AND seq % ? = ? ORDER BY seq "
-                                  "LIMIT ?"), (shard[1], shard[0], limit))
+                                  f"WHERE observation IS NULL{where} ORDER BY seq LIMIT ?"),
+                        params)
             found = cur.fetchall()
         rows: list[Row] = []
         erased: list[int] = []
@@ -175,11 +191,20 @@ class SqlReadings:
         return found
 
     def mark(self, done: Sequence[tuple[int, str]], at: int) -> None:
-        """Record the Observation made of each row (call inside the materializer's group)."""
+        """Record the Observation made of each row (call inside the materializer's group):
+        one statement per ``_CHUNK`` rows, not one per row (a round trip each on PostgreSQL)."""
         with self.db.writing() as cur:
-            cur.executemany(self._sql("UPDATE device_reading SET observation = ?, "
-                                      "materialized_at = ? WHERE seq = ?"),
-                            [(observation, at, seq) for seq, observation in done])
+            for start in range(0, len(done), _CHUNK):
+                chunk = done[start:start + _CHUNK]
+                params: list[Any] = []
+                for seq, observation in chunk:
+                    params += [seq, observation]
+                values = ", ".join(["(?, ?)"] * len(chunk))
+                cur.execute(self._sql(
+                    f"WITH made (seq, observation) AS (VALUES {values}) "
+                    "UPDATE device_reading SET observation = made.observation, "
+                    "materialized_at = ? FROM made WHERE device_reading.seq = made.seq"),
+                    [*params, at])
 
     def patients_since(self, seq: int) -> tuple[set[str], int]:
         """The patients of rows after ``seq``, and the highest ``seq`` seen."""
@@ -256,7 +281,7 @@ class MemoryReadings:
 
     def pending(self, limit: int, shard: tuple[int, int] = (0, 1)) -> list[Row]:
         return [r for r in self._all() if r.observation is None
-                and r.seq % shard[1] == shard[0]][:limit]
+                and lane(r.patient) % shard[1] == shard[0]][:limit]
 
     def claim(self, seqs: Sequence[int]) -> set[int]:
         wanted = set(seqs)

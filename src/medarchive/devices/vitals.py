@@ -9,15 +9,20 @@ every Observation search parameter) cost about 2 ms of CPU each; here each kind 
 - the Observation is ``readings.to_observation`` stamped like ``Repository.stamp`` does (id,
   ``meta.versionId`` 1, ``meta.lastUpdated``). It is not run through the R4 validator: it is
   built by our code from a reading that is itself validated strictly again here
-  (``check_row``: the landing's checks, plus the references); the tests run the produced
-  Observations through the full validator.
-- the index rows: those of the parameters that do not depend on the reading (``code``,
+  (``check_row``: the landing's checks, plus the references); the tests run the Observations
+  of random readings of every kind through the full validator.
+- the index rows, as the SQL store writes them (``store.sql.indexing.index_rows``, blinded
+  when encrypting): those of the parameters that do not depend on the reading (``code``,
   ``category``, ``status``, ``combo-code``, ``component-code``, their ``:text`` rows,
-  ``_content``...) are extracted once per kind by the generic indexer from a sample
-  Observation; those of the parameters that do (``VARIABLE``) are made directly with the
-  generic extractor's own leaf functions (``date_range``, ``quantity_rows``, memoized per unit
-  and value). ``tests/devices/test_devices_vitals.py`` checks, for every Observation search
-  parameter and every kind, that the rows equal what the generic indexer gives.
+  ``_content``..., and every ``idx_param`` row) are extracted once per kind by the generic
+  indexer from a sample Observation and kept as rows; those of the parameters that do
+  (``VARIABLE``) are made directly with the generic extractor's own leaf functions
+  (``date_range``, ``quantity_rows``; the quantities and composites memoized per value).
+  ``tests/devices/test_devices_vitals.py`` checks for random readings of every kind that the
+  rows (and the data-key owner) equal what the generic indexer and the store give.
+
+Everything here runs before the materializer's transaction, so the transaction holds the
+database only for its statements.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import Any
 
 import orjson
 
+from medarchive.crypto.blind import BlindIndex, blinded
 from medarchive.devices.raw import Row
 from medarchive.devices.readings import (
     DIASTOLIC,
@@ -47,21 +53,21 @@ from medarchive.fhir.bundle import instant
 from medarchive.fhir.search.dates import date_range
 from medarchive.fhir.search.entries import (
     CompositeEntry,
-    DateEntry,
     IndexEntries,
     QuantityEntry,
-    ReferenceEntry,
-    TokenEntry,
 )
 from medarchive.fhir.search.extract import quantity_rows
 from medarchive.service.repository import ID_PATTERN
 from medarchive.store.base import Change
+from medarchive.store.sql.datesort import span_class
+from medarchive.store.sql.indexing import IndexRows, index_rows
 
 # Observation search parameters whose rows depend on the reading; every other parameter's rows
 # are the same for all readings of one kind.
 VALUE_PARAMS = ("value-quantity", "combo-value-quantity", "component-value-quantity")
 CODE_VALUE_PARAMS = ("code-value-quantity", "combo-code-value-quantity",
                      "component-code-value-quantity")
+OBSERVATION = "Observation"
 VARIABLE = frozenset({"identifier", "subject", "patient", "device", "date", *VALUE_PARAMS,
                       *CODE_VALUE_PARAMS})
 
@@ -120,17 +126,30 @@ def _composites(param: str, code: str, q: QuantityEntry) -> list[CompositeEntry]
 class _Template:
     """The constant index rows of one kind, and the codes of its valued elements."""
 
-    fixed: IndexEntries
+    rows: IndexRows  # ``fixed`` as stored (blinded), with every idx_param row of the kind
     value_codes: tuple[str, ...]  # LOINC of the value (one kind) or of each component (BP)
-    params: frozenset[str]
+
+
+def _constant(found: IndexEntries) -> IndexEntries:
+    def fixed(rows: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(row for row in rows if row.param not in VARIABLE)
+    return IndexEntries(
+        tokens=fixed(found.tokens), strings=fixed(found.strings),
+        references=fixed(found.references), dates=fixed(found.dates),
+        numbers=fixed(found.numbers), quantities=fixed(found.quantities),
+        uris=fixed(found.uris), composites=fixed(found.composites), params=found.params)
 
 
 class VitalSigns:
-    """Builds the stored Observation and its index entries of a landed reading (module doc).
+    """Builds the stored Observation and its index rows of a landed reading (module doc).
 
-    ``indexer`` is the generic one: run once per kind on a sample, for the constant rows."""
+    ``indexer`` is the generic one: run once per kind on a sample, for the constant rows;
+    ``blind`` the store's blind index when it encrypts (``crypto.blind``), else None."""
 
-    def __init__(self, indexer: Callable[[dict[str, Any]], IndexEntries]) -> None:
+    def __init__(self, indexer: Callable[[dict[str, Any]], IndexEntries],
+                 blind: BlindIndex | None = None) -> None:
+        self._blind = blind
+        self._blind_identifier = blind if blinded(OBSERVATION, "token", "identifier") else None
         self._templates: dict[str, _Template] = {}
         self._when: datetime | None = None
         self._instant = ""
@@ -138,29 +157,21 @@ class VitalSigns:
             values = (120.0, 80.0) if name == "blood_pressure" else (kind.low,)
             sample = to_observation(Reading("sample", name, values, "2024-01-01T00:00:00Z"),
                                     "Patient/sample", "Device/sample")
-            found = indexer({"resourceType": "Observation", "id": "sample", **sample})
-
-            def fixed(rows: tuple[Any, ...]) -> tuple[Any, ...]:
-                return tuple(row for row in rows if row.param not in VARIABLE)
-            constant = IndexEntries(
-                tokens=fixed(found.tokens), strings=fixed(found.strings),
-                references=fixed(found.references), dates=fixed(found.dates),
-                numbers=fixed(found.numbers), quantities=fixed(found.quantities),
-                uris=fixed(found.uris), composites=fixed(found.composites),
-                params=frozenset(found.params - VARIABLE))
+            constant = _constant(indexer({"resourceType": "Observation", "id": "sample",
+                                          **sample}))
+            if constant.dates:  # idx_date_sort needs every date row of a parameter at once
+                raise ValueError("a date parameter of Observation is missing from VARIABLE")
             codes = (SYSTOLIC[0], DIASTOLIC[0]) if name == "blood_pressure" else (kind.loinc,)
-            single = ("value-quantity", "combo-value-quantity", "code-value-quantity",
-                      "combo-code-value-quantity")
-            several = ("combo-value-quantity", "component-value-quantity",
-                       "combo-code-value-quantity", "component-code-value-quantity")
-            params = constant.params | {"identifier", "subject", "patient", "device", "date"} \
-                | set(several if name == "blood_pressure" else single)
-            self._templates[name] = _Template(constant, codes, frozenset(params))
+            self._templates[name] = _Template(
+                index_rows(OBSERVATION, self._blinded(constant)), codes)
+
+    def _blinded(self, found: IndexEntries) -> IndexEntries:
+        return found if self._blind is None else self._blind.entries(OBSERVATION, found)
 
     @functools.lru_cache(maxsize=65_536)  # noqa: B019 (one VitalSigns per materializer)
-    def _valued(self, kind: str, values: tuple[float, ...]
-                ) -> tuple[tuple[QuantityEntry, ...], tuple[CompositeEntry, ...]]:
-        """The quantity and composite rows of ``values`` (vital signs repeat their values)."""
+    def _valued(self, kind: str, values: tuple[float, ...]) -> IndexRows:
+        """The constant rows of ``kind`` with the quantity and composite rows of ``values``
+        (vital signs repeat their values), one list per table."""
         template = self._templates[kind]
         unit = KINDS[kind].unit
         if kind == "blood_pressure":
@@ -169,38 +180,43 @@ class VitalSigns:
             value_params, code_params = VALUE_PARAMS[:2], CODE_VALUE_PARAMS[:2]
         quantities = [_named(param, _quantity(unit, value))
                       for param in value_params for value in values]
-        composites = list(template.fixed.composites)
+        composites = []
         for param in code_params:
             for code, value in zip(template.value_codes, values, strict=True):
                 composites += _composites(param, code, _quantity(unit, value))
-        return (*template.fixed.quantities, *quantities), tuple(composites)
+        merged: dict[str, list[tuple[Any, ...]]] = {}
+        for table, found in [*template.rows, *index_rows(OBSERVATION, IndexEntries(
+                quantities=tuple(quantities), composites=tuple(composites)))]:
+            merged.setdefault(table, []).extend(found)
+        return list(merged.items())
 
-    def entries(self, reading: Reading, patient: str, device: str) -> IndexEntries:
-        """The index entries of the Observation of ``reading`` (references ``Patient/x``,
-        ``Device/y``), equal to the generic indexer's."""
-        template = self._templates[reading.kind]
-        fixed = template.fixed
+    def rows(self, reading: Reading, patient: str, device: str) -> IndexRows:
+        """The index rows of the Observation of ``reading`` (references ``Patient/x``,
+        ``Device/y``) as the store writes them: equal, table by table, to those of the generic
+        indexer's entries. The rows of ``identifier``, the references and ``date`` are
+        written out here in the columns of ``store.sql.indexing.INDEX_COLUMNS``."""
         patient_id = patient.partition("/")[2]
-        quantities, composites = self._valued(reading.kind, reading.values)
-        return IndexEntries(
-            tokens=(*fixed.tokens, TokenEntry("identifier", READING_SYSTEM, reading.key)),
-            strings=fixed.strings,
-            references=(*fixed.references,
-                        ReferenceEntry("device", "Device", device.partition("/")[2]),
-                        ReferenceEntry("patient", "Patient", patient_id),
-                        ReferenceEntry("subject", "Patient", patient_id)),
-            dates=(*fixed.dates, DateEntry("date", *date_range(reading.time))),
-            numbers=fixed.numbers, quantities=quantities, uris=fixed.uris,
-            params=template.params, composites=composites)
+        code = reading.key if self._blind_identifier is None else \
+            self._blind_identifier.code("identifier", reading.key)
+        low, high = date_range(reading.time)
+        return [*self._valued(reading.kind, reading.values),
+                ("idx_token", [(OBSERVATION, "identifier", READING_SYSTEM, code, None)]),
+                ("idx_reference", [(OBSERVATION, "device", "Device", device.partition("/")[2],
+                                    None),
+                                   (OBSERVATION, "patient", "Patient", patient_id, None),
+                                   (OBSERVATION, "subject", "Patient", patient_id, None)]),
+                ("idx_date", [(OBSERVATION, "date", low, high)]),
+                ("idx_date_sort", [(OBSERVATION, "date", low, high, span_class(low, high))])]
 
-    def change(self, row: Row, id: str, when: datetime) -> tuple[Change, IndexEntries]:
+    def change(self, row: Row, id: str, when: datetime) -> tuple[Change, IndexRows]:
         """The Change creating ``Observation/{id}`` (version 1 at ``when``) of the landed
-        ``row``, and its index entries; ``Unprocessable`` when the row is not a valid reading."""
+        ``row``, and its index rows; ``Unprocessable`` when the row is not a valid reading.
+        Its data key's owner is ``row.patient`` (the ``subject``)."""
         reading = check_row(row)
         if when != self._when:
             self._when, self._instant = when, instant(when)
-        stored: dict[str, Any] = {"resourceType": "Observation", "id": id,
+        stored: dict[str, Any] = {"resourceType": OBSERVATION, "id": id,
                                   "meta": {"versionId": "1", "lastUpdated": self._instant}}
         stored.update(to_observation(reading, row.patient, row.device_ref))  # keeps the order
-        change = Change("Observation", id, 1, 0, when, False, orjson.dumps(stored), stored)
-        return change, self.entries(reading, row.patient, row.device_ref)
+        change = Change(OBSERVATION, id, 1, 0, when, False, orjson.dumps(stored), stored)
+        return change, self.rows(reading, row.patient, row.device_ref)

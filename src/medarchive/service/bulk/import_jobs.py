@@ -96,10 +96,12 @@ def is_parameters_kickoff(request: FhirRequest) -> bool:
 
 
 def run_import(repository: Any, job: Job, policy: InputPolicy, folder: Path,
-               proceed: Callable[[Job], bool]) -> Job | None:
+               proceed: Callable[[Job], bool], processes: int = 0) -> Job | None:
     """Fetch and load every input of ``job`` into the store, writing the error files into
     ``folder``; the completed job (output entries set), or None when stopped (``proceed``
-    said no). ``proceed`` gets the job with its progress, before each input and each chunk."""
+    said no). ``proceed`` gets the job with its progress, before each input and each chunk.
+    ``processes`` worker processes (started with ``spawn``: the server has threads) prepare
+    the lines of every input, kept for the whole job."""
     paths = [fetch(item["url"], policy, folder / f"input-{number}.ndjson")
              for number, item in enumerate(job.params["inputs"])]
     sources = [Source(item["url"], functools.partial(ndjson_lines, path),
@@ -107,30 +109,37 @@ def run_import(repository: Any, job: Job, policy: InputPolicy, folder: Path,
                for number, (item, path) in enumerate(zip(job.params["inputs"], paths,
                                                          strict=True))]
     ids = loaded_ids(sources)
-    current = job
+    state = {"job": job}
     output: list[dict[str, Any]] = []
-    for number, source in enumerate(sources):
-        current = replace(current, progress=number)
-        if not proceed(current):
-            return None
-        report = BulkImport(repository, proceed=functools.partial(proceed, current)
-                            ).load_many([source], ids)[0]
-        entry: dict[str, Any] = {"type": source.type, "inputUrl": source.name,
-                                 "count": report.stored, "skipped": report.skipped,
-                                 "refused": len(report.errors)}
-        if report.errors:
-            name = f"errors-{number}.ndjson"
-            with (folder / name).open("wb") as handle:
-                for error in report.errors:
-                    handle.write(orjson.dumps(_error_outcome(source.name, error)) + b"\n")
-            entry["errorFile"] = name
-        output.append(entry)
-        if not proceed(current):  # stopped inside this input: it is not complete
-            return None
+    with BulkImport(repository, processes=processes, context="spawn",
+                    proceed=lambda: proceed(state["job"])) as importer:
+        for number, source in enumerate(sources):
+            state["job"] = replace(state["job"], progress=number)
+            if not proceed(state["job"]):
+                return None
+            report = importer.load_many([source], ids)[0]
+            output.append(_entry(source, report, folder, number))
+            if not proceed(state["job"]):  # stopped inside this input: it is not complete
+                return None
     for path in paths:
         if path.parent == folder:
             path.unlink(missing_ok=True)
-    return replace(current, status="completed", progress=len(sources), output=tuple(output))
+    return replace(state["job"], status="completed", progress=len(sources),
+                   output=tuple(output))
+
+
+def _entry(source: Source, report: Any, folder: Path, number: int) -> dict[str, Any]:
+    """The manifest entry of one loaded input (its refused lines written to an error file)."""
+    entry: dict[str, Any] = {"type": source.type, "inputUrl": source.name,
+                             "count": report.stored, "skipped": report.skipped,
+                             "refused": len(report.errors)}
+    if report.errors:
+        name = f"errors-{number}.ndjson"
+        with (folder / name).open("wb") as handle:
+            for error in report.errors:
+                handle.write(orjson.dumps(_error_outcome(source.name, error)) + b"\n")
+        entry["errorFile"] = name
+    return entry
 
 
 def _error_outcome(url: str, error: str) -> dict[str, Any]:

@@ -9,13 +9,14 @@ stored there. This module keeps what matters (every resource is checked with
 every change passes the guard's ``check_changes`` like any commit) and drops the rest:
 
 - current versions are read for a whole chunk of ids in one search per type;
-- a chunk (``chunk`` resources, default 5,000) is one ``Store.write``, one transaction, which
-  seals the chunk's bodies with one key lookup per patient and writes versions and index rows
-  with multi-row inserts / ``executemany``;
-- with ``processes`` > 0, parsing, validation and search-index extraction (the store's own
-  ``build_indexer``, so every index table is covered) run in a process pool while the parent
-  writes the previous chunk; the index entries come back with the resource and are handed to a
-  ``SqlStore`` over the same database whose indexer looks them up, so nothing is extracted twice.
+- a chunk (``chunk`` resources, default 5,000) is one transaction: on a SQL store
+  ``SqlStore.write_prepared``, which takes each resource's index rows and data-key owner ready
+  made, seals the bodies with one key lookup per patient and writes versions and index rows
+  with multi-row inserts, ``executemany`` or ``COPY`` (other stores: ``Repository.commit``);
+- the index rows are made where the resource is validated: with ``processes`` > 0 in worker
+  processes (parse, validate, extract with the generic ``build_indexer``, blind, owner, rows),
+  one chunk ahead of the parent, which only stamps, seals and writes; with 0 in-process with
+  the store's own indexer (``SqlStore.index_entries``). Nothing is extracted twice.
 
 References between the resources of one load resolve: ``Type/id`` ones because ids are kept,
 ``urn:uuid:<id>`` ones (NDJSON cut from transaction Bundles) are rewritten to ``Type/<id>`` of
@@ -30,10 +31,10 @@ A resource that fails is reported with its line number and skipped; the others a
 
 from __future__ import annotations
 
-import dataclasses
 import functools
+import gc
 import gzip
-import operator
+import multiprocessing
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -49,6 +50,7 @@ from medarchive.fhir.search.query import Predicate, SearchQuery, TokenValue
 from medarchive.security.actor import current_actor
 from medarchive.service.request import FhirRequest, FhirResponse
 from medarchive.store.base import Change, Version
+from medarchive.store.sql.indexing import IndexRows, index_rows
 
 NDJSON_TYPES = frozenset({"application/fhir+ndjson", "application/ndjson",
                           "application/x-ndjson"})
@@ -86,16 +88,18 @@ class ImportReport:
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """One line made ready: the resource (with its id), its issues, its index entries (None
-    when the store indexes it itself)."""
+    """One line made ready: the resource (a dict, or its JSON from a worker process) with its
+    id, or the problem that refused it; when the store takes prepared rows, the resource's
+    index rows and data-key owner (``SqlStore.write_prepared``)."""
 
     line: int
-    resource: dict[str, Any] | None
+    resource: dict[str, Any] | bytes | None
     problem: str | None
-    entries: Any = None
+    rows: IndexRows | None = None
+    owner: str | None = None
 
 
-# -- preparing lines (in pool processes, or in-process) ---------------------------------------
+# -- preparing lines (in worker processes, or in-process) -------------------------------------
 
 def resolve_urns(resource: Any, ids: dict[str, str]) -> str | None:
     """Rewrite every ``urn:uuid:<id>`` reference of ``resource`` to ``Type/<id>`` of the loaded
@@ -124,15 +128,21 @@ def _problem(number: int, issues: Iterable[Issue]) -> str | None:
     return f"line {number}: invalid ({text})"
 
 
+Entries = Callable[[dict[str, Any]], IndexEntries]
+Owner = Callable[[str, str, IndexEntries], str]
+
+
 @dataclass(frozen=True, slots=True)
 class Preparer:
-    """Turns lines into ``Prepared``: parse, type check, ``urn:uuid`` resolution, validation and
-    (in pool processes) index extraction."""
+    """Turns lines into ``Prepared``: parse, type check, ``urn:uuid`` resolution, validation,
+    and (``entries`` given) the index rows and data-key owner the store writes."""
 
     spec: Any
     validate: Callable[[dict[str, Any]], Iterable[Issue]] | None
-    indexer: Callable[[dict[str, Any]], Any] | None = None
+    entries: Entries | None = None
+    owner: Owner | None = None
     ids: dict[str, str] = field(default_factory=dict)
+    as_json: bool = False
 
     def parse(self, line: bytes, number: int, expected: str | None
               ) -> tuple[dict[str, Any] | None, str | None]:
@@ -165,70 +175,48 @@ class Preparer:
                     problem = _problem(number, self.validate(resource))
                 except FhirError as exc:
                     problem = f"line {number}: {exc}"
-            entries = self.indexer(resource) if self.indexer is not None and \
-                resource is not None and problem is None else None
-            out.append(Prepared(number, resource if problem is None else None, problem,
-                                entries))
+            if resource is None or problem is not None:
+                out.append(Prepared(number, None, problem))
+                continue
+            rows = owner = None
+            if self.entries is not None:
+                rtype = resource["resourceType"]
+                found = self.entries(resource)
+                rows = index_rows(rtype, found)
+                owner = self.owner(rtype, resource["id"], found) if self.owner else None
+            out.append(Prepared(number, orjson.dumps(resource) if self.as_json else resource,
+                                None, rows, owner))
         return out
-
-
-_ENTRY_FIELDS = tuple(f.name for f in dataclasses.fields(IndexEntries))
-
-
-Packed = list[tuple[str, Any, Any]]
-"""IndexEntries as (field name, entry class or None, rows as tuples or the plain value)."""
-
-
-@functools.cache
-def _getter(kind: Any) -> Callable[[Any], tuple[Any, ...]]:
-    names = kind.__slots__
-    get = operator.attrgetter(*names)
-    return get if len(names) > 1 else lambda entry: (get(entry),)
-
-
-def pack_entries(entries: IndexEntries) -> Packed:
-    """``entries`` as plain tuples (cheaper to send between processes than the entry objects:
-    about 0.18 against 0.26 ms per demo resource): per non-empty field, its name, its entry
-    class and the rows."""
-    packed: Packed = []
-    for name in _ENTRY_FIELDS:
-        value = getattr(entries, name)
-        if isinstance(value, tuple) and value:
-            kind: Any = type(value[0])
-            get = _getter(kind)
-            packed.append((name, kind, [get(entry) for entry in value]))
-        elif value:
-            packed.append((name, None, value))
-    return packed
-
-
-def unpack_entries(packed: Packed) -> IndexEntries:
-    """The ``IndexEntries`` that ``pack_entries`` packed."""
-    fields: dict[str, Any] = {name: value if kind is None else
-                              tuple(kind(*row) for row in value)
-                              for name, kind, value in packed}
-    return IndexEntries(**fields)
 
 
 _WORKER: dict[str, Preparer] = {}
 
 
-def _init_worker(validate: bool, ids: dict[str, str]) -> None:
+def _init_worker(validate: bool, ids: dict[str, str], index: bool, blind_key: bytes | None,
+                 max_prefix: int) -> None:
+    from medarchive.crypto.blind import BlindIndex
+    from medarchive.crypto.encryption import compartment_owner
     from medarchive.fhir.search.index import build_indexer
     from medarchive.fhir.spec import load_spec
     from medarchive.fhir.validate import validate_resource
     spec = load_spec()
+    indexer = build_indexer(spec)
+    entries: Entries = indexer
+    owner: Owner | None = None
+    if blind_key is not None:
+        blind = BlindIndex(blind_key, max_prefix)
+        entries = lambda r: blind.entries(r["resourceType"], indexer(r))  # noqa: E731
+        owner = compartment_owner(spec)
     _WORKER["prepare"] = Preparer(
         spec, (lambda r: validate_resource(r, spec)) if validate else None,
-        build_indexer(spec), ids)
+        entries if index else None, owner, ids, as_json=True)
+    gc.freeze()  # the spec lives as long as the process: collections need not scan it
 
 
 def prepare_in_worker(lines: list[tuple[int, bytes]], expected: str | None
                       ) -> list[Prepared]:
-    """Parse, validate and index a chunk of lines in a pool process (entries packed)."""
-    return [item if item.entries is None else
-            Prepared(item.line, item.resource, item.problem, pack_entries(item.entries))
-            for item in _WORKER["prepare"](lines, expected)]
+    """Parse, validate and index a piece of lines in a worker process."""
+    return _WORKER["prepare"](lines, expected)
 
 
 # -- the parent side ------------------------------------------------------------------------
@@ -282,24 +270,29 @@ Work = tuple[str | None, list[tuple[int, bytes]]]
 class BulkImport:
     """Loads NDJSON through the fast path into ``repository``'s store.
 
+    ``processes`` worker processes (0: none, all in this process) prepare the lines;
+    ``context`` is the multiprocessing start method (``spawn`` from a threaded server).
     ``proceed``, when given, is asked before each chunk; False stops the load (a cancelled
     ``$import`` job)."""
 
     def __init__(self, repository: Any, *, chunk: int = 5000, processes: int = 0,
-                 proceed: Callable[[], bool] | None = None) -> None:
+                 proceed: Callable[[], bool] | None = None, context: str | None = None
+                 ) -> None:
         self.repository = repository
         self.chunk = chunk
         self.processes = processes
         self.proceed = proceed
-        self._entries: dict[tuple[str, str], Any] = {}
-        db = getattr(repository.store, "db", None)
-        self._indexing_store: Any = None
-        if processes and db is not None:
-            from medarchive.store.sql.store import SqlStore
-            self._indexing_store = SqlStore(db, self._lookup, run_migrations=False)
-
-    def _lookup(self, resource: dict[str, Any]) -> Any:
-        return self._entries.pop((resource["resourceType"], resource["id"]))
+        self.context = context
+        store = repository.store
+        self._prepared = hasattr(store, "write_prepared")
+        keyring = getattr(store, "keyring", None)
+        self._owner: Owner | None = keyring.encryption.owner if keyring is not None else None
+        # the workers blind index values as the store does: they get the database's key
+        self._blind_key: bytes | None = keyring.blind._key if keyring is not None else None
+        self._max_prefix = keyring.blind.max_prefix if keyring is not None else 0
+        self._kept = False
+        self._pool: ProcessPoolExecutor | None = None
+        self._pool_ids: dict[str, str] | None = None
 
     def operation(self, request: FhirRequest, resource_type: str | None,
                   id: str | None) -> FhirResponse:
@@ -330,25 +323,54 @@ class BulkImport:
         """``load`` for several sources (files), sharing one process pool; references between
         them resolve (``ids``: what ``loaded_ids`` says, when the caller has it already)."""
         ids = loaded_ids(sources) if ids is None else ids
-        reports = []
         if not self.processes:
-            prepare = Preparer(self.repository.spec,
-                               self.repository.validate if self.repository.validate_writes
-                               else None, None, ids)
-            for source in sources:
-                report = ImportReport(source.name)
-                for key, lines in self._work(source, report):
-                    self._store(key, prepare(lines, source.type), report)
-                reports.append(self._audited(report))
-            return reports
-        with ProcessPoolExecutor(self.processes, initializer=_init_worker,
-                                 initargs=(self.repository.validate_writes, ids)) as pool:
-            for source in sources:
-                report = ImportReport(source.name)
-                for key, prepared in self._pooled(pool, self._work(source, report),
-                                                  source.type):
-                    self._store(key, prepared, report)
-                reports.append(self._audited(report))
+            repository = self.repository
+            prepare = Preparer(repository.spec,
+                               repository.validate if repository.validate_writes else None,
+                               repository.store.index_entries if self._prepared else None,
+                               self._owner, ids)
+            return self._load(sources, lambda source, report: (
+                (key, prepare(lines, source.type)) for key, lines in self._work(source, report)))
+        if not self._kept:
+            with self._new_pool(ids) as pool:
+                return self._load(sources, functools.partial(self._pooled, pool))
+        if self._pool is None or self._pool_ids is not ids:  # inside ``with``: kept
+            self._close()
+            self._pool, self._pool_ids = self._new_pool(ids), ids
+        return self._load(sources, functools.partial(self._pooled, self._pool))
+
+    def __enter__(self) -> BulkImport:
+        """Keep the worker processes between ``load_many`` calls (a job of several inputs)."""
+        self._kept = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._close()
+        self._kept = False
+
+    def _close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+        self._pool = self._pool_ids = None
+
+    def _new_pool(self, ids: dict[str, str]) -> ProcessPoolExecutor:
+        context = multiprocessing.get_context(self.context) if self.context else None
+        return ProcessPoolExecutor(self.processes, mp_context=context,
+                                   initializer=_init_worker,
+                                   initargs=(self.repository.validate_writes, ids,
+                                             self._prepared, self._blind_key, self._max_prefix))
+
+    def _load(self, sources: Sequence[Source],
+              chunks: Callable[[Source, ImportReport], Iterator[tuple[str | None,
+                                                                      list[Prepared]]]]
+              ) -> list[ImportReport]:
+        """Store the prepared ``chunks`` of each source; one report (and AuditEvent) each."""
+        reports = []
+        for source in sources:
+            report = ImportReport(source.name)
+            for key, prepared in chunks(source, report):
+                self._store(key, prepared, report)
+            reports.append(self._audited(report))
         return reports
 
     def _work(self, source: Source, report: ImportReport) -> Iterator[Work]:
@@ -364,13 +386,14 @@ class BulkImport:
                 continue
             yield key, lines
 
-    def _pooled(self, pool: Executor, work: Iterator[Work], expected: str | None
+    def _pooled(self, pool: Executor, source: Source, report: ImportReport
                 ) -> Iterator[tuple[str | None, list[Prepared]]]:
-        """Each chunk goes to the pool in pieces of ``PIECE`` lines (so even one chunk keeps
-        every process busy); the pool works one chunk ahead of the writer, so memory stays
-        bounded."""
+        """Each chunk of ``source`` goes to the pool in pieces of ``PIECE`` lines (so even one
+        chunk keeps every process busy); the pool works one chunk ahead of the writer, so
+        memory stays bounded."""
+        expected = source.type
         pending: list[tuple[str | None, list[Future[list[Prepared]]]]] = []
-        for key, lines in work:
+        for key, lines in self._work(source, report):
             pending.append((key, [pool.submit(prepare_in_worker, lines[start:start + PIECE],
                                               expected)
                                   for start in range(0, len(lines), PIECE)]))
@@ -416,17 +439,20 @@ class BulkImport:
         return found
 
     def _store(self, key: str | None, prepared: list[Prepared], report: ImportReport) -> None:
-        ready: dict[tuple[str, str], Prepared] = {}
+        ready: dict[tuple[str, str], tuple[Prepared, dict[str, Any]]] = {}
         for item in prepared:  # a resource twice in one chunk: the later line wins
-            if item.resource is not None:
-                try:
-                    self.repository.check_resource(item.resource)
-                except FhirError as exc:
-                    report.errors.append(f"line {item.line}: {exc}")
-                    continue
-                ready[(item.resource["resourceType"], item.resource["id"])] = item
-            elif item.problem:
-                report.errors.append(item.problem)
+            if item.resource is None:
+                if item.problem:
+                    report.errors.append(item.problem)
+                continue
+            resource = orjson.loads(item.resource) if isinstance(item.resource, bytes) \
+                else item.resource
+            try:
+                self.repository.check_resource(resource)
+            except FhirError as exc:
+                report.errors.append(f"line {item.line}: {exc}")
+                continue
+            ready[(resource["resourceType"], resource["id"])] = (item, resource)
         if not ready:
             return
         for attempt in range(3):
@@ -442,25 +468,27 @@ class BulkImport:
                     raise
                 self.repository.backoff(attempt)
 
-    def _write(self, key: str | None, ready: dict[tuple[str, str], Prepared],
+    def _write(self, key: str | None, ready: dict[tuple[str, str], tuple[Prepared, Any]],
                thorough: bool) -> None:
+        """One transaction: the chunk's resources stamped as the next version of whatever is
+        stored at their ids, with the index rows and owners prepared for them."""
         repository = self.repository
         current = self._current(list(ready), thorough)
         when = repository.now()
+        stamp = repository.stamp
         changes = []
-        for rkey, item in ready.items():
-            assert item.resource is not None
+        for rkey, (_, resource) in ready.items():
             version = current.get(rkey)
             number = version.version_id + 1 if version else 1
-            stored = repository.stamp(item.resource, rkey[1], number, when)
+            stored = stamp(resource, rkey[1], number, when)
             changes.append(Change(rkey[0], rkey[1], number, version.version_id if version else 0,
                                   when, False, orjson.dumps(stored), stored))
-        if self._indexing_store is None:
+        if not self._prepared:
             repository.commit(changes, idempotency_key=key)
             return
-        if repository.guard is not None:  # what Repository.commit checks, for this store
+        if repository.guard is not None:  # what Repository.commit checks
             repository.guard.check_changes(changes, repository.store.read)
-        self._entries.clear()
-        self._entries.update({rkey: unpack_entries(item.entries)
-                              for rkey, item in ready.items()})
-        self._indexing_store.write(changes, idempotency_key=key)
+        items = list(ready.values())
+        repository.store.write_prepared(changes, [item.rows for item, _ in items],
+                                        [item.owner for item, _ in items],
+                                        idempotency_key=key)

@@ -81,13 +81,15 @@ class BulkExports:
 
     ``site`` is the server's public base (status and file URLs live under ``site/bulk``);
     ``folder`` holds the files; ``page`` is how many changes are read per step; ``inputs``
-    says where ``$import`` may read from (default: nowhere)."""
+    says where ``$import`` may read from (default: nowhere); ``import_processes`` is how many
+    worker processes an ``$import`` job prepares its lines in (0: in the job's thread)."""
 
     def __init__(self, repository: Any, jobs: Jobs, folder: Path, site: str, *,
                  new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
                  lease_s: float = 30.0, page: int = 5000, workers: int = 0,
-                 inputs: InputPolicy = InputPolicy(None)) -> None:
+                 inputs: InputPolicy = InputPolicy(None), import_processes: int = 0) -> None:
         self.repository = repository
+        self.import_processes = import_processes
         self.inputs = inputs
         self.jobs = jobs
         self.folder = folder
@@ -288,7 +290,8 @@ class BulkExports:
             return bool(saved["alive"])
 
         try:
-            done = run_import(self.repository, job, self.inputs, target, proceed)
+            done = run_import(self.repository, job, self.inputs, target, proceed,
+                              self.import_processes)
             if done is None or not self.jobs.save(done, wall_micros(), 0):
                 self._abandon(job, target, cancelled=not saved["alive"] or done is not None)
                 return

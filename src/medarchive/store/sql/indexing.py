@@ -56,28 +56,64 @@ def _fields(entry: Any) -> tuple[Any, ...]:
     return get(entry)
 
 
+IndexRows = list[tuple[str, list[tuple[Any, ...]]]]
+"""The index rows of one resource per table, each row without its leading ``rid``."""
+COLUMNS = {**{table: f"rid, res_type, {columns}" for table, columns in INDEX_COLUMNS.values()},
+           "idx_param": "rid, res_type, param",
+           "idx_date_sort": "rid, res_type, param, low, high, span"}
+
+
+def _one_per_code(tokens: Sequence[Any]) -> list[Any]:
+    """One token row per parameter, system and code: another display of the same code adds
+    nothing to a search (only ``:of-type`` rows match on display, the identifier's type), and
+    one row per resource lets a count skip DISTINCT (``store.sql.query.count_sql``)."""
+    kept: dict[tuple[Any, ...], Any] = {}
+    for token in tokens:
+        kept.setdefault((token.param, token.system, token.code, token.display if
+                         token.param.endswith(":of-type") else None), token)
+    return list(kept.values())
+
+
+def index_rows(resource_type: str, found: IndexEntries) -> IndexRows:
+    """The rows ``insert_index`` writes for one resource's entries (tables without rows are
+    left out)."""
+    out: IndexRows = []
+    for name, (table, _) in INDEX_COLUMNS.items():
+        entries = getattr(found, name) if name != "tokens" else _one_per_code(found.tokens)
+        if entries:
+            out.append((table, [(resource_type, *_fields(entry)) for entry in entries]))
+    if found.params:
+        out.append(("idx_param", [(resource_type, param) for param in sorted(found.params)]))
+    sorts = sort_rows(0, resource_type, found.dates)
+    if sorts:
+        out.append(("idx_date_sort", [row[1:] for row in sorts]))
+    return out
+
+
 def replace_index(cur: Any, sql: Callable[[str], str], stale: Sequence[int],
                   items: Sequence[tuple[int, str, IndexEntries]]) -> None:
     """Delete the index rows of the ``stale`` rids, then insert the rows of ``items``
     (rid, resource type, entries)."""
+    insert_index(cur, sql, stale, [(rid, index_rows(resource_type, found))
+                                   for rid, resource_type, found in items])
+
+
+def insert_index(cur: Any, sql: Callable[[str], str], stale: Sequence[int],
+                 items: Sequence[tuple[int, IndexRows]]) -> None:
+    """Delete the index rows of the ``stale`` rids, then insert ``items`` (rid, its rows),
+    table by table in ``INDEX_TABLES`` order."""
     for start in range(0, len(stale), _CHUNK):
         chunk = list(stale[start:start + _CHUNK])
         marks = ", ".join("?" * len(chunk))
         for table in INDEX_TABLES:
             cur.execute(sql(f"DELETE FROM {table} WHERE rid IN ({marks})"), chunk)
-    rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in INDEX_COLUMNS}
-    params: list[tuple[Any, ...]] = []
-    sorts: list[tuple[Any, ...]] = []
-    for rid, resource_type, found in items:
-        head = (rid, resource_type)
-        for name in INDEX_COLUMNS:
-            rows[name] += [head + _fields(entry) for entry in getattr(found, name)]
-        params += [(*head, param) for param in sorted(found.params)]
-        sorts += sort_rows(rid, resource_type, found.dates)
-    for name, (table, columns) in INDEX_COLUMNS.items():
-        _insert(cur, sql, table, f"rid, res_type, {columns}", rows[name])
-    _insert(cur, sql, "idx_param", "rid, res_type, param", params)
-    _insert(cur, sql, "idx_date_sort", "rid, res_type, param, low, high, span", sorts)
+    rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in INDEX_TABLES}
+    for rid, tables in items:
+        head = (rid,)
+        for table, found in tables:
+            rows[table] += [head + row for row in found]
+    for table in INDEX_TABLES:
+        _insert(cur, sql, table, COLUMNS[table], rows[table])
 
 
 def _insert(cur: Any, sql: Callable[[str], str], table: str, columns: str,
@@ -139,11 +175,14 @@ def _plain(row: Sequence[Any]) -> bytes | None:
 def run_reindex(db: Database, indexer: Indexer, *, job: str, batch: int, restart: bool,
                 progress: ReindexCallback | None,
                 open_body: BodyOpener = _plain,
-                resource_type: str | None = None) -> ReindexProgress:
-    """Re-extract the index of every current resource (of ``resource_type`` when given) after
-    the job's last committed batch."""
-    scope: tuple[str, list[Any]] = ("", []) if resource_type is None else \
-        (" AND r.res_type = ?", [resource_type])
+                resource_type: str | None = None, types: Sequence[str] = (),
+                replace: Callable[..., None] = replace_index) -> ReindexProgress:
+    """Re-extract the index of every current resource (of ``resource_type``, or of ``types``,
+    when given) after the job's last committed batch; ``replace`` writes a batch's rows
+    (``store.sql.paramindex``: one parameter's rows only)."""
+    types = [resource_type] if resource_type is not None else list(types)
+    scope: tuple[str, list[Any]] = ("", []) if not types else \
+        (f" AND r.res_type IN ({', '.join('?' * len(types))})", types)
     job = reindex_job_key(job, resource_type)
     state = _start(db, job, restart, scope)
     sql, batch = db.sql, max(batch, 1)
@@ -176,8 +215,8 @@ def run_reindex(db: Database, indexer: Indexer, *, job: str, batch: int, restart
                             f"AND deleted = ?{lock}"), [*extracted, False])
             unchanged = [rid for rid, version in cur.fetchall()
                          if extracted[rid][1] == version]
-            replace_index(cur, sql, unchanged,
-                          [(rid, extracted[rid][0], extracted[rid][2]) for rid in unchanged])
+            replace(cur, sql, unchanged,
+                    [(rid, extracted[rid][0], extracted[rid][2]) for rid in unchanged])
             cur.execute(sql("UPDATE reindex_job SET last_rid = ?, done = done + ?, updated = ? "
                             "WHERE job = ?"), (last_rid, len(rows), _now(), job))
         state = ReindexProgress(job, state.done + len(rows), max(state.total,

@@ -5,8 +5,8 @@ serving while it runs (docs/encryption.md "Operations"):
 
 - ``shred``: crypto-shredding of one patient (GDPR art. 17 erasure by key destruction): the
   wrapped data keys are deleted in one transaction, the patient's current resources are marked
-  deleted and their index rows removed. Every sealed copy of their bodies (history, WAL, dumps,
-  backups) is then undecryptable.
+  deleted and their index rows removed, and their raw device readings deleted. Every sealed
+  copy of their bodies (history, WAL, dumps, backups) is then undecryptable.
 - ``rotate``: a new KEK version; every data key is rewrapped under it (the keys themselves and
   so the bodies do not change), then the KEK versions nothing uses any more are retired.
 - ``reencrypt``: new data keys (one patient's, or everyone's) and every body re-sealed under
@@ -74,6 +74,7 @@ class ShredReport:
     keys: int
     versions: int
     resources: int
+    readings: int = 0  # raw device readings deleted (docs/ingestion.md)
 
 
 def patient_owner(patient: str) -> str:
@@ -85,11 +86,16 @@ def patient_owner(patient: str) -> str:
 
 
 def shred(keyring: Keyring, patient: str) -> ShredReport:
-    """Destroy every data key of ``patient`` (one transaction)."""
+    """Destroy every data key of ``patient`` and delete their raw device readings (one
+    transaction)."""
     owner = patient_owner(patient)
     db, sql = keyring.db, keyring.db.sql
     now = now_micros()
     with db.writing() as cur:
+        # First: on PostgreSQL it waits for a materializer holding some of these rows, whose
+        # Observations the statements below then see and erase.
+        cur.execute(sql("DELETE FROM device_reading WHERE patient = ?"), (owner,))
+        readings = int(cur.rowcount)
         cur.execute(sql("SELECT kid FROM data_key WHERE owner = ? AND shredded IS NULL"),
                     (owner,))
         kids = [int(row[0]) for row in cur.fetchall()]
@@ -114,7 +120,7 @@ def shred(keyring: Keyring, patient: str) -> ShredReport:
                 cur.execute(sql(f"DELETE FROM {table} WHERE rid IN ({_marks(len(chunk))})"),
                             chunk)
     keyring.forget(kids)
-    return ShredReport(owner, len(kids), versions, len(rids))
+    return ShredReport(owner, len(kids), versions, len(rids), readings)
 
 
 @dataclass(frozen=True)

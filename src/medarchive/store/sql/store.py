@@ -48,7 +48,14 @@ from medarchive.store.base import (
 from medarchive.store.sql.crypto import Keyring, erased_message
 from medarchive.store.sql.database import Database
 from medarchive.store.sql.datesort import PROBE, probe_query, sortable
-from medarchive.store.sql.indexing import estimate_sql, replace_index, run_reindex
+from medarchive.store.sql.indexing import (
+    IndexRows,
+    estimate_sql,
+    index_rows,
+    insert_index,
+    replace_index,
+    run_reindex,
+)
 from medarchive.store.sql.migrations import migrate
 from medarchive.store.sql.query import (
     KEY_JOIN,
@@ -160,18 +167,45 @@ class SqlStore:
         transaction (the interaction's AuditEvent: both commit or neither)."""
         if not changes and idempotency_key is None:
             return []
+        entries = [IndexEntries() if c.deleted or c.resource is None else self._indexer(c.resource)
+                   for c in changes]
+        owner = self.keyring.encryption.owner if self.keyring is not None else None
+        return self.write_prepared(
+            changes, [index_rows(c.resource_type, found) for c, found in zip(changes, entries,
+                                                                              strict=True)],
+            [owner(c.resource_type, c.id, found) if owner is not None and c.body else None
+             for c, found in zip(changes, entries, strict=True)],
+            idempotency_key=idempotency_key, after=after)
+
+    def index_entries(self, resource: dict[str, Any]) -> IndexEntries:
+        """The search-index entries the store writes for ``resource`` (blinded when
+        encrypting)."""
+        return self._indexer(resource)
+
+    def write_prepared(self, changes: Sequence[Change], rows: Sequence[IndexRows],
+                       owners: Sequence[str | None], *, idempotency_key: str | None = None,
+                       after: Callable[[Any, list[Version]], None] | None = None
+                       ) -> list[Version]:
+        """``write`` with each change's index rows (``indexing.index_rows`` of the entries
+        ``index_entries`` gives) and data-key owner (``encryption.owner``; None for
+        deletions) worked out by the caller: the bulk import does that in worker processes."""
+        if not changes and idempotency_key is None:
+            return []
         keys = {(c.resource_type, c.id) for c in changes}
         if len(keys) != len(changes):
             raise ValueError("a resource may change only once in one write")
-        entries = [IndexEntries() if c.deleted or c.resource is None else self._indexer(c.resource)
-                   for c in changes]
+        if self.keyring is not None and any(c.body and o is None
+                                            for c, o in zip(changes, owners, strict=True)):
+            raise ValueError("encrypting: every body needs its data-key owner")
         with self.db.writing() as cur:
             if idempotency_key is not None:
                 self._record_key(cur, idempotency_key, changes)
             rids = self._claim(cur, changes)
-            sealed = self._seal(cur, changes, entries)
+            sealed = self._seal(cur, changes, owners)
             seqs = self._insert_versions(cur, changes, rids, sealed)
-            self._reindex(cur, changes, rids, entries)
+            insert_index(cur, self._sql, [rid for change, rid in zip(changes, rids, strict=True)
+                                          if change.expected_version],
+                         list(zip(rids, rows, strict=True)))
             written = [Version(c.resource_type, c.id, c.version_id, c.last_updated, c.deleted,
                                c.body, seq) for c, seq in zip(changes, seqs, strict=True)]
             if after is not None:
@@ -232,18 +266,15 @@ class SqlStore:
             rids[(change.resource_type, change.id)] = row[0]
         return [rids[(change.resource_type, change.id)] for change in changes]
 
-    def _seal(self, cur: Any, changes: Sequence[Change], entries: list[IndexEntries]
+    def _seal(self, cur: Any, changes: Sequence[Change], owners: Sequence[str | None]
               ) -> list[tuple[bytes, int | None]]:
         """(stored body, kid) per change: sealed under its owner's data key when encrypting."""
         if self.keyring is None:
             return [(change.body, None) for change in changes]
-        owner = self.keyring.encryption.owner
-        owners = [owner(c.resource_type, c.id, found) if c.body else None
-                  for c, found in zip(changes, entries, strict=True)]
         keys = self.keyring.keys_for(cur, {o for o in owners if o is not None})
         sealed: list[tuple[bytes, int | None]] = []
         for change, name in zip(changes, owners, strict=True):
-            if name is None:
+            if name is None or not change.body:
                 sealed.append((change.body, None))
                 continue
             kid, aead = keys[name]
@@ -268,14 +299,6 @@ class SqlStore:
             by_rid = dict(cur.fetchall())
             seqs += [by_rid[rid] for _, rid, _ in chunk]
         return seqs
-
-    def _reindex(self, cur: Any, changes: Sequence[Change], rids: list[int],
-                 entries: list[IndexEntries]) -> None:
-        stale = [rid for change, rid in zip(changes, rids, strict=True)
-                 if change.expected_version]
-        replace_index(cur, self._sql, stale,
-                      [(rid, change.resource_type, found)
-                       for change, rid, found in zip(changes, rids, entries, strict=True)])
 
     def _history_where(self, query: HistoryQuery) -> tuple[str, list[Any]]:
         clauses: list[str] = ["1=1"]
@@ -382,6 +405,16 @@ class SqlStore:
                            progress=progress, open_body=self._body,
                            resource_type=resource_type)
 
+    def reindex_param(self, indexer: Indexer, param: str, types: Sequence[str], *,
+                      job: str, batch: int = 500, restart: bool = False,
+                      progress: ReindexCallback | None = None) -> ReindexProgress:
+        """Re-extract only ``param``'s index rows of the current resources of ``types``
+        (``db reindex --param``); ``indexer`` extracts that parameter alone."""
+        from medarchive.store.sql.paramindex import param_replacer
+        return run_reindex(self.db, self._blinding(indexer) if self.keyring else indexer,
+                           job=job, batch=batch, restart=restart, progress=progress,
+                           open_body=self._body, types=types, replace=param_replacer(param))
+
     def reindex_rids(self, rids: Sequence[int]) -> int:
         """Re-extract the index rows of the resources ``rids`` (a restore's changed ones), one
         transaction per chunk; deleted and erased resources are left without rows."""
@@ -417,6 +450,34 @@ class SqlStore:
         with self.db.reading() as cur:
             cur.execute(self._sql(sql), (after_seq, limit))
             return [(int(seq), rtype, rid) for seq, rtype, rid in cur.fetchall()]
+
+    def current_versions(self, after_seq: int, max_seq: int, limit: int,
+                         types: Sequence[str] | None = None) -> tuple[int, list[Version]]:
+        """The current, undeleted versions (of ``types``; None: every type) among the next
+        ``limit`` changes after ``after_seq`` (up to ``max_seq``), in change order, and the
+        sequence number read up to; erased ones are left out. One keyset query per page (the
+        page of changes is selected first, so the database reads ``limit`` of them in key
+        order): what a full export reads."""
+        typed = f" AND r.res_type IN ({', '.join('?' * len(types))})" if types else ""
+        current = f"r.rid = v.rid AND r.version = v.version AND r.deleted = ?{typed}"
+        # PostgreSQL: a lateral lookup by key, so a plan made before statistics exist (right
+        # after a load) cannot hash the whole resource table for each page
+        join = (f"LEFT JOIN LATERAL (SELECT r.rid, r.res_type, r.res_id FROM resource r "
+                f"WHERE {current} LIMIT 1) r ON TRUE" if self.db.dialect == "postgresql" else
+                f"LEFT JOIN resource r ON {current}")
+        sql = ("SELECT r.res_type, r.res_id, v.version, v.last_updated, v.deleted, "
+               "CASE WHEN r.rid IS NULL THEN NULL ELSE v.body END, v.seq, k.shredded FROM "
+               "(SELECT seq, rid, version, last_updated, deleted, body, kid FROM "
+               "resource_version WHERE seq > ? ORDER BY seq LIMIT ?) v "
+               f"{join}{KEY_JOIN}")
+        with self.db.reading() as cur:
+            cur.execute(self._sql(sql), (after_seq, limit, False, *(types or ())))
+            rows = sorted(cur.fetchall(), key=lambda row: row[6])  # in order already, mostly
+        # no upper bound in the query: with one, PostgreSQL (statistics not yet gathered after
+        # a load) may sort the whole range instead of reading the first rows of its key
+        reached = int(rows[-1][6]) if len(rows) == limit else max_seq
+        kept = [row for row in rows if row[0] is not None and row[6] <= max_seq]
+        return min(reached, max_seq), self._opened(kept, "skip")
 
     def last_seq(self) -> int:
         with self.db.reading() as cur:
