@@ -34,7 +34,8 @@ def install_bulk(services: Any) -> list[BaseRoute]:
     repository = services.repository
     exports = BulkExports(repository, jobs_for(services.store), Path(settings.bulk_dir),
                           settings.public_base(), workers=settings.bulk_workers,
-                          inputs=InputPolicy.from_settings(settings))
+                          inputs=InputPolicy.from_settings(settings),
+                          import_processes=settings.bulk_import_processes)
     services.router.operations["$export"] = exports.kickoff
     services.router.operations["$import"] = exports.import_kickoff
     services.bulk = exports
