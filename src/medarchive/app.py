@@ -179,10 +179,14 @@ def build_gateway(settings: Settings, **inject: Any) -> tuple[Any, Services]:
         message_log.close()
         services.close()
         raise
-    gateway = Gateway(services.submit, message_log, transactions=transactions, config=config,
+    submit = services.submit
+    if services.security is not None:  # each message's writes commit with their AuditEvent
+        from medarchive.security.audit_context import audited
+        submit = audited(services.submit)
+    gateway = Gateway(submit, message_log, transactions=transactions, config=config,
                       max_group=settings.mllp_group_max,
                       group_wait_ms=settings.mllp_group_wait_ms,
-                      merge=PatientMerge(services.store, services.spec, services.submit))
+                      merge=PatientMerge(services.store, services.spec, submit))
     return gateway, services
 
 

@@ -42,6 +42,7 @@ from medarchive.hl7v2 import (
 from medarchive.mllp.commit import GroupCommitter
 from medarchive.mllp.log import LogEntry, MessageLog
 from medarchive.mllp.transaction import GroupBroken, NoTransaction, TransactionScope
+from medarchive.security.actor import SYSTEM, Actor, acting
 from medarchive.service.request import FhirRequest
 from medarchive.service.router import Router
 
@@ -52,6 +53,12 @@ _ENHANCED = {"AA": "CA", "AE": "CE", "AR": "CR"}
 def new_control_id() -> str:
     """MSH-10 of our ACKs: unique per acknowledgement (HL7 v2.8 §2.14.9.10)."""
     return uuid.uuid4().hex[:20]
+
+
+def sender(key: str) -> Actor:
+    """Who a message's writes are audited as: the sending facility and application of its
+    idempotency key (``message_key``), an in-process system."""
+    return Actor("system", key.rpartition("|")[0], "integration", SYSTEM.scopes)
 
 
 def message_key(message: Message) -> str:
@@ -179,7 +186,7 @@ class Gateway:
             return self._refuse(prepared, prepared.error, ())
         result = prepared.result
         try:
-            with self.transactions.savepoint():
+            with self.transactions.savepoint(), acting(sender(prepared.key)):
                 response = self.submit(result.bundle, idempotency_key=prepared.key)
                 written = _locations(response)
                 if result.merges and self.merge is not None:

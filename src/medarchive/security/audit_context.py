@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from medarchive.security.actor import Actor
+from medarchive.security.actor import Actor, current_actor
 from medarchive.security.audit import AuditTrail, audit_event, settle_deferred
 from medarchive.security.authz import patient_refs
 from medarchive.store.base import Change, Version
@@ -118,3 +118,13 @@ def write(trail: AuditTrail, store: Any, changes: Sequence[Change],
     versions = list(store.write(changes, idempotency_key=idempotency_key, after=after))
     pending.recorded = True
     return versions
+
+
+def audited(submit: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """``submit`` (``Services.submit``) made an audited interaction of the bound actor, for
+    what arrives other than over HTTP (HL7 v2 messages): each call is one ``transaction``
+    whose AuditEvent commits with its writes (``write``), or not at all."""
+    def run(bundle: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
+        with interaction(current_actor(), "transaction"):
+            return submit(bundle, idempotency_key)
+    return run
