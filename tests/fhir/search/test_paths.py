@@ -1,12 +1,15 @@
 """The fast plain-path evaluator gives exactly the index rows the FHIRPath engine gives.
 
 Compared on every official R4 example, every resource of the Synthea bundles and a generated
-demo record, and on hand-made edge cases (choice elements, casts, primitives that carry only
-an extension, lists with nulls).
+demo record, on hand-made edge cases (choice elements, casts, primitives that carry only
+an extension, lists with nulls) and on random resources, which also exercise the indexer's
+compiled plan: parameters skipped by the keys they read, values converted once for several
+parameters, first steps shared, entries shared between resources.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -79,6 +82,14 @@ def test_demo_record_indexes_the_same() -> None:
     {"resourceType": "Encounter", "id": "f", "status": "finished", "class": {"code": "IMP"},
      "subject": {"type": "Patient", "display": "no reference"},
      "participant": [{"individual": {"reference": "Practitioner/1"}}]},
+    {"resourceType": "Observation", "id": "g", "status": "final", "code": {"text": "t"},
+     "valuePeriod": {"start": "2020", "end": "2021-03"}},
+    {"resourceType": "Observation", "id": "i", "status": "final",
+     "code": {"coding": [{"system": "urn:x", "code": "1"}]}, "valueDateTime": "2020-02-03"},
+    {"resourceType": "ValueSet", "id": "j", "status": "active", "useContext": [
+        {"code": {"code": "age"}, "valueRange": {"low": {"value": 18, "code": "a"}}},
+        {"code": {"code": "program"}, "valueQuantity": {"value": 2, "unit": "x"}},
+        {"code": {"code": "focus"}, "valueCodeableConcept": {"text": "f"}}]},
 ])
 def test_edge_cases_index_the_same(resource: dict[str, Any]) -> None:
     _same_rows(resource)
@@ -111,6 +122,54 @@ def test_what_the_fast_path_takes_and_leaves() -> None:
                              ["code", "value.as(Quantity)"]) is not None
 
 
+def test_union_components_and_system_type_casts() -> None:
+    # value.as(DateTime) names System.DateTime, which no element of a resource is
+    system_cast = compile_path(SPEC, "Observation", "Observation.value.as(DateTime)")
+    assert system_cast is not None and system_cast.evaluate({"valueDateTime": "2020"}) == []
+    [(element, (code, value))] = compile_composite(  # type: ignore[misc]
+        SPEC, "Observation", "Observation", ["code", "value.as(DateTime) | value.as(Period)"])
+    assert element.keys is None  # the resource itself: its components say what it needs
+    assert value.keys == {"valuePeriod", "_valuePeriod"}
+    assert value.evaluate({"valuePeriod": {"start": "2020"}, "valueDateTime": "2021"}) == [
+        {"start": "2020"}]
+    assert code.keys == {"code", "_code"}
+
+
+def test_keys_are_the_top_level_elements_read() -> None:
+    combo = compile_path(SPEC, "Observation", "Observation.code | Observation.component.code")
+    assert combo is not None and combo.keys == {"code", "_code", "component", "_component"}
+    gene = compile_path(SPEC, "Observation", "Observation.extension('http://x')")
+    assert gene is not None and gene.keys == {"extension"}
+    effective = compile_path(SPEC, "Observation", "Observation.effective")
+    assert effective is not None and "effectiveDateTime" in effective.keys  # type: ignore[operator]
+    elsewhere = compile_path(SPEC, "Observation", "Patient.name")
+    assert elsewhere is not None and elsewhere.keys == frozenset()
+
+
+def test_first_steps_are_walked_once_per_resource() -> None:
+    code = compile_path(SPEC, "Observation", "Observation.code")
+    combo = compile_path(SPEC, "Observation", "Observation.code | Observation.component.code")
+    assert code is not None and combo is not None
+    resource = {"code": {"text": "a"}, "component": [{"code": {"text": "b"}}]}
+    firsts: dict[Any, list[Any]] = {}
+    assert code.select(resource, firsts) == [{"text": "a"}]
+    assert len(firsts) == 1
+    assert combo.select(resource, firsts) == [{"text": "a"}, {"text": "b"}]
+    assert len(firsts) == 2  # code was not walked again
+
+
+def test_shared_entries_keep_the_sign_of_zero() -> None:
+    indexer = build_indexer(SPEC, full_text=False)
+    for value in (-0.0, 0.0, -0.0):
+        entries = indexer({"resourceType": "Observation", "id": "z", "status": "final",
+                           "code": {"text": "x"}, "valueQuantity": {"value": value}})
+        [quantity] = [q for q in entries.quantities if q.param == "value-quantity"]
+        assert math.copysign(1, quantity.value) == math.copysign(1, value)
+    first = indexer({"resourceType": "Patient", "id": "1", "gender": "male"})
+    again = indexer({"resourceType": "Patient", "id": "2", "gender": "male"})
+    assert first.tokens == again.tokens and first.tokens[0] is again.tokens[0]
+
+
 _KEYS = st.sampled_from(["status", "code", "valueQuantity", "valueString",
                          "subject", "effectiveDateTime", "component"])
 _LEAVES = st.one_of(st.none(), st.text(max_size=5), st.integers(), st.booleans(),
@@ -139,3 +198,56 @@ def test_any_json_shape_selects_what_the_engine_selects(body: dict[str, Any]) ->
 def _plain_all(values: list[Any]) -> list[Any]:
     from medarchive.fhir.search.index import _plain
     return [_plain(v) for v in values]
+
+
+_CONCEPTS = st.sampled_from([
+    {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
+    {"coding": [{"code": "x"}, {"system": "urn:s", "display": "Only display"}], "text": "T"},
+    {"text": "just text"}, {"coding": []}])
+_QUANTITIES = st.sampled_from([
+    {"value": 72, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"},
+    {"value": 5.40, "system": "http://unitsofmeasure.org", "code": "mg"},
+    {"value": -0.0, "unit": "mg"}, {"value": 1e3, "code": "kg"}, {"unit": "no value"}])
+_REFERENCES = st.sampled_from([
+    {"reference": "Patient/p1"}, {"reference": "Group/g"}, {"reference": "#c"},
+    {"reference": "urn:uuid:4f1c"}, {"type": "Patient", "identifier": {"value": "7"}},
+    {"reference": "http://other.org/fhir/Device/d/_history/2"}])
+_DATES = st.sampled_from(["2020", "2021-02", "2022-03-04", "2023-05-06T07:08:09Z",
+                          "2024-01-01T00:00:00.123+05:30", "not a date", "0001-01-01T00:00+01:00"])
+_VALUES = st.one_of(
+    st.fixed_dictionaries({"valueQuantity": _QUANTITIES}),
+    st.fixed_dictionaries({"valueCodeableConcept": _CONCEPTS}),
+    st.fixed_dictionaries({"valueString": st.text(max_size=6)}),
+    st.fixed_dictionaries({"valueDateTime": _DATES}),
+    st.fixed_dictionaries({"valuePeriod": st.fixed_dictionaries({}, optional={
+        "start": _DATES, "end": _DATES})}),
+    st.fixed_dictionaries({"valueRange": st.fixed_dictionaries({}, optional={
+        "low": _QUANTITIES, "high": _QUANTITIES})}),
+    st.just({"_valueString": {"extension": [{"url": "u", "valueCode": "absent"}]}}),
+    st.just({}))
+_COMPONENTS = st.lists(st.tuples(_CONCEPTS, _VALUES).map(lambda pair: {"code": pair[0],
+                                                                        **pair[1]}),
+                       max_size=3)
+
+
+@given(st.fixed_dictionaries({}, optional={
+    "status": st.sampled_from(["final", "amended"]),
+    "_status": st.just({"id": "s"}),
+    "category": st.lists(_CONCEPTS, max_size=2),
+    "code": _CONCEPTS,
+    "subject": _REFERENCES,
+    "focus": st.lists(_REFERENCES, max_size=2),
+    "performer": st.lists(_REFERENCES, max_size=2),
+    "effectiveDateTime": _DATES,
+    "effectivePeriod": st.fixed_dictionaries({"start": _DATES}),
+    "identifier": st.lists(st.fixed_dictionaries({"value": st.text(max_size=4)}, optional={
+        "system": st.just("urn:ids"), "type": _CONCEPTS}), max_size=2),
+    "component": _COMPONENTS,
+    "meta": st.fixed_dictionaries({}, optional={
+        "tag": st.lists(st.fixed_dictionaries({"system": st.just("urn:t"),
+                                               "code": st.just("t")}), max_size=1),
+        "profile": st.lists(st.just("http://x.org/p"), max_size=1)}),
+    "contained": st.just([{"resourceType": "Patient", "id": "c"}]),
+}), _VALUES)
+def test_random_observations_index_the_same(body: dict[str, Any], value: dict[str, Any]) -> None:
+    _same_rows({"resourceType": "Observation", "id": "r", **body, **value})

@@ -9,6 +9,7 @@ ranges. Values without a time zone are read as UTC (R4 leaves their zone to the 
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -29,6 +30,7 @@ def _micros(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+@functools.lru_cache(maxsize=16384)  # a record repeats its dates (an encounter's readings)
 def date_range(text: str) -> tuple[int, int]:
     """The inclusive [low, high] microsecond range a FHIR date/dateTime/instant denotes.
 

@@ -10,6 +10,13 @@ combination only matches when its parts come from the same element. ``_text`` an
 A token parameter over an element of type ``code`` with a required binding gets the system the
 bound value set implies (§3.1.1.5.10: "the system is implied by the binding"), so
 ``gender=http://hl7.org/fhir/administrative-gender|male`` finds what ``gender=male`` finds.
+
+Extraction is on the write path of every ingestion, so it is compiled per resource type: the
+plan of a type knows which top-level keys each parameter reads (``fhir.search.paths``) and, per
+set of keys a resource has, which parameters can select anything at all; the others are not
+evaluated. A value several parameters select (``Observation.code`` feeds ``code``,
+``combo-code`` and four composites) is converted once. Rows are built as plain tuples, made
+unique, and only then typed; equal entries are shared between resources (they are immutable).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from __future__ import annotations
 import itertools
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -26,20 +33,24 @@ from medarchive.fhir.search.entries import (
     CompositeEntry,
     DateEntry,
     IndexEntries,
+    NumberEntry,
+    QuantityEntry,
+    ReferenceEntry,
     StringEntry,
+    TokenEntry,
+    UriEntry,
 )
 from medarchive.fhir.search.extract import (
     date_ranges,
-    number_rows,
-    quantity_rows,
-    reference_rows,
-    string_rows,
-    strings,
-    token_rows,
-    uri_rows,
+    number_parts,
+    primitive_token,
+    quantity_parts,
+    reference_parts,
+    string_parts,
+    token_parts,
 )
 from medarchive.fhir.search.normalize import normalize_string
-from medarchive.fhir.search.paths import compile_composite, compile_path
+from medarchive.fhir.search.paths import PathExpression, compile_composite, compile_path
 from medarchive.fhir.search.text import content_words, text_words
 from medarchive.fhir.search.units import UCUM, number_range
 
@@ -50,22 +61,14 @@ __all__ = ["INDEXED_TYPES", "SEARCHABLE_TYPES", "Indexer", "build_indexer", "num
 # the simple parameter types; SEARCHABLE_TYPES adds composites (made of simple components)
 INDEXED_TYPES = frozenset({"token", "string", "reference", "date", "number", "quantity", "uri"})
 SEARCHABLE_TYPES = INDEXED_TYPES | {"composite"}
-_ROW_KINDS = ("tokens", "strings", "references", "dates", "numbers", "quantities", "uris",
-              "composites")
 _MAX_COMBINATIONS = 256
+_SHARED_ENTRIES = 32768  # per kind: entries kept for reuse by later resources
+_KEY_SETS = 1024  # per type: key sets whose parameter selection is remembered
 _SIMPLE_PATH = re.compile(r"^\(?([A-Z][A-Za-z]+(?:\.[a-z][A-Za-z]*)+)\)?$")
+_EMPTY_SLOT = (None, None, None, None)
 Slot = tuple[str | None, str | None, float | None, float | None]
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    code: str
-    kind: str
-    expression: Any
-    implied: Mapping[str, str] | None = None  # code -> system from a required binding
-    components: tuple[tuple[str, Any], ...] = ()
-    # composites in fast form: (element expression, its components) per union branch
-    parts: tuple[tuple[Any, tuple[Any, ...]], ...] | None = None
+Row = tuple[Any, ...]
+Needs = tuple[tuple[frozenset[str], ...], ...]
 
 
 def _plain(value: Any) -> Any:
@@ -116,6 +119,314 @@ def _element_at(spec: Any, steps: list[str]) -> Any:
     return info
 
 
+class _Rows:
+    """The rows of one resource as tuples ``(param, *fields)`` per kind, in extraction order,
+    and the conversions of its values already made."""
+
+    __slots__ = (
+        "_memo",
+        "composites",
+        "dates",
+        "firsts",
+        "numbers",
+        "quantities",
+        "references",
+        "resource",
+        "strings",
+        "tokens",
+        "uris",
+    )
+
+    def __init__(self, resource: dict[str, Any]) -> None:
+        self.resource = resource
+        self.tokens: list[Row] = []
+        self.strings: list[Row] = []
+        self.references: list[Row] = []
+        self.dates: list[Row] = []
+        self.numbers: list[Row] = []
+        self.quantities: list[Row] = []
+        self.uris: list[Row] = []
+        self.composites: list[Row] = []
+        self._memo: dict[int, tuple[Any, Any, Any]] = {}
+        self.firsts: dict[Any, list[Any]] = {}  # see PathExpression.select
+
+    def parts(self, convert: Callable[[Any], Any], value: dict[str, Any]) -> Any:
+        """``convert(value)``, computed once per value of this resource (the memo holds the
+        value, so its id is not reused while the memo lives)."""
+        found = self._memo.get(id(value))
+        if found is not None and found[0] is value and found[1] is convert:
+            return found[2]
+        made = convert(value)
+        self._memo[id(value)] = (value, convert, made)
+        return made
+
+    def slots(self, kind: str, values: list[Any]) -> list[tuple[Slot, Slot | None]]:
+        """``component_slots(kind, values)``, computed once per list of values (composites
+        whose components read the same top-level element get the same list)."""
+        found = self._memo.get(id(values))
+        if found is not None and found[0] is values and found[1] == kind:
+            return found[2]  # type: ignore[no-any-return]
+        made = component_slots(kind, values, self)
+        self._memo[id(values)] = (values, kind, made)
+        return made
+
+
+Extract = Callable[["_Param", list[Any], _Rows], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class _Param:
+    """One SearchParameter of one resource type, compiled.
+
+    ``expression`` is a ``PathExpression`` or, with ``engine`` set, the FHIRPath engine's;
+    a composite in fast form has ``parts`` instead and its components' kinds in ``kinds``
+    (``components`` holds their engine expressions otherwise). ``needs`` lists, per branch, the
+    sets of top-level keys that must each meet the resource's keys for the parameter to select
+    anything; None when it must always be evaluated.
+    """
+
+    code: str
+    kind: str
+    extract: Extract
+    expression: Any = None
+    engine: bool = False
+    implied: Mapping[str, str] | None = None
+    kinds: tuple[str, ...] = ()
+    components: tuple[Any, ...] = ()
+    parts: tuple[tuple[PathExpression, tuple[PathExpression, ...]], ...] | None = None
+    needs: Needs | None = None
+
+    @property
+    def padding(self) -> tuple[None, ...]:
+        """The empty slots after this composite's components (``CompositeEntry`` has 3)."""
+        return (None,) * 4 * max(0, 3 - len(self.kinds))
+
+
+def _tokens(param: _Param, values: list[Any], rows: _Rows) -> bool:
+    made = False
+    name = param.code
+    for value in values:
+        if isinstance(value, dict):
+            codes, types, texts = rows.parts(token_parts, value)
+            if codes:
+                made = True
+                rows.tokens += [(name, *code) for code in codes]
+            if types:
+                of_type = f"{param.code}:of-type"
+                rows.tokens += [(of_type, *kind) for kind in types]
+            if texts:
+                text = f"{param.code}:text"
+                rows.strings += [(text, *found) for found in texts]
+        else:
+            token = primitive_token(value, param.implied)
+            if token is not None:
+                rows.tokens.append((param.code, *token, None))
+                made = True
+    return made
+
+
+def _strings(param: _Param, values: list[Any], rows: _Rows) -> bool:
+    made = False
+    for value in values:
+        if isinstance(value, str):
+            rows.strings.append((param.code, normalize_string(value), value))
+            made = True
+        elif isinstance(value, dict):
+            found = rows.parts(string_parts, value)
+            if found:
+                rows.strings += [(param.code, *text) for text in found]
+                made = True
+    return made
+
+
+def _references(param: _Param, values: list[Any], rows: _Rows) -> bool:
+    made = False
+    for value in values:
+        target, identifier = rows.parts(reference_parts, value) if isinstance(value, dict) \
+            else reference_parts(value)
+        if target is not None:
+            rows.references.append((param.code, *target))
+            made = True
+        if identifier is not None:
+            rows.tokens.append((f"{param.code}:identifier", *identifier, None))
+            made = True
+    return made
+
+
+def _dates(param: _Param, values: list[Any], rows: _Rows) -> bool:
+    found = [(param.code, low, high) for value in values for low, high in date_ranges(value)]
+    rows.dates += found
+    return bool(found)
+
+
+def _numbers(param: _Param, values: list[Any], rows: _Rows) -> bool:
+    found = [(param.code, *number) for number in map(number_parts, values) if number]
+    rows.numbers += found
+    return bool(found)
+
+
+def _quantities(param: _Param, values: list[Any], rows: _Rows) -> bool:
+    found = [(param.code, *quantity) for value in values if isinstance(value, dict)
+             for quantity in rows.parts(quantity_parts, value)]
+    rows.quantities += found
+    return bool(found)
+
+
+def _uris(param: _Param, values: list[Any], rows: _Rows) -> bool:
+    found = [(param.code, value) for value in values if isinstance(value, str)]
+    rows.uris += found
+    return bool(found)
+
+
+def _composites(param: _Param, values: list[Any], rows: _Rows) -> bool:
+    """Composite rows through the engine: its components evaluated on each element."""
+    made = False
+    for element in values:
+        if isinstance(element, dict):
+            found = [[_plain(v) for v in expression.evaluate(element, {"resource": rows.resource})]
+                     for expression in param.components]
+            made = _combine(param, found, rows) or made
+    return made
+
+
+def _fast_composites(param: _Param, rows: _Rows) -> bool:
+    """Composite rows through the fast path forms of ``param.parts``."""
+    made = False
+    resource = rows.resource
+    for element_expression, components in param.parts or ():
+        for element in element_expression.select(resource, rows.firsts):
+            if isinstance(element, dict):
+                made = _combine(param, [
+                    component.select(element, rows.firsts) if element is resource
+                    else component.evaluate(element) for component in components], rows) or made
+    return made
+
+
+def _combine(param: _Param, found: Sequence[list[Any]], rows: _Rows) -> bool:
+    """Add the rows of one element's component values: every combination, plain and
+    canonical; say whether there was any."""
+    slots: list[list[tuple[Slot, Slot | None]]] = []
+    for kind, values in zip(param.kinds, found, strict=True):
+        part = rows.slots(kind, values)
+        if not part:
+            return False
+        slots.append(part)
+    code, padding = param.code, param.padding
+    has_quantity = "quantity" in param.kinds
+    out = rows.composites
+    if len(slots) == 2 and len(slots[0]) == 1 and len(slots[1]) == 1:  # the common case
+        (first, first_canonical), (second, second_canonical) = slots[0][0], slots[1][0]
+        out.append((code, *first, *second, *padding, False))
+        if has_quantity and first_canonical is not None and second_canonical is not None:
+            out.append((code, *first_canonical, *second_canonical, *padding, True))
+        return True
+    for combination in itertools.islice(itertools.product(*slots), _MAX_COMBINATIONS):
+        out.append((code, *itertools.chain.from_iterable(
+            plain for plain, _ in combination[:3]), *padding, False))
+        if has_quantity and all(canonical is not None for _, canonical in combination):
+            out.append((code, *itertools.chain.from_iterable(
+                canonical for _, canonical in combination[:3]), *padding,  # type: ignore[misc]
+                True))
+    return True
+
+
+def component_slots(kind: str, values: list[Any], rows: _Rows
+                    ) -> list[tuple[Slot, Slot | None]]:
+    """The (plain, canonical) slots one composite component takes from its values.
+
+    Non-quantity components are the same in both forms; a quantity has a canonical slot only
+    when its unit converts (see ``CompositeEntry``).
+    """
+    slots: list[tuple[Slot, Slot | None]] = []
+    for value in values:
+        if kind == "token":
+            if isinstance(value, dict):
+                codes, types, _ = rows.parts(token_parts, value)
+                for system, code, _display in codes + types:
+                    slot: Slot = (system, code, None, None)
+                    slots.append((slot, slot))
+            else:
+                token = primitive_token(value)
+                if token is not None:
+                    slot = (*token, None, None)
+                    slots.append((slot, slot))
+        elif kind == "reference":
+            target = (rows.parts(reference_parts, value) if isinstance(value, dict)
+                      else reference_parts(value))[0]
+            if target is not None:
+                slot = (target[0], target[1] if target[2] is None else target[2], None, None)
+                slots.append((slot, slot))
+        elif kind == "string":
+            texts = rows.parts(string_parts, value) if isinstance(value, dict) else \
+                ((normalize_string(value), value),) if isinstance(value, str) else ()
+            for normalized, _text in texts:
+                slot = (None, normalized, None, None)
+                slots.append((slot, slot))
+        elif kind == "uri":
+            if isinstance(value, str):
+                slot = (None, value, None, None)
+                slots.append((slot, slot))
+        elif kind == "date":
+            for low, high in date_ranges(value):
+                slot = (None, None, float(low), float(high))
+                slots.append((slot, slot))
+        elif kind == "number":
+            number = number_parts(value)
+            if number is not None:
+                slot = (None, None, number[1], number[2])
+                slots.append((slot, slot))
+        elif kind == "quantity" and isinstance(value, dict):
+            for system, code, _value, low, high, _unit, base, base_low, base_high in \
+                    rows.parts(quantity_parts, value):
+                canonical: Slot | None = None
+                if base is not None:
+                    canonical = (UCUM, base, base_low, base_high)
+                slots.append(((system, code, low, high), canonical))
+    return list(dict.fromkeys(slots))
+
+
+_EXTRACT: dict[str, Extract] = {
+    "token": _tokens, "string": _strings, "reference": _references, "date": _dates,
+    "number": _numbers, "quantity": _quantities, "uri": _uris, "composite": _composites}
+
+
+def _needs(expression: Any, parts: Any) -> Needs | None:
+    """When a parameter can select anything, from the keys its paths read (see ``_Param``)."""
+    if parts is not None:
+        return tuple((element.keys,) if element.keys is not None else
+                     tuple(c.keys for c in components if c.keys is not None)
+                     for element, components in parts)
+    if isinstance(expression, PathExpression) and expression.keys is not None:
+        return ((expression.keys,),)
+    return None
+
+
+def _selected(params: Sequence[_Param], keys: Sequence[str]) -> tuple[_Param, ...]:
+    present = frozenset(keys)
+    return tuple(param for param in params if param.needs is None or any(
+        all(not present.isdisjoint(needed) for needed in branch) for branch in param.needs))
+
+
+def _typed(rows: list[Row], make: Callable[..., Any], shared: dict[Row, Any],
+           values: slice = slice(None)) -> tuple[Any, ...]:
+    """The distinct rows, in order, as entries; ``shared`` keeps entries for reuse by later
+    resources. A row with a zero among its ``values`` is not shared: 0.0 and -0.0 are equal
+    keys but distinct values."""
+    if not rows:
+        return ()
+    out = []
+    for row in dict.fromkeys(rows):
+        entry = shared.get(row)
+        if entry is None:
+            entry = make(*row)
+            if 0.0 not in row[values]:
+                if len(shared) >= _SHARED_ENTRIES:
+                    shared.clear()
+                shared[row] = entry
+        out.append(entry)
+    return tuple(out)
+
+
 class Indexer:
     """Callable that extracts IndexEntries for a resource; build one per process with the spec.
 
@@ -130,193 +441,99 @@ class Indexer:
         self._fast = fast_paths
         self._compile = compile_expression
         self._full_text = full_text
-        self._plans: dict[str, list[_Plan]] = {}
+        self._plans: dict[str, tuple[_Param, ...]] = {}
+        self._selections: dict[tuple[str, tuple[str, ...]], tuple[_Param, ...]] = {}
+        self._shared: dict[type, dict[Row, Any]] = {kind: {} for kind in (
+            TokenEntry, StringEntry, ReferenceEntry, DateEntry, NumberEntry, QuantityEntry,
+            UriEntry, CompositeEntry)}
 
-    def _plan(self, resource_type: str) -> list[_Plan]:
+    def _plan(self, resource_type: str) -> tuple[_Param, ...]:
         plan = self._plans.get(resource_type)
         if plan is None:
-            plan = []
-            for code, param in sorted(self._spec.search_params(resource_type).items()):
-                if param.type not in SEARCHABLE_TYPES or not param.expression or code in (
-                        "_id", "_lastUpdated"):
-                    continue
-                implied = implied_systems(self._spec, param.expression) \
-                    if param.type == "token" else None
-                components: list[tuple[str, Any]] = []
-                parts = None
-                if param.type == "composite":
-                    for url, expression in param.components:
-                        part = self._spec.search_param_by_url(url)
-                        components.append((part.type, self._compile(expression)))
-                    parts = compile_composite(
-                        self._spec, resource_type, param.expression,
-                        [expression for _, expression in param.components]) if self._fast else None
-                expression = None if parts is not None else (self._fast and compile_path(
-                    self._spec, resource_type, param.expression)) or self._compile(
-                    param.expression)
-                plan.append(_Plan(code, param.type, expression, implied, tuple(components),
-                                  parts))
+            plan = tuple(self._compile_param(resource_type, code, param)
+                         for code, param in sorted(self._spec.search_params(
+                             resource_type).items())
+                         if param.type in SEARCHABLE_TYPES and param.expression and code not in (
+                             "_id", "_lastUpdated"))
             self._plans[resource_type] = plan
         return plan
 
+    def _compile_param(self, resource_type: str, code: str, param: Any) -> _Param:
+        implied = implied_systems(self._spec, param.expression) if param.type == "token" \
+            else None
+        kinds: tuple[str, ...] = ()
+        components: tuple[Any, ...] = ()
+        parts = None
+        if param.type == "composite":
+            kinds = tuple(self._spec.search_param_by_url(url).type for url, _ in param.components)
+            expressions = [expression for _, expression in param.components]
+            parts = compile_composite(self._spec, resource_type, param.expression,
+                                      expressions) if self._fast else None
+            if parts is None:
+                components = tuple(self._compile(expression) for expression in expressions)
+        expression = None
+        if parts is None:
+            expression = (self._fast and compile_path(self._spec, resource_type,
+                                                      param.expression)) or None
+        engine = parts is None and expression is None
+        if engine:
+            expression = self._compile(param.expression)
+        return _Param(code, param.type, _EXTRACT[param.type], expression, engine, implied,
+                      kinds, components, parts, _needs(expression, parts))
+
+    def _select(self, key: tuple[str, tuple[str, ...]]) -> tuple[_Param, ...]:
+        """The parameters that can select anything in a resource of this type with these
+        top-level keys."""
+        if len(self._selections) >= _KEY_SETS:
+            self._selections.clear()
+        found = self._selections[key] = _selected(self._plan(key[0]), key[1])
+        return found
+
     def __call__(self, resource: dict[str, Any]) -> IndexEntries:
-        rows: dict[str, list[Any]] = {name: [] for name in _ROW_KINDS}
-        params: set[str] = set()
-        for plan in self._plan(resource["resourceType"]):
+        resource_type = resource["resourceType"]
+        key = (resource_type, tuple(resource))
+        params = self._selections.get(key)
+        if params is None:
+            params = self._select(key)
+        rows = _Rows(resource)
+        firsts = rows.firsts
+        made: set[str] = set()
+        for param in params:
             try:
-                if plan.parts is not None:
-                    composites = self._fast_composites(plan, resource)
-                    rows["composites"] += composites
-                    made = bool(composites)
+                if param.parts is not None:
+                    if not _fast_composites(param, rows):
+                        continue
                 else:
-                    found = [_plain(v) for v in plan.expression.evaluate(resource)]
-                    made = bool(found) and self._extract(plan, found, resource, rows)
+                    if param.engine:
+                        values = [_plain(v) for v in param.expression.evaluate(resource)]
+                    else:
+                        values = param.expression.select(resource, firsts)
+                    if not values or not param.extract(param, values, rows):
+                        continue
             except Exception:  # an engine gap must not block a valid write; make it visible
-                log.warning("index %s.%s failed on %s/%s", resource["resourceType"], plan.code,
-                            resource["resourceType"], resource.get("id"), exc_info=True)
+                log.warning("index %s.%s failed on %s/%s", resource_type, param.code,
+                            resource_type, resource.get("id"), exc_info=True)
                 continue
-            if made:
-                params.add(plan.code)
+            made.add(param.code)
         if self._full_text:
             for code, found_words in (("_text", text_words(resource)),
                                       ("_content", content_words(resource))):
-                rows["strings"] += [StringEntry(code, word, word) for word in found_words]
                 if found_words:
-                    params.add(code)
+                    rows.strings += [(code, word, word) for word in found_words]
+                    made.add(code)
+        shared = self._shared
         return IndexEntries(
-            tokens=tuple(dict.fromkeys(rows["tokens"])),
-            strings=tuple(dict.fromkeys(rows["strings"])),
-            references=tuple(dict.fromkeys(rows["references"])),
-            dates=tuple(dict.fromkeys(rows["dates"])),
-            numbers=tuple(dict.fromkeys(rows["numbers"])),
-            quantities=tuple(dict.fromkeys(rows["quantities"])),
-            uris=tuple(dict.fromkeys(rows["uris"])),
-            params=frozenset(params),
-            composites=tuple(dict.fromkeys(rows["composites"])),
+            tokens=_typed(rows.tokens, TokenEntry, shared[TokenEntry]),
+            strings=_typed(rows.strings, StringEntry, shared[StringEntry]),
+            references=_typed(rows.references, ReferenceEntry, shared[ReferenceEntry]),
+            dates=_typed(rows.dates, DateEntry, shared[DateEntry]),
+            numbers=_typed(rows.numbers, NumberEntry, shared[NumberEntry]),
+            quantities=_typed(rows.quantities, QuantityEntry, shared[QuantityEntry]),
+            uris=_typed(rows.uris, UriEntry, shared[UriEntry]),
+            params=frozenset(made),
+            composites=_typed(rows.composites, CompositeEntry, shared[CompositeEntry],
+                              slice(-1)),  # not the flag: False == 0.0
         )
-
-    def _extract(self, plan: _Plan, values: list[Any], resource: dict[str, Any],
-                 rows: dict[str, list[Any]]) -> bool:
-        """Append the rows of one parameter's values; say whether any row of it was made."""
-        code, kind = plan.code, plan.kind
-        made = False
-        for value in values:
-            if kind == "token":
-                tokens, texts = token_rows(code, value, plan.implied)
-                rows["tokens"] += tokens
-                rows["strings"] += texts
-                made = made or any(t.param == code for t in tokens)
-            elif kind == "string":
-                found = string_rows(code, value)
-                rows["strings"] += found
-                made = made or bool(found)
-            elif kind == "reference":
-                refs, identifiers = reference_rows(code, value)
-                rows["references"] += refs
-                rows["tokens"] += identifiers
-                made = made or bool(refs or identifiers)
-            elif kind == "date":
-                dates = [DateEntry(code, low, high) for low, high in date_ranges(value)]
-                rows["dates"] += dates
-                made = made or bool(dates)
-            elif kind == "number":
-                numbers = number_rows(code, value)
-                rows["numbers"] += numbers
-                made = made or bool(numbers)
-            elif kind == "quantity":
-                quantities = quantity_rows(code, value)
-                rows["quantities"] += quantities
-                made = made or bool(quantities)
-            elif kind == "uri":
-                uris = uri_rows(code, value)
-                rows["uris"] += uris
-                made = made or bool(uris)
-            elif kind == "composite":
-                composites = self._composites(plan, value, resource)
-                rows["composites"] += composites
-                made = made or bool(composites)
-        return made
-
-    def _fast_composites(self, plan: _Plan, resource: dict[str, Any]) -> list[CompositeEntry]:
-        """Composite rows through the fast path forms of ``plan.parts``."""
-        kinds = [kind for kind, _ in plan.components]
-        rows: list[CompositeEntry] = []
-        for element_expression, components in plan.parts or ():
-            for element in element_expression.evaluate(resource):
-                if isinstance(element, dict):
-                    rows += _combine(plan, [(kind, component.evaluate(element)) for kind,
-                                            component in zip(kinds, components, strict=True)])
-        return rows
-
-    def _composites(self, plan: _Plan, element: Any, resource: dict[str, Any]
-                    ) -> list[CompositeEntry]:
-        if not isinstance(element, dict):
-            return []
-        return _combine(plan, [(kind, [_plain(v) for v in expression.evaluate(
-            element, {"resource": resource})]) for kind, expression in plan.components])
-
-
-def _combine(plan: _Plan, found: list[tuple[str, list[Any]]]) -> list[CompositeEntry]:
-    """The rows of one element's component values: every combination, plain and canonical."""
-    slots: list[list[tuple[Slot, Slot | None]]] = []
-    for kind, values in found:
-        part = component_slots(kind, values)
-        if not part:
-            return []
-        slots.append(part)
-    rows: list[CompositeEntry] = []
-    has_quantity = any(kind == "quantity" for kind, _ in plan.components)
-    for combination in itertools.islice(itertools.product(*slots), _MAX_COMBINATIONS):
-        rows.append(_composite(plan.code, [plain for plain, _ in combination], False))
-        canonical = [canon for _, canon in combination]
-        if has_quantity and all(c is not None for c in canonical):
-            rows.append(_composite(plan.code, canonical, True))  # type: ignore[arg-type]
-    return rows
-
-
-def _composite(code: str, slots: list[Slot], canonical: bool) -> CompositeEntry:
-    empty: Slot = (None, None, None, None)
-    first, second, third = (*slots, empty, empty)[:3]
-    return CompositeEntry(code, *first, *second, *third, canonical=canonical)
-
-
-def component_slots(kind: str, values: list[Any]) -> list[tuple[Slot, Slot | None]]:
-    """The (plain, canonical) slots one composite component takes from its values.
-
-    Non-quantity components are the same in both forms; a quantity has a canonical slot only
-    when its unit converts (see ``CompositeEntry``).
-    """
-    slots: list[tuple[Slot, Slot | None]] = []
-    for value in values:
-        if kind == "token":
-            for token in token_rows("", value)[0]:
-                slot: Slot = (token.system, token.code, None, None)
-                slots.append((slot, slot))
-        elif kind == "reference":
-            for ref in reference_rows("", value)[0]:
-                slot = (ref.target_type, ref.target_id if ref.url is None else ref.url,
-                        None, None)
-                slots.append((slot, slot))
-        elif kind in ("string", "uri"):
-            for text in (strings(value) if kind == "string" else
-                         ([value] if isinstance(value, str) else [])):
-                slot = (None, normalize_string(text) if kind == "string" else text, None, None)
-                slots.append((slot, slot))
-        elif kind == "date":
-            for low, high in date_ranges(value):
-                slot = (None, None, float(low), float(high))
-                slots.append((slot, slot))
-        elif kind == "number":
-            for number in number_rows("", value):
-                slot = (None, None, number.low, number.high)
-                slots.append((slot, slot))
-        elif kind == "quantity":
-            for q in quantity_rows("", value):
-                canonical: Slot | None = None
-                if q.canonical_code is not None:
-                    canonical = (UCUM, q.canonical_code, q.canonical_low, q.canonical_high)
-                slots.append(((q.system, q.code, q.low, q.high), canonical))
-    return list(dict.fromkeys(slots))
 
 
 def build_indexer(spec: Any, *, full_text: bool = True, fast_paths: bool = True) -> Indexer:

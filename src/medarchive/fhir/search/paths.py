@@ -12,10 +12,16 @@ element definitions telling which steps are choice elements (``value[x]`` is sto
 treatment of primitives that carry only an extension (``_status``); a test compares the index
 rows of both on every example resource. Anything else compiles to None and stays with the
 engine.
+
+Each compiled expression also says which top-level JSON keys it reads (``keys``): the indexer
+skips a parameter whose keys are all absent from a resource without evaluating it. Equal steps
+are one object, so the expressions evaluated on one resource share the walk of each top-level
+element (``select``).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +29,7 @@ from typing import Any
 
 from medarchive.fhir.spec.expressions import split_union
 from medarchive.fhirpath.fhir_functions import parse_reference
+from medarchive.fhirpath.model import SYSTEM_TYPES
 
 __all__ = ["PathExpression", "compile_composite", "compile_path"]
 
@@ -39,35 +46,82 @@ Walk = Callable[[list[Any], dict[str, Any]], list[Any]]
 
 
 @dataclass(frozen=True, slots=True)
-class PathExpression:
-    """A compiled union of paths; ``evaluate`` mirrors the FHIRPath engine's result."""
+class Step:
+    """One step of a path; ``keys`` are the JSON keys it reads on its input, None when it
+    reads the input itself (a filter)."""
 
-    branches: tuple[tuple[Walk, ...], ...]
+    walk: Walk
+    keys: frozenset[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class PathExpression:
+    """A compiled union of paths; ``evaluate`` mirrors the FHIRPath engine's result.
+
+    ``keys``: the top-level keys of which at least one must be present for the expression to
+    select anything; None when it can select something whatever the keys.
+    """
+
+    branches: tuple[tuple[Walk | None, tuple[Walk, ...]], ...]  # (first step, the others)
+    keys: frozenset[str] | None
+
+    @classmethod
+    def of(cls, branches: Sequence[Sequence[Step]]) -> PathExpression:
+        """The union of ``branches``; its keys are those of the branches' first steps."""
+        keys: frozenset[str] | None = frozenset()
+        for steps in branches:
+            first = steps[0].keys if steps else None
+            keys = None if keys is None or first is None else keys | first
+        return cls(tuple((steps[0].walk if steps else None, tuple(step.walk for step in steps[1:]))
+                         for steps in branches), keys)
 
     def evaluate(self, resource: dict[str, Any], env: Any = None) -> list[Any]:
         """The values the expression selects in ``resource``, branch after branch (a value two
         branches select appears twice; index rows are made unique afterwards)."""
+        return self.select(resource, {})
+
+    def select(self, resource: dict[str, Any], firsts: dict[Walk, list[Any]]) -> list[Any]:
+        """``evaluate``, with ``firsts`` remembering the result of each first step on this
+        ``resource`` for the other expressions evaluated on it (steps are shared: equal steps
+        are the same object). The list returned must not be changed."""
         out: list[Any] = []
-        for steps in self.branches:
-            values: list[Any] = [resource]
-            for step in steps:
-                values = step(values, resource)
+        single = len(self.branches) == 1
+        for first, others in self.branches:
+            if first is None:
+                values: list[Any] = [resource]
+            else:
+                values = firsts.get(first)  # type: ignore[assignment]
+                if values is None:
+                    values = firsts[first] = first([resource], resource)
+            for step in others:
                 if not values:
                     break
+                values = step(values, resource)
+            if single:
+                return values
             out += values
         return out
 
 
-def _child(keys: tuple[str, ...]) -> Walk:
+@functools.cache
+def _child(keys: tuple[str, ...]) -> Step:
+    pairs = tuple((key, "_" + key) for key in keys)
+
     def walk(values: list[Any], resource: dict[str, Any]) -> list[Any]:
         out: list[Any] = []
         for value in values:
             if not isinstance(value, dict):
                 continue
-            for key in keys:
+            for key, extra_key in pairs:
                 found = value.get(key)
-                extra = value.get("_" + key)
-                if isinstance(found, list):
+                if found is None:
+                    extra = value.get(extra_key)
+                    if isinstance(extra, dict):
+                        out.append(extra)
+                    elif isinstance(extra, list):
+                        out += [item for item in extra if item is not None]
+                elif isinstance(found, list):
+                    extra = value.get(extra_key)
                     if isinstance(extra, list):
                         padded = extra + [None] * len(found)
                         out += [item if item is not None else ext
@@ -75,22 +129,19 @@ def _child(keys: tuple[str, ...]) -> Walk:
                                 if item is not None or ext is not None]
                     else:
                         out += [item for item in found if item is not None]
-                elif found is not None:
+                else:
                     out.append(found)
-                elif isinstance(extra, dict):
-                    out.append(extra)
-                elif isinstance(extra, list):
-                    out += [item for item in extra if item is not None]
         return out
-    return walk
+    return Step(walk, frozenset(name for pair in pairs for name in pair))
 
 
-def _extension(url: str) -> Walk:
+@functools.cache
+def _extension(url: str) -> Step:
     def walk(values: list[Any], resource: dict[str, Any]) -> list[Any]:
         return [extension for value in values if isinstance(value, dict)
                 for extension in value.get("extension") or ()
                 if isinstance(extension, dict) and extension.get("url") == url]
-    return walk
+    return Step(walk, frozenset({"extension"}))
 
 
 def _target_type(reference: dict[str, Any], resource: dict[str, Any]) -> str | None:
@@ -111,18 +162,20 @@ def _target_type(reference: dict[str, Any], resource: dict[str, Any]) -> str | N
     return declared if isinstance(declared, str) and declared else None
 
 
-def _resolves(target: str) -> Walk:
+@functools.cache
+def _resolves(target: str) -> Step:
     def walk(values: list[Any], resource: dict[str, Any]) -> list[Any]:
         return [value for value in values
                 if isinstance(value, dict) and _target_type(value, resource) == target]
-    return walk
+    return Step(walk, None)
 
 
-def _equals(field: str, wanted: str) -> Walk:
+@functools.cache
+def _equals(field: str, wanted: str) -> Step:
     def walk(values: list[Any], resource: dict[str, Any]) -> list[Any]:
         return [value for value in values
                 if isinstance(value, dict) and value.get(field) == wanted]
-    return walk
+    return Step(walk, None)
 
 
 def _type_suffix(type_name: str) -> str:
@@ -157,9 +210,11 @@ def _segments(text: str) -> list[tuple[str, tuple[str, ...]]] | None:
 
 
 def _compile_branch(spec: Any, resource_type: str, text: str
-                    ) -> tuple[Walk, ...] | bool | None:
-    """The steps of one union branch; False when it starts at another resource type (it
-    selects nothing here), None when it is not a path this module evaluates."""
+                    ) -> tuple[Step, ...] | bool | None:
+    """The steps of one union branch; False when it selects nothing here (it starts at another
+    resource type, or casts to a System type, which no element of a resource is: FHIRPath
+    §6.3 ``as`` as the engine implements it), None when it is not a path this module
+    evaluates."""
     segments = _segments(text)
     if segments is None:
         return None
@@ -167,7 +222,7 @@ def _compile_branch(spec: Any, resource_type: str, text: str
     if root != resource_type and root not in _BASES:
         return False if spec.is_resource_type(root) else None
     current: str | None = resource_type
-    steps: list[Walk] = []
+    steps: list[Step] = []
     previous: tuple[str, Any] | None = None  # (child name, its ElementInfo) for a cast
     for kind, groups in segments[1:]:
         if kind == "child":
@@ -191,6 +246,8 @@ def _compile_branch(spec: Any, resource_type: str, text: str
                 return None
             name, info = previous
             cast = groups[0]
+            if cast in SYSTEM_TYPES and not _is_fhir_type(spec, cast):
+                return False
             if info.choice and cast in info.types:
                 steps[-1] = _child((name + _type_suffix(cast),))
             elif info.choice or tuple(info.types) != (cast,):
@@ -207,6 +264,14 @@ def _compile_branch(spec: Any, resource_type: str, text: str
     return tuple(steps)
 
 
+def _is_fhir_type(spec: Any, name: str) -> bool:
+    try:
+        spec.kind(name)
+    except KeyError:
+        return False
+    return True
+
+
 def compile_path(spec: Any, resource_type: str, expression: str) -> PathExpression | None:
     """The fast form of ``expression`` evaluated on ``resource_type``, or None when any branch
     of the union has a part this module does not evaluate."""
@@ -217,7 +282,7 @@ def compile_path(spec: Any, resource_type: str, expression: str) -> PathExpressi
             return None
         if isinstance(steps, tuple):
             branches.append(steps)
-    return PathExpression(tuple(branches))
+    return PathExpression.of(branches)
 
 
 def compile_composite(spec: Any, resource_type: str, expression: str,
@@ -226,7 +291,8 @@ def compile_composite(spec: Any, resource_type: str, expression: str,
     """A composite parameter (R4 Search §3.1.1.5.4) in fast form: for each branch of the
     parameter's own expression, the elements it selects and its components compiled relative to
     those elements (``Observation | Observation.component`` with ``code`` and
-    ``value.as(Quantity)``); None when any part is more than a path."""
+    ``value.as(Quantity)``; a component may itself be a union); None when any part is more than
+    a path."""
     out = []
     for text in split_union(expression):
         path = text.strip()
@@ -238,9 +304,13 @@ def compile_composite(spec: Any, resource_type: str, expression: str,
         depth = len(element)
         parts = []
         for component in components:
-            steps = _compile_branch(spec, resource_type, f"{path}.{component}")
-            if not isinstance(steps, tuple):
-                return None
-            parts.append(PathExpression((steps[depth:],)))
-        out.append((PathExpression((element,)), tuple(parts)))  # type: ignore[arg-type]
+            branches = []
+            for branch in split_union(component):
+                steps = _compile_branch(spec, resource_type, f"{path}.{branch}")
+                if steps is None:
+                    return None
+                if isinstance(steps, tuple):
+                    branches.append(steps[depth:])
+            parts.append(PathExpression.of(branches))
+        out.append((PathExpression.of([element]), tuple(parts)))
     return tuple(out)

@@ -14,12 +14,14 @@ values), which is what a person would search for; codes, ids, URLs and dates are
 
 from __future__ import annotations
 
+import functools
 import html
+import itertools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
-from medarchive.fhir.search.normalize import normalize_string
+from medarchive.fhir.search.normalize import SHORT, normalize_string
 
 MAX_WORDS = 256  # per resource and parameter: keeps one odd resource from bloating the index
 _WORD = re.compile(r"\w+")
@@ -29,11 +31,23 @@ _HUMAN = frozenset({"display", "text", "family", "given", "prefix", "suffix", "t
                     "valueMarkdown", "name", "alias", "line", "city", "district", "state",
                     "country", "purpose", "note", "instruction", "patientInstruction",
                     "conclusion", "question", "answer", "label", "detail"})
+_SKIPPED = frozenset({"div", "contained", "extension", "modifierExtension"})
 
 
 def words(text: str) -> list[str]:
     """The distinct normalised words of ``text``, in order of first appearance."""
-    return list(dict.fromkeys(_WORD.findall(normalize_string(text))))
+    return list(_words(text))
+
+
+def _words(text: str) -> tuple[str, ...]:
+    if len(text) <= SHORT:
+        return _short_words(text)
+    return tuple(dict.fromkeys(_WORD.findall(normalize_string(text))))
+
+
+@functools.lru_cache(maxsize=16384)  # displays and names recur across resources
+def _short_words(text: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(_WORD.findall(normalize_string(text))))
 
 
 def narrative_text(resource: dict[str, Any]) -> str:
@@ -45,20 +59,30 @@ def narrative_text(resource: dict[str, Any]) -> str:
     return html.unescape(_TAG.sub(" ", div))
 
 
-def _human_strings(value: Any, key: str | None) -> Iterator[str]:
-    if isinstance(value, str):
-        if key in _HUMAN:
-            yield value
-    elif isinstance(value, list):
-        for item in value:
-            yield from _human_strings(item, key)
-    elif isinstance(value, dict):
-        for name, item in value.items():
-            if name in ("div", "contained", "extension", "modifierExtension"):
-                continue
-            if name == "text" and isinstance(item, dict):  # a Narrative, or note.text's parent
-                continue
-            yield from _human_strings(item, name)
+def _human_strings(value: dict[str, Any], out: list[str]) -> list[str]:
+    """Append the human-readable strings under ``value`` to ``out`` (a Narrative, contained
+    resources and extensions are left out)."""
+    for name, item in value.items():
+        if isinstance(item, str):
+            if name in _HUMAN:
+                out.append(item)
+        elif isinstance(item, list):
+            if name not in _SKIPPED:
+                _human_items(item, name in _HUMAN, out)
+        elif isinstance(item, dict) and name not in _SKIPPED and name != "text":
+            _human_strings(item, out)  # not a Narrative (``text``), nor note.text's parent
+    return out
+
+
+def _human_items(items: list[Any], human: bool, out: list[str]) -> None:
+    for item in items:
+        if isinstance(item, str):
+            if human:
+                out.append(item)
+        elif isinstance(item, list):
+            _human_items(item, human, out)
+        elif isinstance(item, dict):
+            _human_strings(item, out)
 
 
 def capped(found: Iterable[str]) -> list[str]:
@@ -73,7 +97,5 @@ def text_words(resource: dict[str, Any]) -> list[str]:
 
 def content_words(resource: dict[str, Any]) -> list[str]:
     """Words of ``_content``: the narrative and the human-readable strings of the resource."""
-    found = words(narrative_text(resource))
-    for text in _human_strings(resource, None):
-        found += words(text)
-    return capped(found)
+    texts = dict.fromkeys(_human_strings(resource, []))  # a repeated text adds no word
+    return capped(itertools.chain(_words(narrative_text(resource)), *map(_words, texts)))

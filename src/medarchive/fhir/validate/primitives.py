@@ -10,6 +10,7 @@ checked against the calendar (no 30 February), which the page requires in prose.
 from __future__ import annotations
 
 import binascii
+import functools
 import math
 import re
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from typing import Any
 WS = " \t\n\x0b\f\r"
 NOT_WS = f"[^{WS}]"
 MAX_STRING = 1024 * 1024
+SHORT_TEXT = 200  # primitive texts up to this length have their verdicts remembered
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 
 _YEAR = r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)"
@@ -209,6 +211,26 @@ CHECKERS: dict[str, Checker] = {
 
 # Types whose values are JSON strings and so can carry the string SHOULD rules.
 STRING_TYPES = frozenset(("string", "markdown"))
+
+
+def verdict(check: Checker, string_rules: bool, value: Any) -> tuple[str | None, str | None]:
+    """(problem, warning) of one primitive value: what ``check`` says, then, when the string
+    SHOULD rules apply and it is valid, what ``string_warning`` says. Every write checks the
+    same codes, dates and references over and over, so short texts' verdicts are remembered
+    (the checks are pure functions of the value)."""
+    if type(value) is str and len(value) <= SHORT_TEXT:
+        return _text_verdict(check, string_rules, value)
+    return _verdict(check, string_rules, value)
+
+
+def _verdict(check: Checker, string_rules: bool, value: Any) -> tuple[str | None, str | None]:
+    problem = check(value)
+    if problem:
+        return problem, None
+    return None, string_warning(value) if string_rules else None
+
+
+_text_verdict = functools.lru_cache(maxsize=16384)(_verdict)
 
 
 def check_primitive(type_code: str, value: Any) -> str | None:

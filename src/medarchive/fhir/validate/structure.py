@@ -14,7 +14,7 @@ from typing import Any
 
 from medarchive.errors import Issue
 from medarchive.fhir.validate.bindings import Bindings
-from medarchive.fhir.validate.primitives import string_warning
+from medarchive.fhir.validate.primitives import verdict
 from medarchive.fhir.validate.references import ParsedReference, parse_reference
 from medarchive.fhir.validate.scope import Scope
 from medarchive.fhir.validate.tables import PRIMITIVE, RESOURCE, Slot, Table, Tables
@@ -152,6 +152,10 @@ class Walker:
 
     def _primitive(self, slot: Slot, value: Any, extra: Any, loc: str, scope: Scope,
                    owner: int | None) -> None:
+        if not slot.is_list and slot.max != 0 and extra is MISSING and value is not None \
+                and not isinstance(value, list):  # the common case: one plain value
+            self._primitive_value(slot, value, None, scope, owner, loc)
+            return
         here = f"{loc}.{slot.json_name}"
         if slot.max == 0:
             self._error("structure", f"{slot.json_name} is not allowed here (max 0)", here)
@@ -201,23 +205,24 @@ class Walker:
                         here)
         return value
 
-    def _primitive_value(self, slot: Slot, value: Any, at: str, scope: Scope,
-                         owner: int | None) -> None:
+    def _primitive_value(self, slot: Slot, value: Any, at: str | None, scope: Scope,
+                         owner: int | None, loc: str = "") -> None:
+        """Check one value; its location is ``at``, or when None ``loc`` + the slot's name
+        (made only when needed: most values are fine)."""
         assert slot.check is not None
-        problem = slot.check(value)
+        problem, warning = verdict(slot.check, slot.string_rules, value)
         if problem:
-            self._error("value", problem, at)
+            self._error("value", problem, at or f"{loc}.{slot.json_name}")
             return
-        if slot.string_rules:
-            warning = string_warning(value)
-            if warning:
-                self._error("value", warning, at, "warning")
+        if warning:
+            self._error("value", warning, at or f"{loc}.{slot.json_name}", "warning")
         if slot.valueset is not None:
             problem = self.bindings.check_code(slot.valueset, value)
             if problem:
-                self._error("code-invalid", problem, at)
+                self._error("code-invalid", problem, at or f"{loc}.{slot.json_name}")
         if slot.type_code in LOCAL_REF_TYPES and value[0] == "#":
-            scope.local_reference(value[1:], at, owner, None, checked=slot.type_code == "canonical")
+            scope.local_reference(value[1:], at or f"{loc}.{slot.json_name}", owner, None,
+                                  checked=slot.type_code == "canonical")
 
     def _primitive_extension(self, slot: Slot, ext: Any, at: str, scope: Scope,
                              owner: int | None, value: Any) -> None:
