@@ -69,6 +69,7 @@ from typing import Any
 import httpx
 import paho.mqtt.client as mqtt
 from bench_database import PG, throwaway_url
+from proc_cpu import pg_backends_cpu, tree_cpu, used
 
 from medarchive.app import build_services
 from medarchive.devices.alerts import ingest_with_alerts
@@ -148,59 +149,6 @@ def per_reading(url: str, folder: Path, args: argparse.Namespace) -> dict[str, A
     return {"stored": stored, "seconds": round(elapsed, 1),
             "readings_per_s": round(stored / elapsed, 1),
             "readings_per_cpu_s": round(stored / cpu, 1)}
-
-
-def _stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def pid_cpu(pid: int) -> float:
-    """CPU time (user + system) process ``pid`` has used so far (Linux /proc), 0 if gone."""
-    try:
-        fields = _stat(pid)
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def tree_cpu(root: int) -> dict[int, float]:
-    """CPU time of ``root`` and of its live descendants (the materializer's worker processes),
-    per pid."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int(_stat(int(entry.name))[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    tree, grew = {root}, True
-    while grew:
-        more = {pid for pid, parent in parents.items() if parent in tree} - tree
-        tree |= more
-        grew = bool(more)
-    return {pid: pid_cpu(pid) for pid in tree}
-
-
-def pg_backends_cpu(app: str) -> dict[int, float]:
-    """CPU time of the PostgreSQL server processes serving connections named ``app``: on
-    PostgreSQL the inserting is done there, on the same cores."""
-    import psycopg
-    with psycopg.connect(PG, autocommit=True) as conn:
-        pids = [row[0] for row in conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (app,))]
-    return {pid: pid_cpu(pid) for pid in pids}
-
-
-def used(before: dict[int, float], after: dict[int, float]) -> float:
-    """CPU seconds used between two samples (processes started between them count whole)."""
-    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
-
-
-def cpu_seconds(process: subprocess.Popen[bytes]) -> float:
-    """CPU time (user + system) ``process`` and its worker processes have used so far: on a
-    shared machine readings per CPU-second is the figure that does not depend on the other
-    jobs' load."""
-    return sum(tree_cpu(process.pid).values())
 
 
 def generic_prepare(materializer: Any, store: Any) -> Any:
@@ -476,7 +424,7 @@ def pipeline_mode(url: str, folder: Path, args: argparse.Namespace, transport: s
                                       device_materialize_batch=str(args.materialize_batch)),
                          folder)
     result: dict[str, Any] = {"materializer_workers": workers}
-    database = (lambda: pg_backends_cpu(app)) if url.startswith("postgresql") else dict
+    database = (lambda: pg_backends_cpu(PG, app)) if url.startswith("postgresql") else dict
     topic = f"bench-{run}/devices"
     if transport == "http":
         port = free_port()
@@ -493,7 +441,7 @@ def pipeline_mode(url: str, folder: Path, args: argparse.Namespace, transport: s
                        ready="listening")
     try:
         time.sleep(3)  # the materializer processes are up
-        began, ingest_cpu = time.monotonic(), cpu_seconds(server)
+        began, ingest_cpu = time.monotonic(), sum(tree_cpu(server.pid).values())
         making, serving = tree_cpu(materializer.pid), database()
         here, load = time.process_time(), os.getloadavg()[0]
         until = began + args.seconds
@@ -505,7 +453,7 @@ def pipeline_mode(url: str, folder: Path, args: argparse.Namespace, transport: s
             result["per_message"] = per_message
         window = time.monotonic() - began
         landed, done = counts(url)
-        ingest_cpu = cpu_seconds(server) - ingest_cpu
+        ingest_cpu = sum(tree_cpu(server.pid).values()) - ingest_cpu
         making_cpu = used(making, tree_cpu(materializer.pid))
         db_cpu = used(serving, database())
         result.update(seconds=round(window, 1), acknowledged=landed,

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from http_throughput import free_port, stop, wait_ready
+from proc_cpu import tree_cpu
 from security_overhead import database, fsync_ms
 
 from medarchive.app import build_services
@@ -108,13 +109,7 @@ def script(folder: Path, name: str, what: str, token: str | None) -> str:
 
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds of ``pid`` and its child processes (uvicorn workers)."""
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    pids = [pid] + [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    for one in pids:
-        fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-    return total
+    return sum(tree_cpu(pid).values())
 
 
 def wrk(base: str, lua: str, seconds: int, connections: int) -> dict[str, float]:
