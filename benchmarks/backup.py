@@ -9,7 +9,8 @@ running FHIRPath extraction for every loaded resource would make the load take h
 times: a full backup, an incremental after 1% of the resources change, ``backup verify``, and
 a complete restore into a new database of the same backend (rows, the backed-up search index,
 and the real R4 indexer for the resources changed after the full backup). On PostgreSQL the
-CPU figures are this process's only: the server's own work is not in them. Re-extracting the
+CPU figures of this process are reported beside the server's (the database processes serving
+the benchmark's connections, from /proc: proc_cpu.py). Re-extracting the
 whole index, what a restore does without an index copy, is timed on a sample (per resource:
 it scales linearly).
 
@@ -51,6 +52,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_database import throwaway_url
+from proc_cpu import pid_cpu, used
 
 from medarchive.backup.keys import load_key
 from medarchive.backup.restore import plan_restore, reindex_with, restore
@@ -184,21 +186,23 @@ def settings_kek() -> Any:
     return encryption.kek if encryption is not None else None
 
 
-def timed_full_backup(url: str, work: Path, kek: Any, clock: Clock) -> tuple[Any, Any, int, int]:
-    """(backup key, backup result, versions bytes, database bytes) of a full backup of the
-    existing database ``url`` into ``work``/b, timed after a plain copy of its versions."""
+def timed_full_backup(url: str, work: Path, kek: Any,
+                      clock: Clock) -> tuple[Any, Any, int, int, Any]:
+    """(backup key, backup result, versions bytes, database bytes, server CPU) of a full
+    backup of the existing database ``url`` into ``work``/b, timed after a plain copy of its
+    versions."""
     key = load_key(work / "backup.key", create=True)
     versions_b, disk_b = stored_bytes(url)
     with clock.phase("plain_copy"):
         plain_copy(url, work / "plain.bin")
     os.remove(work / "plain.bin")
-    db = open_database(url)
+    db = open_database(named(url, ServerCpu.BACKUP))
     try:
-        with clock.phase("full_backup"):
+        with server_cpu(url, ServerCpu.BACKUP) as server, clock.phase("full_backup"):
             full = create_backup(db, work / "b", key, kek=kek)
     finally:
         db.close()
-    return key, full, versions_b, disk_b
+    return key, full, versions_b, disk_b, server
 
 
 def existing(url: str) -> None:
@@ -208,7 +212,7 @@ def existing(url: str) -> None:
     clock = Clock()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        key, full, versions_b, disk_b = timed_full_backup(url, work, kek, clock)
+        key, full, versions_b, disk_b, server = timed_full_backup(url, work, kek, clock)
         with clock.phase("verify"):
             ok = verify_backup(work / "b", key, kek=kek).ok
         with clock.phase("restore"):
@@ -218,7 +222,8 @@ def existing(url: str) -> None:
         "database": url, "resources": result.resources, "versions": result.versions,
         "load_average_1_5_15": [round(x, 1) for x in os.getloadavg()],
         "versions_mb": round(versions_b / 1e6, 1), "database_mb": round(disk_b / 1e6, 1),
-        **rates(clock, "full_backup", disk_b / 1e6),
+        **with_server(rates(clock, "full_backup", disk_b / 1e6), "full_backup", clock, server,
+                      disk_b / 1e6),
         "backup_size_mb": round(full.stored_bytes / 1e6, 2),
         "index_copied": result.index_copied,
         **rates(clock, "plain_copy", versions_b / 1e6),
@@ -254,14 +259,15 @@ def backup_only(url: str) -> None:
         work = Path(tmp)
         if url.startswith("sqlite:///"):
             file_references(Path(url[len("sqlite:///"):]), work, clock)
-        _, full, versions_b, disk_b = timed_full_backup(url, work, kek, clock)
+        _, full, versions_b, disk_b, server = timed_full_backup(url, work, kek, clock)
         manifest = orjson.loads((full.path / "manifest.json").read_bytes())
     references = {name: rates(clock, name, disk_b / 1e6) for name in ("file_copy", "file_zstd")
                   if name in clock.wall}
     print(json.dumps({
         "database": url, "load_average_1_5_15": [round(x, 1) for x in os.getloadavg()],
         "versions_mb": round(versions_b / 1e6, 1), "database_mb": round(disk_b / 1e6, 1),
-        **rates(clock, "full_backup", disk_b / 1e6),
+        **with_server(rates(clock, "full_backup", disk_b / 1e6), "full_backup", clock, server,
+                      disk_b / 1e6),
         "backup_size_mb": round(full.stored_bytes / 1e6, 2),
         "index_copied": "index" in manifest,
         **rates(clock, "plain_copy", versions_b / 1e6),
@@ -272,42 +278,66 @@ def backup_only(url: str) -> None:
 
 class ServerCpu:
     """CPU seconds of the local PostgreSQL server's processes that serve connections named
-    ``APP`` (and their parallel workers), sampled from /proc every 0.2 s while running: the
-    server's share of a restore, without the other clients of a shared server."""
+    ``app`` (and their parallel workers), from /proc (proc_cpu.py) when entered, every 0.2 s
+    and when left: the server's share of a backup or restore, without the other clients of a
+    shared server. Processes seen at the start count from there, later ones whole."""
 
-    APP = "bench-restore"
+    RESTORE = "bench-restore"
+    BACKUP = "bench-backup"
 
-    def __init__(self, url: str) -> None:
-        self.url, self.done = url, threading.Event()
-        self.seen: dict[int, int] = {}
-        self.thread = threading.Thread(target=self._sample)
+    def __init__(self, url: str, app: str) -> None:
+        self.url, self.app, self.done = url, app, threading.Event()
+        self.before: dict[int, float] = {}
+        self.seen: dict[int, float] = {}
+        self.thread = threading.Thread(target=self._run)
 
     def __enter__(self) -> ServerCpu:
+        self.before = self._sample()
         self.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.done.set()
         self.thread.join()
+        self.seen.update(self._sample())
 
     @property
     def seconds(self) -> float:
-        return sum(self.seen.values()) / os.sysconf("SC_CLK_TCK")
+        return used(self.before, {**self.before, **self.seen})
 
-    def _sample(self) -> None:
+    def _sample(self) -> dict[int, float]:
         import psycopg
         with psycopg.connect(self.url, autocommit=True) as conn:
-            while not self.done.wait(0.2):
-                pids = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name "
-                                    "= %s OR leader_pid IN (SELECT pid FROM pg_stat_activity "
-                                    "WHERE application_name = %s)", (self.APP, self.APP))
-                for (pid,) in pids.fetchall():
-                    try:
-                        with open(f"/proc/{pid}/stat") as handle:
-                            fields = handle.read().rsplit(")", 1)[1].split()
-                    except OSError:
-                        continue
-                    self.seen[pid] = int(fields[11]) + int(fields[12])
+            pids = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s "
+                                "OR leader_pid IN (SELECT pid FROM pg_stat_activity WHERE "
+                                "application_name = %s)", (self.app, self.app)).fetchall()
+        return {pid: pid_cpu(pid) for (pid,) in pids}
+
+    def _run(self) -> None:
+        while not self.done.wait(0.2):
+            self.seen.update({pid: cpu for pid, cpu in self._sample().items() if cpu})
+
+
+def named(url: str, app: str) -> str:
+    """``url`` whose connections carry the application name ``app`` (PostgreSQL)."""
+    if not url.startswith("postgresql"):
+        return url
+    return url + ("&" if "?" in url else "?") + f"application_name={app}"
+
+
+def server_cpu(url: str, app: str) -> ServerCpu | nullcontext[None]:
+    return ServerCpu(url, app) if url.startswith("postgresql") else nullcontext()
+
+
+def with_server(rates_of: dict[str, float], phase: str, clock: Clock, server: Any,
+                mb: float) -> dict[str, float]:
+    """``rates_of`` plus the server's CPU seconds of ``phase`` and MB per CPU-second of client
+    and server together (the load-independent figure on PostgreSQL)."""
+    if not isinstance(server, ServerCpu):
+        return rates_of
+    total = clock.cpu[phase] + server.seconds
+    return {**rates_of, f"{phase}_server_cpu_s": round(server.seconds, 2),
+            f"{phase}_mb_per_cpu_s_with_server": round(mb / total, 1)}
 
 
 def restore_only(work: Path, backend: str) -> None:
@@ -319,13 +349,11 @@ def restore_only(work: Path, backend: str) -> None:
     kek = encryption.kek if encryption is not None else None
     clock = Clock()
     indexer = build_indexer(load_spec())
-    server = None
     with throwaway_url(backend) as target:
-        if backend == "postgresql":
-            server = ServerCpu(target)
-            target += ("&" if "?" in target else "?") + f"application_name={ServerCpu.APP}"
-        with server or nullcontext(), clock.phase("restore"):
-            result = restore(plan_restore(work / "b", key), key, target,
+        server = server_cpu(target, ServerCpu.RESTORE)
+        with server, clock.phase("restore"):
+            result = restore(plan_restore(work / "b", key), key,
+                             named(target, ServerCpu.RESTORE),
                              reindex=reindex_with(indexer, encryption), kek=kek)
     n = result.resources
     print(json.dumps({
@@ -333,7 +361,7 @@ def restore_only(work: Path, backend: str) -> None:
         "load_average_1_5_15": [round(x, 1) for x in os.getloadavg()],
         "restore_s": round(clock.wall["restore"], 2),
         "restore_cpu_s": round(clock.cpu["restore"], 2),
-        "server_cpu_s": round(server.seconds, 2) if server else None,
+        "server_cpu_s": round(server.seconds, 2) if isinstance(server, ServerCpu) else None,
         "projected_restore_1m_s": round(clock.wall["restore"] / n * 1_000_000),
         "projected_restore_1m_cpu_s": round(clock.cpu["restore"] / n * 1_000_000)}, indent=2))
 
@@ -393,9 +421,9 @@ def main() -> None:
         versions_b, disk_b = stored_bytes(url)
         with clock.phase("plain_copy"):
             plain_copy(url, work / "plain.bin")
-        db = open_database(url)
+        db = open_database(named(url, ServerCpu.BACKUP))
         try:
-            with clock.phase("full_backup"):
+            with server_cpu(url, ServerCpu.BACKUP) as backup_server, clock.phase("full_backup"):
                 full = create_backup(db, work / "b", key, kek=kek)
             load(url, n, indexer, encryption, version=2, step=100)
             with clock.phase("incremental"):
@@ -405,8 +433,10 @@ def main() -> None:
         with clock.phase("verify"):
             verified = None if args.no_verify else verify_backup(work / "b", key, kek=kek).ok
         with throwaway_url(args.backend) as target:  # restore into the same backend
-            with clock.phase("restore"):
-                result = restore(plan_restore(work / "b", key), key, target,
+            with server_cpu(target, ServerCpu.RESTORE) as restore_server, \
+                    clock.phase("restore"):
+                result = restore(plan_restore(work / "b", key), key,
+                                 named(target, ServerCpu.RESTORE),
                                  reindex=reindex_with(real, encryption), kek=kek)
             sample = min(args.index_sample, n)
             with clock.phase("reextract_sample"):
@@ -421,7 +451,8 @@ def main() -> None:
         "load_average_1_5_15": [round(x, 1) for x in os.getloadavg()],
         "resources": n, "versions_mb": round(versions_b / 1e6, 1),
         "database_mb": round(disk_b / 1e6, 1), "load_s": round(clock.wall["load"], 2),
-        **rates(clock, "full_backup", disk_b / 1e6),
+        **with_server(rates(clock, "full_backup", disk_b / 1e6), "full_backup", clock,
+                      backup_server, disk_b / 1e6),
         "full_backup_versions_mb_per_s": round(versions_b / 1e6 / clock.wall["full_backup"], 1),
         "backup_size_mb": round(full.stored_bytes / 1e6, 1),
         **rates(clock, "plain_copy", versions_b / 1e6),
@@ -431,6 +462,8 @@ def main() -> None:
         "verify_s": round(clock.wall["verify"], 2), "verified": verified,
         "restore_s": round(clock.wall["restore"], 2),
         "restore_cpu_s": round(clock.cpu["restore"], 2),
+        "restore_server_cpu_s": round(restore_server.seconds, 2)
+        if isinstance(restore_server, ServerCpu) else None,
         "restore_index_copied": result.index_copied,
         "restore_resources_per_s": round(result.resources / clock.wall["restore"]),
         "projected_restore_1m_s": round(clock.wall["restore"] / n * 1_000_000),

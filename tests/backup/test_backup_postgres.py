@@ -1,8 +1,10 @@
-"""PostgreSQL: backups restore across backends in both directions, and the incremental
-high-water mark misses no version whose transaction commits out of sequence order."""
+"""PostgreSQL: backups restore across backends in both directions, the incremental
+high-water mark misses no version whose transaction commits out of sequence order, and index
+rows are restored in the order of one of their indexes."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +17,7 @@ from backup_helpers import add_security_rows, at, family_indexer, put, state
 from medarchive.backup.archive import open_backup
 from medarchive.backup.keys import BackupKey
 from medarchive.backup.restore import plan_restore, reindex_with, restore
+from medarchive.backup.schema import build_order
 from medarchive.backup.snapshot import BackupResult, create_backup
 from medarchive.backup.verify import verify_backup
 from medarchive.store.base import to_micros
@@ -161,3 +164,46 @@ def test_a_table_the_target_lacks_is_created(postgres_schema_url: str, tmp_path:
             (1, "a", b"\x00\xff"), (2, "b", None)]
         conn.execute("INSERT INTO extra_log (msg) VALUES ('c')")  # ids continue
         assert conn.execute("SELECT MAX(id) FROM extra_log").fetchone() == (3,)
+
+
+FAMILIES = ["Mills", "Abbott", "Zeller", "Brown", "Young", "Carter", "Adams", "Nash"]
+
+
+def _heap_order(url: str) -> list[tuple[str, str, str]]:
+    with psycopg.connect(url) as conn:
+        return [tuple(row) for row in conn.execute(
+            "SELECT res_type, param, value FROM idx_string ORDER BY ctid").fetchall()]
+
+
+@pytest.mark.parametrize("source_backend", ["postgresql", "sqlite"])
+def test_index_rows_are_restored_in_the_order_of_an_index(
+        postgres_schema_url: str, tmp_path: Path, key: BackupKey, sqlite_url: str,
+        open_sql: Open, source_backend: str) -> None:
+    """A PostgreSQL restore loads each index table in the order of one of its indexes
+    (schema.build_order), so that CREATE INDEX finds it sorted: a PostgreSQL backup reads
+    the rows in that order, a restore from a SQLite image reads them through the index."""
+    url = postgres_schema_url if source_backend == "postgresql" else sqlite_url
+    source = open_sql(url)
+    for i, family in enumerate(FAMILIES * 3):
+        put(source, "Patient", f"p{i}", at(i), family=f"{family}{i % 5}")
+    with source.db.reading() as cur:
+        assert build_order(cur, source.db.dialect, "idx_string") == "res_type, param, value"
+    create_backup(source.db, tmp_path / "b", key)
+    before = state(source)
+    restore(plan_restore(tmp_path / "b", key), key, postgres_schema_url, force=True)
+    rows = _heap_order(postgres_schema_url)
+    assert len(rows) == 24 and rows == sorted(rows)
+    assert state(open_sql(postgres_schema_url)) == before
+
+
+def test_build_order_is_the_widest_index_not_led_by_rid(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "o.db")
+    conn.executescript(
+        "CREATE TABLE t (rid INTEGER, a TEXT, b TEXT, c INTEGER);"
+        "CREATE INDEX t_rid ON t (rid, a, b, c);"  # the order rows are written in anyway
+        "CREATE INDEX t_ab ON t (a, b);"
+        "CREATE INDEX t_expr ON t (lower(a), b, c);"  # not a plain key: no ORDER BY twin
+        "CREATE INDEX t_part ON t (a, b, c, rid) WHERE c > 0;"
+        "CREATE INDEX t_bc ON t (b, c DESC, a);")
+    assert build_order(conn.cursor(), "sqlite", "t") == "b, c DESC, a"
+    assert build_order(conn.cursor(), "sqlite", "none") is None

@@ -1,7 +1,8 @@
 """Scratch files a backup makes hold no plaintext: the search-index image is written through
 the sealed SQLite VFS (sealedfile.py), whose files are ciphertext on the disk under a key that
-lives only in memory; and while a backup runs, no file beside the database or in the
-temporary folder holds an indexed value in clear."""
+lives only in memory; and while a backup runs, or ``backup verify`` restores it into a
+scratch database, no file beside the database or in the temporary folder holds an indexed value
+in clear."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from typing import Any
 import pytest
 from backup_helpers import at, put
 
-from medarchive.backup import sealedfile, snapshot
+from medarchive.backup import restore as restore_module
+from medarchive.backup import sealedfile, snapshot, verify
 from medarchive.backup.keys import BackupKey
 from medarchive.backup.restore import plan_restore, restore
 from medarchive.backup.snapshot import create_backup
@@ -173,6 +175,8 @@ def test_no_plaintext_scratch_file_while_a_backup_runs(
     assert len(scans) >= 3 and scans == [[] for _ in scans]
     assert [p.parent for p in made] == [memory if in_memory else tmp_path]
     assert not list(tmp_path.glob("source.db.backup-index*"))
+    _verify_leaves_no_plaintext(tmp_path, private_tmp, memory, live, key, in_memory,
+                                monkeypatch)
     restored = tmp_path / "r.db"
     assert restore(plan_restore(tmp_path / "b", key), key, f"sqlite:///{restored}").index_copied
     conn = sqlite3.connect(restored)
@@ -181,3 +185,34 @@ def test_no_plaintext_scratch_file_while_a_backup_runs(
                             (f"{MARK}%",)).fetchone() == (300,)
     finally:
         conn.close()
+
+
+def _verify_leaves_no_plaintext(tmp_path: Path, private_tmp: Path, memory: Path,
+                                live: set[Path], key: BackupKey, in_memory: bool,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """``backup verify`` restores into a scratch database and assembles the index image:
+    both in the memory folder, never on a disk (without room in memory it does not run)."""
+    @contextmanager
+    def memory_folder(need: int) -> Iterator[Path | None]:
+        assert need > 0
+        yield memory if in_memory else None
+
+    monkeypatch.setattr(verify, "memory_folder", memory_folder)
+    monkeypatch.setattr(restore_module, "memory_folder", memory_folder)
+    scans: list[tuple[list[Path], list[Path]]] = []
+    backed_up = verify._backed_up
+
+    def scanning(*args: Any, **kwargs: Any) -> tuple[int, int]:
+        scans.append((_leaks([tmp_path, private_tmp], live | set(memory.rglob("*"))),
+                      _leaks([memory], set())))
+        return backed_up(*args, **kwargs)
+
+    monkeypatch.setattr(verify, "_backed_up", scanning)
+    report = verify.verify_backup(tmp_path / "b", key)
+    if not in_memory:
+        assert not report.ok and scans == []
+        assert "never written to a disk" in report.checks[-1].detail
+        return
+    assert report.ok and len(scans) >= 3
+    assert all(on_disk == [] for on_disk, _ in scans)
+    assert any(in_ram for _, in_ram in scans)  # the scratch database is where we look

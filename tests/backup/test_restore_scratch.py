@@ -49,9 +49,14 @@ def backups(tmp_path: Path, key: BackupKey, sqlite_url: str, open_sql: Open) -> 
 
 @pytest.fixture
 def watched(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[Path, list[Path]]]:
-    """While each image is assembled: where it is, and every disk file (in the test's folder
-    and the system's temporary folder) written since the backup that holds the marker (the
-    source database, which holds it by definition, aside)."""
+    """While each image is assembled: where it is, and every disk file (in the test's folder,
+    which holds the temporary folder it gives the restore) written since the backup that holds
+    the marker (the source database, which holds it by definition, aside). A private temporary
+    folder, not the system's: other jobs' files there are neither this restore's nor small."""
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(private_tmp))
+    monkeypatch.setattr(tempfile, "tempdir", None)
     began = time.time()
     seen: list[tuple[Path, list[Path]]] = []
     real = restore_module.assemble_image

@@ -33,7 +33,7 @@ from urllib.parse import quote
 from medarchive.backup import sealedfile
 from medarchive.backup.codec import Columns
 from medarchive.backup.errors import BackupError
-from medarchive.backup.schema import Table, strategy
+from medarchive.backup.schema import Table, build_order, strategy
 
 PIECE = 32 << 20  # bytes of the image per data file
 PAGE = 65536  # page size of an image a backup makes
@@ -168,12 +168,17 @@ def image_tables(path: Path) -> set[str]:
     return {str(name) for (name,) in rows}
 
 
-def image_chunks(path: Path, table: Table) -> Iterator[tuple[int, Columns]]:
+def image_chunks(path: Path, table: Table,
+                 ordered: bool = False) -> Iterator[tuple[int, Columns]]:
     """The rows of ``table`` in the image, as (count, columns) chunks in ``table``'s column
-    order (for a restore into PostgreSQL, and for ``backup verify``)."""
+    order (for a restore into PostgreSQL, and for ``backup verify``); ``ordered``: in the
+    order of one of its indexes (schema.build_order: PostgreSQL builds it from sorted rows;
+    SQLite puts NULLs first, PostgreSQL last, so a key with NULLs is only partly sorted)."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        cur = conn.execute(f"SELECT {', '.join(table.column_names)} FROM {table.name}")
+        order = build_order(conn.cursor(), "sqlite", table.name) if ordered else None
+        cur = conn.execute(f"SELECT {', '.join(table.column_names)} FROM {table.name}"
+                           + (f" ORDER BY {order}" if order else ""))
         while rows := cur.fetchmany(FETCH):
             yield len(rows), [list(column) for column in zip(*rows, strict=True)]
     except sqlite3.DatabaseError as exc:

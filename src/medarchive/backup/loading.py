@@ -254,7 +254,8 @@ def fill_index(cur: Any, db: Database, load: Load, names: list[str] | None = Non
             if load.image is None:
                 raise BackupError(f"backup {load.plan.chain[0].id}: the search-index image "
                                   "is missing")
-            _insert(cur, db, target, source, image_chunks(load.image, source), load.freeze)
+            _insert(cur, db, target, source, image_chunks(load.image, source, True),
+                    load.freeze)
         else:
             _insert(cur, db, target, source,
                     _table_chunks(load.plan.chain[:1], name, load.key, load.seal), load.freeze)

@@ -20,6 +20,7 @@ Strategies:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,6 +143,36 @@ def _pg_tables(cur: Any) -> dict[str, Table]:
     return {name: Table(name, tuple(cols), tuple(keys.get(name, ())),
                         tuple(generated.get(name, ())))
             for name, cols in sorted(columns.items())}
+
+
+_KEY_PART = re.compile(r"^[a-z_][a-z0-9_]*( (ASC|DESC))?$")
+_COLUMNS = re.compile(r"\((.*)\)\s*$", re.S)
+
+
+def build_order(cur: Any, dialect: str, table: str) -> str | None:
+    """The ORDER BY list that makes building one of ``table``'s indexes nearly free after a
+    restore: that of its costliest index to sort (the widest whose key does not begin with
+    ``rid``, the order the rows were written in; ties by name). A PostgreSQL ``CREATE
+    INDEX`` over rows already in key order skips most of its sort (measured: 6.0 -> 1.2
+    CPU-s on 1.2 million ``(res_type, param, rid)`` rows). Only plain column keys qualify
+    (no expression, operator class, collation or partial index); None: no such index."""
+    if dialect == "postgresql":
+        cur.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = "
+                    "current_schema() AND tablename = %s", (table,))
+    else:
+        cur.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                    "AND tbl_name = ? AND sql IS NOT NULL", (table,))
+    best: tuple[int, str, str] | None = None
+    for name, sql in cur.fetchall():
+        found = _COLUMNS.search(str(sql))
+        if found is None or " where " in str(sql).lower():
+            continue
+        parts = [part.strip() for part in found.group(1).split(",")]
+        if parts[0] == "rid" or not all(_KEY_PART.match(part) for part in parts):
+            continue
+        if best is None or (-len(parts), str(name)) < (best[0], best[1]):
+            best = (-len(parts), str(name), ", ".join(parts))
+    return best[2] if best else None
 
 
 _TYPES = {"sqlite": {"int": "INTEGER", "real": "REAL", "text": "TEXT", "bytes": "BLOB",

@@ -19,6 +19,9 @@ connections read the same snapshot: their read transactions begin while a third 
 holds the write lock (``BEGIN IMMEDIATE``), so no commit can fall between them; writers wait
 for those few statements only.
 
+A PostgreSQL source's index tables are read in the order of one of their indexes
+(``schema.build_order``), so that a restore into PostgreSQL builds that index from sorted rows.
+
 Every backup checks itself: the rows of an incremental table over the whole chain must add up to
 the count in the snapshot, or the chain does not belong to this database and the backup fails.
 """
@@ -51,6 +54,7 @@ from medarchive.backup.schema import (
     RESOURCES,
     VERSIONS,
     Table,
+    build_order,
     list_tables,
     strategy,
 )
@@ -62,6 +66,9 @@ CHUNK_ROWS = 10_000  # rows per data file
 FETCH_ROWS = 10_000  # rows per fetch from the database
 IN_LIST = 5_000  # rids per IN (...) list
 LOCK_TIMEOUT = "30s"
+SORT_MEMORY = "256MB"
+"""PostgreSQL ``work_mem`` of a backup's transaction: the index tables are read in the order
+of one of their indexes (schema.build_order), so that a restore builds it from sorted rows."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,8 @@ def consistent_read(db: Database, twin: sqlite3.Connection | None = None) -> Ite
             finally:
                 lock.rollback()
                 lock.close()
+            cur.execute(f"SET LOCAL work_mem = '{SORT_MEMORY}'")  # the index tables' ORDER BY
+            cur.execute("SET LOCAL cursor_tuple_fraction = 1")  # every row is read: total cost
         elif twin is None:
             _begin_read(cur)
         else:
@@ -174,11 +183,13 @@ def _stream(cur: Any, db: Database, sql: str, params: Sequence[Any] = ()) -> Ite
 
 
 def _scan(cur: Any, db: Database, table: Table, key: str | None,
-          after: int) -> Iterator[list[Row]]:
-    """Pages of rows of ``table`` (with ``key`` above ``after``, in key order)."""
+          after: int, order: str | None = None) -> Iterator[list[Row]]:
+    """Pages of rows of ``table`` (with ``key`` above ``after``, in key order; else in
+    ``order``, by default that of its primary key)."""
     cols = ", ".join(table.column_names)
     if key is None:
-        yield from _stream(cur, db, f"SELECT {cols} FROM {table.name}{_key_order(table)}")
+        by = f" ORDER BY {order}" if order else _key_order(table)
+        yield from _stream(cur, db, f"SELECT {cols} FROM {table.name}{by}")
         return
     yield from _stream(cur, db, f"SELECT {cols} FROM {table.name} WHERE {key} > ? "
                                 f"ORDER BY {key}", (after,))
@@ -483,7 +494,9 @@ def _dump_rows(cur: Any, db: Database, sink: _Sink, parent: Backup | None,
             for page in _rows_of(cur, db, table, sorted(touched)):
                 writer.add(page)
         else:
-            for page in _scan(cur, db, table, "rid" if how == "resources" else None, 0):
+            by = build_order(cur, db.dialect, name) if how == "index" and \
+                db.dialect == "postgresql" else None  # a SQLite source's index: its image
+            for page in _scan(cur, db, table, "rid" if how == "resources" else None, 0, by):
                 writer.add(page)
         writer.finish()
         doc = {"strategy": how, **table.to_json(), "files": writer.files, "rows": writer.rows}

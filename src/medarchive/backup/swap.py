@@ -144,10 +144,15 @@ def _size(cur: Any, table: str) -> int:
 
 
 def _statement(db: Any, sql: str, memory: str) -> Callable[[], None]:
+    """``sql`` as a job of its own. Two builds on one table at once must not share a scan
+    (``synchronize_seqscans``): the second would start in the middle of the table, and a
+    table loaded in the order of an index (schema.build_order) would no longer be read in
+    that order, so the build of that index would sort it all again."""
     def run() -> None:
         started = time.perf_counter()
         with db.reading() as cur:
             cur.execute(f"SET maintenance_work_mem = '{memory}'")
+            cur.execute("SET synchronize_seqscans = off")
             cur.execute(sql)
         log.debug("%.1f s: %s", time.perf_counter() - started, sql)
     return run

@@ -6,11 +6,15 @@ table is compared three ways: its row count with the count the database had at b
 (recorded in the manifest), and its rows' content digest with the digest of the rows the chain
 holds; then the restored audit trail's hash chain (as ``medarchive audit verify`` does), and
 every resource's current version with the newest of its restored versions.
+
+The scratch database and the search-index image hold the index's plaintext clinical values (and
+the bodies, when encryption at rest is off), so both live in a private folder in memory
+(scratch.py), never on a disk: without room there for about the chain's unpacked size, the
+scratch restore is not attempted and the report says so (the check fails).
 """
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,13 +34,17 @@ from medarchive.backup.archive import (
 )
 from medarchive.backup.codec import table_digest
 from medarchive.backup.errors import BackupError
-from medarchive.backup.indeximage import image_chunks, image_tables
+from medarchive.backup.indeximage import PIECE, PIECES, image_chunks, image_tables
 from medarchive.backup.indexkey import IndexSeal, open_seal
 from medarchive.backup.keys import BackupKey
 from medarchive.backup.restore import Plan, restore
 from medarchive.backup.schema import Table
+from medarchive.backup.scratch import MEMORY, memory_folder
 from medarchive.security.audit import AuditTrail
 from medarchive.store.sql.database import SqliteDatabase
+
+UNPACKED = 4
+"""Bytes a restored database takes per byte of a backup's row files (zstd of rows, indexes)."""
 
 
 @dataclass(frozen=True)
@@ -144,14 +152,30 @@ def _index_check(report: VerifyReport, backups: list[Backup], kek: Any) -> Any:
     return open_seal(kek, backups[0].id, doc["sealed"])
 
 
+def scratch_need(backups: list[Backup]) -> int:
+    """Bytes of memory a verify of ``backups`` asks for: its search-index image twice (the
+    restore's and its own) and the other data unpacked (zstd of rows: about 4 to 1)."""
+    pieces = len(image_files(backups[0])) * PIECE
+    rows = sum(entry["bytes"] for backup in backups for table, entry in files(backup)
+               if table != PIECES)
+    return 2 * pieces + UNPACKED * rows
+
+
 def _compare(report: VerifyReport, backups: list[Backup], key: BackupKey, kek: Any) -> None:
     seal = _index_check(report, backups, kek)
-    with tempfile.TemporaryDirectory(prefix="medarchive-verify-") as scratch:
-        path = Path(scratch) / "verify.db"
+    need = scratch_need(backups)
+    with memory_folder(need) as scratch:
+        if scratch is None:
+            report.add("restore", False, f"not attempted: the scratch restore needs about "
+                                         f"{need / 1e6:,.0f} MB in memory ({MEMORY}, at most "
+                                         "half the available memory) and it is never written "
+                                         "to a disk")
+            return
+        path = scratch / "verify.db"
         result = restore(Plan(backups), key, f"sqlite:///{path}", kek=kek)
         image = None
         if seal is not False and image_files(backups[0]):
-            image = Path(scratch) / "index-image.db"
+            image = scratch / "index-image.db"
             assemble_image(backups[0], key, seal, image)
         report.add("restore", True, f"{result.rows:,} rows into a scratch database in "
                                     f"{result.seconds:.2f} s")
