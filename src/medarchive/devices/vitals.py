@@ -14,10 +14,11 @@ every Observation search parameter) cost about 2 ms of CPU each; here each kind 
 - the index rows, as the SQL store writes them (``store.sql.indexing.index_rows``, blinded
   when encrypting): those of the parameters that do not depend on the reading (``code``,
   ``category``, ``status``, ``combo-code``, ``component-code``, their ``:text`` rows,
-  ``_content``..., and every ``idx_param`` row) are extracted once per kind by the generic
-  indexer from a sample Observation and kept as rows; those of the parameters that do
-  (``VARIABLE``) are made directly with the generic extractor's own leaf functions
-  (``date_range``, ``quantity_rows``; the quantities and composites memoized per value).
+  ``_content``..., and the ``idx_param`` rows: none for these kinds) are extracted once per
+  kind by the generic indexer from a sample Observation and kept as rows; those of the
+  parameters that do (``VARIABLE``) are made directly with the generic extractor's own leaf
+  functions (``date_range``, ``quantity_rows``; the quantities and composites memoized per
+  value).
   ``tests/devices/test_devices_vitals.py`` checks for random readings of every kind that the
   rows (and the data-key owner) equal what the generic indexer and the store give.
 
@@ -126,7 +127,7 @@ def _composites(param: str, code: str, q: QuantityEntry) -> list[CompositeEntry]
 class _Template:
     """The constant index rows of one kind, and the codes of its valued elements."""
 
-    rows: IndexRows  # ``fixed`` as stored (blinded), with every idx_param row of the kind
+    rows: IndexRows  # ``fixed`` as stored (blinded), with the idx_param rows of the kind
     value_codes: tuple[str, ...]  # LOINC of the value (one kind) or of each component (BP)
 
 
@@ -137,7 +138,8 @@ def _constant(found: IndexEntries) -> IndexEntries:
         tokens=fixed(found.tokens), strings=fixed(found.strings),
         references=fixed(found.references), dates=fixed(found.dates),
         numbers=fixed(found.numbers), quantities=fixed(found.quantities),
-        uris=fixed(found.uris), composites=fixed(found.composites), params=found.params)
+        uris=fixed(found.uris), composites=fixed(found.composites),
+        params=found.params - VARIABLE)  # each has rows of its own name: no idx_param row
 
 
 class VitalSigns:

@@ -41,6 +41,11 @@ from medarchive.store.sql.blinding import blind_value_sql, index_target, prefix_
 TABLES = {"token": "idx_token", "string": "idx_string", "reference": "idx_reference",
           "date": "idx_date", "number": "idx_number", "quantity": "idx_quantity",
           "uri": "idx_uri", "composite": "idx_composite", "text": "idx_string"}
+PRESENCE_TABLES = ("idx_param", "idx_token", "idx_string", "idx_reference", "idx_date",
+                   "idx_number", "idx_quantity", "idx_uri", "idx_composite")
+"""Where ``:missing`` looks for a parameter's value: a row under its own name in a typed table
+(the indexer writes one only for a parameter with a value), or in ``idx_param``, which holds
+the parameters with a value but no such row (``store.sql.indexing.index_rows``)."""
 _TOP = "\U0010ffff"
 
 
@@ -247,10 +252,12 @@ class Compiler:
     def _predicate(self, predicate: Predicate, alias: str, rtype: str | None) -> str:
         negate = "NOT " if predicate.modifier in ("not", "not-in") else ""
         if predicate.missing is not None:
-            sql = f"{alias}.rid {'' if not predicate.missing else 'NOT '}IN (SELECT rid FROM " \
-                  f"idx_param WHERE {self._scope('', rtype)}"
-            self.params.append(predicate.param)
-            return sql + "param = ?)"
+            found = []
+            for table in PRESENCE_TABLES:
+                found.append(f"SELECT rid FROM {table} WHERE {self._scope('', rtype)}param = ?")
+                self.params.append(predicate.param)
+            return f"{alias}.rid {'NOT ' if predicate.missing else ''}IN " \
+                   f"({' UNION ALL '.join(found)})"
         if predicate.kind == "id":
             ids = [v.code for v in predicate.values if isinstance(v, TokenValue)]
             self.params += ids
