@@ -26,7 +26,7 @@ For ``group``, also how many messages each commit carried.
 
     python benchmarks/mllp.py [--backend sqlite|postgresql] [--messages 2000]
                               [--modes echo,single,group] [--group-wait-ms 2] [--group-max 64]
-                              [--encryption on|off] [--profile FILE]
+                              [--encryption on|off] [--auth on|off] [--profile FILE]
 """
 
 from __future__ import annotations
@@ -183,15 +183,15 @@ def stages(gateway: Gateway, total: int, tag: str, profile: str) -> dict[str, ob
 
 def measure(mode: str, backend: str, total: int, tag: str, args: argparse.Namespace) -> None:
     with throwaway_url(backend) as url, tempfile.TemporaryDirectory() as keys:
-        settings = Settings(database_url=url, auth="off", encryption=args.encryption,
+        settings = Settings(database_url=url, auth=args.auth, encryption=args.encryption,
                             encryption_key_file=f"{keys}/bench.kek",
                             mllp_group_wait_ms=args.group_wait_ms, mllp_group_max=args.group_max)
         if mode == "stages":
             timed, built = build_gateway(settings)
             stages(timed, 40, f"{tag}warm", "")
             figures = stages(timed, total, tag, args.profile)
-            print(json.dumps({"benchmark": "mllp", "backend": backend, "mode": mode, **figures,
-                              **fsync_latency(keys)}), flush=True)
+            print(json.dumps({"benchmark": "mllp", "backend": backend, "mode": mode,
+                              "auth": args.auth, **figures, **fsync_latency(keys)}), flush=True)
             timed.close()
             built.close()
             return
@@ -213,7 +213,7 @@ def measure(mode: str, backend: str, total: int, tag: str, args: argparse.Namesp
                 figures["messages_per_commit"] = round(
                     (gateway.committer.committed - committed) / max(groups, 1), 2)
             print(json.dumps({"benchmark": "mllp", "backend": backend, "mode": mode,
-                              **figures, **fsync}), flush=True)
+                              "auth": args.auth, **figures, **fsync}), flush=True)
         listener.stop()
         gateway.close()
         if services is not None:
@@ -228,6 +228,8 @@ def main() -> None:
     parser.add_argument("--group-wait-ms", type=int, default=Settings.mllp_group_wait_ms)
     parser.add_argument("--group-max", type=int, default=Settings.mllp_group_max)
     parser.add_argument("--encryption", default="on", choices=["on", "off"])
+    parser.add_argument("--auth", default="off", choices=["on", "off"],
+                        help="on: each applied message also writes its AuditEvent")
     parser.add_argument("--profile", default="", help="stages mode: write a cProfile here")
     args = parser.parse_args()
     tag = str(int(time.time()))

@@ -72,8 +72,11 @@ def full_path(data: bytes) -> None:
     try:
         msg = parse_message(data)
     except Hl7ParseError as exc:
-        assert build_nak_for_unparseable(data, str(exc), now=NOW, control_id="N").startswith(
-            "MSH|")
+        # the AR keeps whatever delimiters the sender's MSH declared, and is itself readable
+        nak = parse_message(build_nak_for_unparseable(data, str(exc), now=NOW,
+                                                      control_id="N").encode())
+        assert [seg.name for seg in nak.segment_list][:2] == ["MSH", "MSA"]
+        assert nak.segment_list[1].value(1) == "AR"
         return
     try:
         map_message(msg, MappingConfig())

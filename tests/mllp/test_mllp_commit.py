@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -19,7 +20,8 @@ from mllp_builders import Archive, adt
 
 from medarchive.mllp.commit import GroupCommitter
 from medarchive.mllp.gateway import Outcome
-from medarchive.mllp.transaction import NoTransaction
+from medarchive.mllp.log import LogEntry
+from medarchive.mllp.transaction import NoTransaction, SharedTransaction
 
 
 def in_one_group(archive: Archive, messages: list[str]) -> list[Outcome]:
@@ -214,3 +216,77 @@ def test_every_job_gets_its_own_outcome_in_order(fails: list[bool], max_group: i
             assert error is None and future.result() == number
     committer.close()
     assert first_runs == list(range(len(fails)))
+
+
+class Events:
+    """A transaction scope that records what happens to each savepoint."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    @contextmanager
+    def group(self) -> Iterator[None]:
+        yield
+        self.events.append("commit")
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        self.events.append("savepoint")
+        try:
+            yield
+        except BaseException:
+            self.events.append("rollback")
+            raise
+        self.events.append("release")
+
+
+def test_a_failed_job_is_recovered_in_a_savepoint_of_its_own() -> None:
+    scope = Events()
+    committer = GroupCommitter(scope)
+
+    def fail() -> str:
+        scope.events.append("run")
+        raise ValueError("refused")
+
+    def recover(exc: Exception) -> str:
+        scope.events.append("recover")
+        return f"logged: {exc}"
+
+    assert committer.submit(fail, recover).result(10) == "logged: refused"
+    assert scope.events == ["savepoint", "run", "rollback", "savepoint", "recover", "release",
+                            "commit"]
+
+    def recover_fails(exc: Exception) -> str:
+        raise OSError("the log is gone too")
+
+    with pytest.raises(OSError, match="the log is gone too"):
+        committer.submit(fail, recover_fails).result(10)
+    assert committer.submit(lambda: "fine", recover).result(10) == "fine"
+    committer.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_the_log_row_needs_no_savepoint_of_its_own(archive: Archive) -> None:
+    """Inside a group the log row is a plain statement of the open transaction: it commits
+    with the group, and a failed message's savepoint undoes it with the rest."""
+    transactions = archive.gateway.transactions
+    assert isinstance(transactions, SharedTransaction)
+    entry = LogEntry(0, "2024-05-01T12:00:00+00:00", "hl7:F|A|S1", "AA", "done", "", (), (),
+                     "MSH|...")
+    opened: list[str] = []
+    savepoint = transactions.savepoint
+
+    @contextmanager
+    def counted() -> Iterator[Any]:
+        opened.append("savepoint")
+        with savepoint() as cursor:
+            yield cursor
+
+    transactions.savepoint = counted  # type: ignore[method-assign]
+    with transactions.group():
+        kept = archive.log.record(entry)
+        with pytest.raises(ValueError), transactions.savepoint():
+            undone = archive.log.record(replace(entry, key="hl7:F|A|S2"))
+            raise ValueError("the message failed after its log row")
+    assert opened == ["savepoint"]  # only the message's own
+    assert archive.log.get(kept) is not None and archive.log.get(undone) is None

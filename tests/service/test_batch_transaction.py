@@ -279,3 +279,55 @@ def test_transactions_retry_lost_races(store: Store,
     assert caught.value.status == 412
     assert caught.value.issues[0].diagnostics.startswith("Bundle.entry[0]")
     assert store.read("Patient", "a").version_id == 1  # type: ignore[union-attr]
+
+
+class CountingReads:
+    """A store that counts ``read`` calls and can change a resource right after a search (as
+    another writer could between a conditional update's search and its write)."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.reads = 0
+        self.after_search: Callable[[], None] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def read(self, resource_type: str, id: str) -> Version | None:
+        self.reads += 1
+        return self.inner.read(resource_type, id)
+
+    def search(self, query: SearchQuery) -> list[Version]:
+        found = self.inner.search(query)
+        if self.after_search is not None:
+            interfere, self.after_search = self.after_search, None
+            interfere()
+        return found
+
+
+def test_conditional_updates_reuse_their_search(store: Store,
+                                                build_repository: Callable[..., Repository]
+                                                ) -> None:
+    counting = CountingReads(store)
+    router = Router(build_repository(counting), base="http://test/fhir",
+                    limits=Limits(10_000, 10, 20, 5, 10))
+    patient = {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "7"}]}
+    url = "Patient?identifier=urn:mrn|7"
+    created = router.bundles.process(tx(put(patient, url)))
+    assert created["entry"][0]["response"]["status"] == "201 Created"
+    updated = router.bundles.process(tx(put({**patient, "gender": "male"}, url)))
+    assert updated["entry"][0]["response"]["status"] == "200 OK"
+    assert counting.reads == 0  # the search found (or did not find) the current version
+    [hit] = store.search(SearchQuery("Patient"))
+    assert (hit.version_id, orjson.loads(hit.body)["gender"]) == (2, "male")
+
+    # another writer changes the Patient between the search and the write: the version check
+    # fails, the transaction is planned again and applies on top of that change
+    other = build_repository(store)
+    counting.after_search = lambda: other.commit([other.change_for_write(
+        {**patient, "gender": "other"}, hit.id, store.read("Patient", hit.id))])
+    again = router.bundles.process(tx(put({**patient, "gender": "female"}, url)))
+    assert again["entry"][0]["response"]["status"] == "200 OK"
+    final = store.read("Patient", hit.id)
+    assert final is not None
+    assert (final.version_id, orjson.loads(final.body)["gender"]) == (4, "female")

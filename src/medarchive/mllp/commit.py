@@ -9,7 +9,8 @@ the next one queued meanwhile into the same transaction, until none is waiting (
 ``max_group`` ran), then commits once and only then resolves each job's future, so every ACK
 still follows the durable commit of its own message. While one message is applied the other
 connections' messages are parsed and queued, so with several busy connections a group holds
-about one message of each. A job that fails is rolled back to its savepoint and fails alone; if
+about one message of each. A job that fails is rolled back to its savepoint and fails alone (or
+gets its ``recover`` run, in a savepoint of its own: the message's refusal); if
 the group as a whole cannot commit (the database refused the commit, a rollback failed), every
 job of the group is run again in a transaction of its own, so each gets its own outcome. Jobs
 run in the order they were queued, one at a time: a patient's messages are applied in the order
@@ -37,9 +38,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Job:
-    """One unit of work and the future its caller waits on."""
+    """One unit of work and the future its caller waits on. ``recover(exc)``, when given, runs
+    after a failed ``run`` was rolled back, in a savepoint of its own, and its result is the
+    job's (the gateway logs the refusal there)."""
 
     run: Callable[[], Any]
+    recover: Callable[[Exception], Any] | None = None
     future: Future[Any] = field(default_factory=Future)
 
 
@@ -70,15 +74,17 @@ class GroupCommitter:
             with self._guard:
                 self._preparing -= 1
 
-    def submit(self, run: Callable[[], Any]) -> Future[Any]:
-        """Queue ``run`` for the next group; its future holds the result after the commit."""
+    def submit(self, run: Callable[[], Any],
+               recover: Callable[[Exception], Any] | None = None) -> Future[Any]:
+        """Queue ``run`` (and its ``recover``, see ``Job``) for the next group; its future holds
+        the result after the commit."""
         with self._guard:
             if self._thread is None:
                 self._closing = False
                 self._thread = threading.Thread(target=self._loop, name="hl7-commit",
                                                 daemon=True)
                 self._thread.start()
-        job = Job(run)
+        job = Job(run, recover)
         self._queue.put(job)
         return job.future
 
@@ -153,9 +159,16 @@ class GroupCommitter:
                 job.future.set_exception(value)
 
     def _attempt(self, job: Job) -> tuple[bool, Any]:
+        ok, value = self._savepoint(job.run)
+        if ok or job.recover is None:
+            return ok, value
+        recover, failure = job.recover, value
+        return self._savepoint(lambda: recover(failure))
+
+    def _savepoint(self, run: Callable[[], Any]) -> tuple[bool, Any]:
         try:
             with self.scope.savepoint():
-                return True, job.run()
+                return True, run()
         except GroupBroken:
             raise
         except Exception as exc:

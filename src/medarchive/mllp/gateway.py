@@ -41,7 +41,7 @@ from medarchive.hl7v2 import (
 )
 from medarchive.mllp.commit import GroupCommitter
 from medarchive.mllp.log import LogEntry, MessageLog
-from medarchive.mllp.transaction import GroupBroken, NoTransaction, TransactionScope
+from medarchive.mllp.transaction import NoTransaction, TransactionScope
 from medarchive.security.actor import SYSTEM, Actor, acting
 from medarchive.service.request import FhirRequest
 from medarchive.service.router import Router
@@ -153,7 +153,8 @@ class Gateway:
     def _handle(self, data: bytes, replaces: int | None) -> Outcome:
         with self.committer.preparing():
             prepared = self.prepare(data)
-        future = self.committer.submit(lambda: self._apply(prepared, replaces))
+        future = self.committer.submit(lambda: self._apply(prepared, replaces),
+                                       lambda exc: self._recover(prepared, exc))
         try:
             applied: Applied = future.result()
         except Exception as exc:
@@ -180,39 +181,46 @@ class Gateway:
         return Prepared(data, received, raw, message, key, result, None)
 
     def _apply(self, prepared: Prepared, replaces: int | None) -> Applied:
-        """Runs in the committer's transaction: the message's writes and its log row."""
+        """Runs in the committer's transaction, in the message's savepoint: the message's
+        writes and its log row. A failure raises: the committer rolls the savepoint back and
+        runs ``_recover``."""
         if prepared.result is None:
             assert prepared.error is not None
             return self._refuse(prepared, prepared.error, ())
         result = prepared.result
-        try:
-            with self.transactions.savepoint(), acting(sender(prepared.key)):
-                response = self.submit(result.bundle, idempotency_key=prepared.key)
-                written = _locations(response)
-                if result.merges and self.merge is not None:
-                    written += self.merge(result.merges)
-                entry = LogEntry(0, prepared.received, prepared.key, "AA", "done", "",
-                                 written, result.unmapped, prepared.raw)
-                log_id = self.log.record(entry)
-                if replaces is not None:
-                    self.log.set_status(replaces, "replayed")
-            return Applied("AA", log_id)
-        except AlreadyApplied:
+        with acting(sender(prepared.key)):
+            response = self.submit(result.bundle, idempotency_key=prepared.key)
+            written = _locations(response)
+            if result.merges and self.merge is not None:
+                written += self.merge(result.merges)
+            entry = LogEntry(0, prepared.received, prepared.key, "AA", "done", "",
+                             written, result.unmapped, prepared.raw)
+            log_id = self.log.record(entry)
+            if replaces is not None:
+                self.log.set_status(replaces, "replayed")
+        return Applied("AA", log_id)
+
+    def _recover(self, prepared: Prepared, failure: Exception) -> Applied:
+        """After ``_apply`` failed and its writes were rolled back: a redelivery is logged as
+        a duplicate, anything else as a refusal (a dead letter). A message refused before
+        the store (``_apply`` only logs it) failed to log: that failure stands."""
+        if prepared.result is None:
+            raise failure
+        unmapped = prepared.result.unmapped
+        if isinstance(failure, AlreadyApplied):
             entry = LogEntry(0, prepared.received, prepared.key, "AA", "done", "", (),
-                             result.unmapped, prepared.raw, True)
+                             unmapped, prepared.raw, True)
             return Applied("AA", self.log.record(entry), duplicate=True)
-        except GroupBroken:
-            raise
-        except Hl7Error as exc:
-            return self._refuse(prepared, exc, result.unmapped)
-        except FhirError as exc:
-            error = Hl7Error(f"refused by the archive: {exc}", hl7_code=207, ack_code="AE")
-            return self._refuse(prepared, error, result.unmapped)
-        except Exception as exc:  # a store outage must not kill the connection
-            log.exception("HL7 message %s could not be applied", prepared.key)
-            error = Hl7Error(f"internal error: {type(exc).__name__}", hl7_code=207,
-                             ack_code="AE")
-            return self._refuse(prepared, error, result.unmapped)
+        if isinstance(failure, Hl7Error):
+            return self._refuse(prepared, failure, unmapped)
+        if isinstance(failure, FhirError):
+            error = Hl7Error(f"refused by the archive: {failure}", hl7_code=207, ack_code="AE")
+            return self._refuse(prepared, error, unmapped)
+        # a store outage must not kill the connection
+        log.error("HL7 message %s could not be applied", prepared.key, exc_info=failure)
+        error = Hl7Error(f"internal error: {type(failure).__name__}", hl7_code=207,
+                         ack_code="AE")
+        return self._refuse(prepared, error, unmapped)
 
     def _refuse(self, prepared: Prepared, error: Hl7Error,
                 unmapped: tuple[str, ...]) -> Applied:

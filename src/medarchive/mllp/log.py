@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -116,7 +117,7 @@ class SqlMessageLog:
                   orjson.dumps(entry.resources).decode(), orjson.dumps(entry.unmapped).decode(),
                   entry.raw,
                   int(entry.duplicate))
-        with self.db.writing() as cur:
+        with self._statement() as cur:
             cur.execute(self.db.sql(
                 "INSERT INTO hl7_message_log (received, msg_key, outcome, status, error, "
                 "resources, unmapped, raw, duplicate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -138,9 +139,15 @@ class SqlMessageLog:
             return [_entry(row) for row in cur.fetchall()]
 
     def set_status(self, entry_id: int, status: str) -> None:
-        with self.db.writing() as cur:
+        with self._statement() as cur:
             cur.execute(self.db.sql("UPDATE hl7_message_log SET status = ? WHERE id = ?"),
                         (status, entry_id))
+
+    def _statement(self) -> AbstractContextManager[Any]:
+        """A one-statement write: inside the gateway's shared transaction without a savepoint
+        of its own (``SharedTransaction.statement``), else a transaction."""
+        statement = getattr(self.db, "statement", None)
+        return statement() if statement is not None else self.db.writing()
 
     def close(self) -> None:
         self.db.close()

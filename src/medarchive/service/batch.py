@@ -94,6 +94,8 @@ class Step:
     change: Change | None = None
     version: Version | None = None  # an existing version (matched If-None-Exist)
     target: tuple[str, str] | None = None
+    current: Version | None = None  # the target's current version, when phase 1 found it
+    known: bool = False  # phase 1 knows the current version: ``current`` (None: a new id)
     resource: dict[str, Any] | None = None
 
 
@@ -282,13 +284,16 @@ class BundleProcessor:
                                          "resource")
             if hits:
                 rid = hits[0].id
+                step.current, step.known = hits[0], True
             elif item.method == "PATCH":
                 raise NotFound("conditional patch matched no resource")
             elif item.method == "DELETE":
                 step.status = 204
                 return
             else:  # conditional update creating: at the body id, else a new one
-                rid = item.resource.get("id") or repo.new_id()
+                rid = item.resource.get("id")
+                if not rid:
+                    rid, step.known = repo.new_id(), True
             if item.method == "PUT" and item.resource.get("id") not in (None, rid):
                 raise BadRequest(f"resource id {item.resource.get('id')!r} differs from the "
                                  f"matched {rtype}/{rid}")
@@ -311,7 +316,10 @@ class BundleProcessor:
             mapping[item.full_url] = f"{rtype}/{rid}"
 
     def _build(self, item: Item, step: Step, when: datetime) -> None:
-        """Phase 3: the Change for one entry, on a fresh read of its target."""
+        """Phase 3: the Change for one entry, on a fresh read of its target (a conditional
+        update reuses the version its search just read, or knows a new id has none; a change
+        made in between still fails the store's version check, and the transaction is planned
+        again)."""
         repo = self.repository
         if step.target is None or step.version is not None:
             return
@@ -323,7 +331,7 @@ class BundleProcessor:
             step.change = repo.change_for_write(step.resource or {}, rid, None, None, when)
             step.status = 201
         elif item.method == "PUT":
-            current = repo.current(rtype, rid)
+            current = step.current if step.known else repo.current(rtype, rid)
             step.change = repo.change_for_write({**(step.resource or {}), "id": rid}, rid,
                                                 current, item.if_match, when)
             step.status = 201 if current is None or current.deleted else 200

@@ -81,8 +81,16 @@ class Node:
         self.comp = comp
 
     def __getitem__(self, part: int) -> str:
-        self.mark(part)
-        return self.peek(part)
+        """``peek(part)`` and ``mark(part)`` in one call (the mappers' commonest read)."""
+        seg, comp = self.seg, self.comp
+        if comp:
+            self.ctx.used.add((seg.position, self.field, self.rep, comp, part))
+            return seg.value(self.field, self.rep, comp, part).strip()
+        if not part:
+            self.ctx.used.add((seg.position, self.field, self.rep, 0, 0))
+            return ""
+        self.ctx.used.add((seg.position, self.field, self.rep, part, 1))
+        return seg.value(self.field, self.rep, part, 1).strip()
 
     def peek(self, part: int) -> str:
         """The unescaped, stripped value of ``part`` without marking it as mapped."""
