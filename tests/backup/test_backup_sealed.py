@@ -1,14 +1,15 @@
 """Scratch files a backup makes hold no plaintext: the search-index image is written through
 the sealed SQLite VFS (sealedfile.py), whose files are ciphertext on the disk under a key that
 lives only in memory; and while a backup runs, or ``backup verify`` restores it into a
-scratch database, no file beside the database or in the temporary folder holds an indexed value
-in clear."""
+scratch database, or a restore assembles the image on a disk (no room in memory), no file beside
+the database or in the temporary folder holds an indexed value in clear."""
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 from backup_helpers import at, put
 
 from medarchive.backup import restore as restore_module
-from medarchive.backup import sealedfile, snapshot, verify
+from medarchive.backup import scratch, sealedfile, snapshot, verify
 from medarchive.backup.keys import BackupKey
 from medarchive.backup.restore import plan_restore, restore
 from medarchive.backup.snapshot import create_backup
@@ -178,13 +179,39 @@ def test_no_plaintext_scratch_file_while_a_backup_runs(
     _verify_leaves_no_plaintext(tmp_path, private_tmp, memory, live, key, in_memory,
                                 monkeypatch)
     restored = tmp_path / "r.db"
-    assert restore(plan_restore(tmp_path / "b", key), key, f"sqlite:///{restored}").index_copied
+    _restore_seals_the_image_on_disk(tmp_path, private_tmp, memory, live, key, restored,
+                                     monkeypatch)
     conn = sqlite3.connect(restored)
     try:
         assert conn.execute("SELECT COUNT(*) FROM idx_string WHERE value LIKE ?",
                             (f"{MARK}%",)).fetchone() == (300,)
     finally:
         conn.close()
+
+
+def _restore_seals_the_image_on_disk(tmp_path: Path, private_tmp: Path, memory: Path,
+                                     live: set[Path], key: BackupKey, restored: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without room in memory a restore assembles the image beside its target, sealed: once it
+    is written, and while it is attached and copied, no file on the disk holds a value."""
+    monkeypatch.setattr(restore_module, "image_folder", scratch.image_folder)
+    monkeypatch.setattr(scratch, "SHARE", 1 << 62)  # no room in memory
+    skip = live | set(memory.rglob("*"))  # verify's scratch (memory) aside
+    scans: list[list[Path]] = []
+    images: list[Path] = []
+    write_pieces = sealedfile.write_pieces
+
+    def scanning(path: Path, pieces: Iterable[bytes]) -> None:
+        write_pieces(path, pieces)
+        images.append(path)
+        scans.append(_leaks([tmp_path, private_tmp], skip))
+
+    monkeypatch.setattr(sealedfile, "write_pieces", scanning)
+    result = restore(plan_restore(tmp_path / "b", key), key, f"sqlite:///{restored}")
+    assert result.index_copied and result.index_image == "disk"
+    [image] = images
+    assert image.parent.parent == tmp_path and not image.parent.exists()
+    assert scans == [[]]
 
 
 def _verify_leaves_no_plaintext(tmp_path: Path, private_tmp: Path, memory: Path,
@@ -198,7 +225,16 @@ def _verify_leaves_no_plaintext(tmp_path: Path, private_tmp: Path, memory: Path,
         yield memory if in_memory else None
 
     monkeypatch.setattr(verify, "memory_folder", memory_folder)
-    monkeypatch.setattr(restore_module, "memory_folder", memory_folder)
+    @contextmanager
+    def image_folder(need: int, disk: Path) -> Iterator[tuple[Path, bool]]:
+        folder = memory / "image"
+        folder.mkdir()
+        try:
+            yield folder, True
+        finally:
+            shutil.rmtree(folder)
+
+    monkeypatch.setattr(restore_module, "image_folder", image_folder)
     scans: list[tuple[list[Path], list[Path]]] = []
     backed_up = verify._backed_up
 

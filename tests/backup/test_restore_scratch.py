@@ -1,7 +1,7 @@
 """A restore writes no plaintext scratch file to a disk: the search-index image of a SQLite
-backup is assembled in memory (tmpfs); without room there a PostgreSQL restore re-extracts the
-index rather than write the image elsewhere, and a SQLite restore puts it beside the database
-it builds (the same disk, the same values as that database's own index)."""
+backup is assembled in memory (tmpfs); without room there it is assembled sealed (ciphertext,
+sealedfile.py) in a private folder on a disk, beside a SQLite target or in the temporary folder
+for PostgreSQL, and the index is still copied, not re-extracted; the folder goes afterwards."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from backup_helpers import at, family_indexer, put, state
 
 from medarchive.backup import restore as restore_module
-from medarchive.backup import scratch
+from medarchive.backup import scratch, sealedfile
 from medarchive.backup.keys import BackupKey
 from medarchive.backup.restore import plan_restore, reindex_with, restore
 from medarchive.backup.snapshot import create_backup
@@ -68,6 +68,15 @@ def watched(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[Path,
                  and not f.name.startswith("source.db") and MARKER in f.read_bytes()]
         seen.append((path, found))
     monkeypatch.setattr(restore_module, "assemble_image", assemble)
+    write_pieces = sealedfile.write_pieces
+
+    def write_sealed(path: Path, pieces: Iterator[bytes]) -> None:
+        write_pieces(path, pieces)
+        disk = [tmp_path, Path(tempfile.gettempdir())]
+        found = [f for f in _files(disk, began)
+                 if not f.name.startswith("source.db") and MARKER in f.read_bytes()]
+        seen.append((path, found))  # the sealed image itself included
+    monkeypatch.setattr(sealedfile, "write_pieces", write_sealed)
     return seen
 
 
@@ -95,20 +104,53 @@ def test_image_is_assembled_in_memory_into_sqlite(
     assert state(open_sql(f"sqlite:///{target}")) == state(open_sql(sqlite_url))
 
 
-def test_without_room_in_memory(backups: Path, key: BackupKey, tmp_path: Path,
-                                postgres_schema_url: str, sqlite_url: str, open_sql: Open,
-                                monkeypatch: pytest.MonkeyPatch,
-                                watched: list[tuple[Path, list[Path]]]) -> None:
-    monkeypatch.setattr(restore_module, "memory_folder",
-                        lambda need: scratch.memory_folder(need, tmp_path / "not-tmpfs"))
+def _private_folders(where: Path) -> list[Path]:
+    return list(where.glob("medarchive-restore-*"))
+
+
+def test_without_room_in_memory_the_image_is_sealed_on_disk(
+        backups: Path, key: BackupKey, tmp_path: Path, postgres_schema_url: str,
+        sqlite_url: str, open_sql: Open, monkeypatch: pytest.MonkeyPatch,
+        watched: list[tuple[Path, list[Path]]]) -> None:
+    monkeypatch.setattr(scratch, "SHARE", 1 << 62)  # no room in memory for any image
+    modes: list[int] = []
+    keyed = sealedfile.keyed
+
+    def checking(path: Path) -> bool:  # while the image is read: its folder is private
+        modes.append(path.parent.stat().st_mode & 0o777)
+        return keyed(path)
+    monkeypatch.setattr(sealedfile, "keyed", checking)
     result = restore(plan_restore(backups, key), key, postgres_schema_url,
                      reindex=reindex_with(family_indexer))
-    assert not result.index_copied and watched == []  # re-extracted, no image anywhere
+    [(path, on_disk)] = watched
+    assert path.parent.parent == Path(tempfile.gettempdir()) and on_disk == []
+    assert result.index_copied and result.index_image == "disk"
+    assert not path.parent.exists() and _private_folders(path.parent.parent) == []
     assert state(open_sql(postgres_schema_url)) == state(open_sql(sqlite_url))
     target = tmp_path / "restored" / "r.db"
-    restore(plan_restore(backups, key), key, f"sqlite:///{target}")
-    [(path, _)] = watched
-    assert path == Path(f"{target}.restoring.index") and not path.exists()
+    result = restore(plan_restore(backups, key), key, f"sqlite:///{target}",
+                     reindex=reindex_with(family_indexer))
+    [_, (path, on_disk)] = watched
+    assert path.parent.parent == target.parent and on_disk == []
+    assert result.index_copied and result.index_image == "disk"
+    assert not path.parent.exists() and _private_folders(target.parent) == []
+    assert not keyed(path)  # its key forgotten
+    assert modes and set(modes) == {0o700}
+    assert state(open_sql(f"sqlite:///{target}")) == state(open_sql(sqlite_url))
+
+
+def test_a_failed_restore_leaves_no_folder(backups: Path, key: BackupKey, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scratch, "SHARE", 1 << 62)
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+    monkeypatch.setattr(restore_module, "load_in_one", interrupted)
+    target = tmp_path / "restored" / "r.db"
+    target.parent.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        restore(plan_restore(backups, key), key, f"sqlite:///{target}")
+    assert list(target.parent.iterdir()) == []
 
 
 def test_has_room_only_on_tmpfs_within_half_the_memory(tmp_path: Path) -> None:
@@ -116,3 +158,16 @@ def test_has_room_only_on_tmpfs_within_half_the_memory(tmp_path: Path) -> None:
     if scratch.has_room(0):
         assert scratch.has_room(1 << 20)
         assert not scratch.has_room(1 << 60)
+
+
+def test_without_room_in_memory_or_on_disk_the_index_is_re_extracted(
+        backups: Path, key: BackupKey, tmp_path: Path, sqlite_url: str, open_sql: Open,
+        monkeypatch: pytest.MonkeyPatch, watched: list[tuple[Path, list[Path]]]) -> None:
+    monkeypatch.setattr(scratch, "SHARE", 1 << 62)
+    monkeypatch.setattr(restore_module, "disk_room", lambda need, where: False)
+    target = tmp_path / "restored" / "r.db"
+    result = restore(plan_restore(backups, key), key, f"sqlite:///{target}",
+                     reindex=reindex_with(family_indexer))
+    assert not result.index_copied and result.index_image == "" and watched == []
+    assert _private_folders(target.parent) == []
+    assert state(open_sql(f"sqlite:///{target}")) == state(open_sql(sqlite_url))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,14 +190,21 @@ def read_columns(backup: Backup, entry: dict[str, Any], key: BackupKey,
     return count, columns
 
 
+def image_pieces(backup: Backup, key: BackupKey, seal: IndexSeal | None) -> Iterator[bytes]:
+    """The backup's search-index image, piece by piece, each checked, decrypted, opened with
+    ``seal`` and decompressed."""
+    for entry in image_files(backup):
+        blob, context = _plain(backup, entry, key, seal)
+        yield decompress(blob, context)
+
+
 def assemble_image(backup: Backup, key: BackupKey, seal: IndexSeal | None, path: Path) -> None:
-    """Write the backup's search-index image to ``path`` (owner-only), piece by piece, each
-    checked, decrypted, opened with ``seal`` and decompressed."""
+    """Write the backup's search-index image to ``path`` (owner-only) in plaintext: only into
+    a folder in memory (scratch.py)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
-        for entry in image_files(backup):
-            blob, context = _plain(backup, entry, key, seal)
-            out.write(decompress(blob, context))
+        for piece in image_pieces(backup, key, seal):
+            out.write(piece)
 
 
 def remove(root: Path, backup_id: str) -> None:

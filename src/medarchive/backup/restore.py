@@ -6,7 +6,9 @@ rows, search index) and swapped in with one rename; a PostgreSQL target is built
 schema over two connections and swapped in by one transaction (swap.py), or, when its schema
 holds more than tables, loaded in place in one transaction. The rows go in through loading.py.
 The index copy of a SQLite backup is a SQLite image (indeximage.py), assembled in memory
-(scratch.py): a SQLite target copies its tables and indexes as they are, a PostgreSQL target
+(scratch.py) or, without room there, sealed in a private folder on a disk (sealedfile.py: never
+plaintext on a disk; beside a SQLite target, in the system's temporary folder for PostgreSQL):
+a SQLite target copies its tables and indexes as they are, a PostgreSQL target
 ``COPY``s its rows. Resources whose index the copy does not cover are re-extracted before the
 swap by the store's resumable reindex.
 
@@ -24,6 +26,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,6 +34,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from medarchive.backup import sealedfile
 from medarchive.backup.archive import (
     Backup,
     assemble_image,
@@ -38,6 +42,7 @@ from medarchive.backup.archive import (
     chain,
     check_files,
     image_files,
+    image_pieces,
     open_backup,
 )
 from medarchive.backup.erasure import (
@@ -65,7 +70,7 @@ from medarchive.backup.loading import (
     load_in_one,
 )
 from medarchive.backup.schema import DATA_KEYS, list_tables
-from medarchive.backup.scratch import memory_folder
+from medarchive.backup.scratch import disk_room, image_folder
 from medarchive.backup.swap import (
     SCRATCH,
     blockers,
@@ -102,6 +107,8 @@ class RestoreResult:
     index_copied: bool = False
     """Whether the search index came from the backup's copy (else it is re-extracted whole,
     by ``reindex``)."""
+    index_image: str = ""
+    """Where the copy's image was assembled: "memory", "disk" (sealed), or "" (none)."""
 
 
 def reindex_with(indexer: Indexer, encryption: Any = None) -> Reindex:
@@ -184,15 +191,20 @@ def restore(plan: Plan, key: BackupKey, url: str, *, force: bool = False,
 
     The search index comes from the full backup when it holds one (a sealed copy needs
     ``kek``, the encryption key manager, to open); ``reindex`` then re-extracts only the
-    resources that changed after it, or every resource when there is no usable copy."""
+    resources that changed after it, or every resource when there is no usable copy. Without
+    ``reindex`` those resources keep no index rows: only ``backup verify``'s scratch restore
+    does that (it checks the index tables against the copy alone)."""
     started = time.perf_counter()
     seal = _index_source(plan, kek)
+    place: list[str] = []
     if url.startswith("sqlite:///"):
-        counts, stale = _restore_sqlite(plan, key, url[len("sqlite:///"):], force, reindex, seal)
+        counts, stale = _restore_sqlite(plan, key, url[len("sqlite:///"):], force, reindex,
+                                        seal, place)
     else:
-        counts, stale = _restore_postgres(plan, key, url, force, reindex, seal)
+        counts, stale = _restore_postgres(plan, key, url, force, reindex, seal, place)
     return RestoreResult(plan.last.id, [b.id for b in plan.chain], counts[0], counts[1],
-                         counts[2], time.perf_counter() - started, stale is not None)
+                         counts[2], time.perf_counter() - started, stale is not None,
+                         place[0] if place and stale is not None else "")
 
 
 def _index_source(plan: Plan, kek: Any) -> Any:
@@ -212,30 +224,46 @@ def _index_source(plan: Plan, kek: Any) -> Any:
 
 
 @contextmanager
-def _image(plan: Plan, key: BackupKey, seal: Any,
-           beside: Path | None = None) -> Iterator[tuple[Path | None, Any]]:
+def _image(plan: Plan, key: BackupKey, seal: Any, disk: Path,
+           place: list[str]) -> Iterator[tuple[Path | None, Any]]:
     """(image, seal): the full backup's search-index image, when the restore loads the index
-    copy from one (indeximage.py), assembled in memory (scratch.py) or, without room there,
-    at ``beside``; with neither the index is re-extracted (seal ``NO_COPY``)."""
+    copy from one (indeximage.py), assembled in a private folder (scratch.py) in memory, or
+    without room there in ``disk``, sealed (sealedfile.py: only ciphertext on a disk, whether
+    or not the source sealed its index); where is appended to ``place``. Where the sealed VFS
+    cannot work the index is re-extracted (seal ``NO_COPY``) rather than written in plaintext."""
     pieces = image_files(plan.chain[0])
     if seal is NO_COPY or not pieces:
         yield None, seal
         return
-    with memory_folder(len(pieces) * PIECE) as folder:
-        path = beside if folder is None else folder / "index.db"
-        if path is None:
+    need = len(pieces) * PIECE
+    with image_folder(need, disk) as (folder, memory):
+        path = folder / "index.db"
+        if not memory and not (sealedfile.available() and disk_room(need, folder)):
+            log.warning("restore: no room in memory for the %.1f GB index image, and %s: the "
+                        "index is re-extracted from every resource", need / 1e9,
+                        f"not that much free in {disk}" if sealedfile.available() else
+                        "no sealed file on this Python's SQLite (never plaintext on a disk)")
             yield None, NO_COPY
             return
         try:
-            assemble_image(plan.chain[0], key, seal, path)
+            if memory:
+                assemble_image(plan.chain[0], key, seal, path)
+            else:
+                sealedfile.open_key(path)
+                sealedfile.write_pieces(path, image_pieces(plan.chain[0], key, seal))
             image_tables(path)  # a damaged image fails here, before a row is written
+            place.append("memory" if memory else "disk")
+            log.info("restore: index copied from the backup image (%s: %s)", place[-1],
+                     "in memory" if memory else
+                     f"no room for {need / 1e9:.1f} GB in memory, sealed in {folder}")
             yield path, seal
         finally:
             remove_image(path)
 
 
 def _restore_postgres(plan: Plan, key: BackupKey, url: str, force: bool,
-                      reindex: Reindex | None, seal: Any) -> tuple[Counts, list[int] | None]:
+                      reindex: Reindex | None, seal: Any,
+                      place: list[str]) -> tuple[Counts, list[int] | None]:
     """Build the database in a scratch schema and swap it in (swap.py); a schema holding
     other objects than tables is restored in place, in one transaction."""
     db = open_database(url)
@@ -250,7 +278,7 @@ def _restore_postgres(plan: Plan, key: BackupKey, url: str, force: bool,
             in_place = live is None or bool(blockers(cur, live))
         if in_place:
             migrate(db)
-            with _image(plan, key, seal) as (image, opened):
+            with _image(plan, key, seal, Path(tempfile.gettempdir()), place) as (image, opened):
                 counts, stale = load_in_one(db, plan, key, force, opened, image=image)
             if reindex is not None and (stale is None or stale):
                 reindex(url, stale)
@@ -262,7 +290,7 @@ def _restore_postgres(plan: Plan, key: BackupKey, url: str, force: bool,
             cur.execute(f'CREATE SCHEMA "{scratch}"')
         try:
             counts, stale = _build(plan, key, schema_url(url, scratch), seal, replaced,
-                                   reindex)
+                                   reindex, place)
             with db.writing() as cur:
                 swap(cur, live, scratch)
         except BaseException:
@@ -275,7 +303,7 @@ def _restore_postgres(plan: Plan, key: BackupKey, url: str, force: bool,
 
 
 def _build(plan: Plan, key: BackupKey, url: str, seal: Any, replaced: Tombstones,
-           reindex: Reindex | None) -> tuple[Counts, list[int] | None]:
+           reindex: Reindex | None, place: list[str]) -> tuple[Counts, list[int] | None]:
     """Fill the empty scratch schema of ``url``: tables without keys or indexes, the state
     rows and the index copy over two connections at once, keys and indexes built over two
     connections, the finishing touches, and the re-extraction of what the copy misses."""
@@ -283,7 +311,7 @@ def _build(plan: Plan, key: BackupKey, url: str, seal: Any, replaced: Tombstones
     try:
         migrate(db)
         started = time.perf_counter()
-        with _image(plan, key, seal) as (image, opened):
+        with _image(plan, key, seal, Path(tempfile.gettempdir()), place) as (image, opened):
             with db.writing() as cur:
                 load = replace(begin(cur, db, plan, key, True, opened, replaced, image),
                                freeze=True)
@@ -331,7 +359,8 @@ def _parallel(db: Database, load: Load) -> Counts:
 
 
 def _restore_sqlite(plan: Plan, key: BackupKey, path: str, force: bool,
-                    reindex: Reindex | None, seal: Any) -> tuple[Counts, list[int] | None]:
+                    reindex: Reindex | None, seal: Any,
+                    place: list[str]) -> tuple[Counts, list[int] | None]:
     if os.path.exists(path) and not force:
         old = SqliteDatabase(path)
         try:
@@ -357,7 +386,8 @@ def _restore_sqlite(plan: Plan, key: BackupKey, path: str, force: bool,
             cur.execute("PRAGMA synchronous=OFF")
             cur.execute("PRAGMA threads=2")  # CREATE INDEX sorts in helper threads
             cur.execute("PRAGMA cache_size=-262144")  # 256 MiB for those sorts
-        with _image(plan, key, seal, Path(scratch + ".index")) as (image, opened):
+        beside = Path(os.path.dirname(os.path.abspath(path)))
+        with _image(plan, key, seal, beside, place) as (image, opened):
             if image is not None:
                 with db.reading() as cur:
                     attach(cur, image)

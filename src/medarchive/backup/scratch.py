@@ -8,9 +8,9 @@ free blocks after its removal. With swap space configured, the kernel may page t
 any process memory: use encrypted swap, or none, on database servers.
 
 When the memory file system lacks room (the image is about 5 GB for a million Observations),
-``memory_folder`` gives None and the caller decides: a SQLite restore puts the image beside the
-database it builds (the same disk, holding the same index values), a PostgreSQL restore
-re-extracts the index instead of writing plaintext to a disk.
+``memory_folder`` gives None and ``image_folder`` a private folder on a disk instead: a restore
+writes the image there only sealed (sealedfile.py: ciphertext under a key held in memory),
+never in plaintext; ``backup verify`` does not restore at all.
 """
 
 from __future__ import annotations
@@ -62,5 +62,23 @@ def memory_folder(need: int, where: Path = MEMORY) -> Iterator[Path | None]:
     folder = Path(tempfile.mkdtemp(prefix="medarchive-restore-", dir=where))
     try:
         yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def disk_room(need: int, where: Path) -> bool:
+    """Whether the file system of ``where`` has ``need`` bytes free."""
+    return shutil.disk_usage(where).free >= need
+
+
+@contextmanager
+def image_folder(need: int, disk: Path, where: Path = MEMORY) -> Iterator[tuple[Path, bool]]:
+    """A private (0700) folder for ``need`` bytes, in memory when it has room there, else in
+    the folder ``disk``, removed with whatever it holds afterwards (also on failure); and
+    whether it is in memory."""
+    memory = has_room(need, where)
+    folder = Path(tempfile.mkdtemp(prefix="medarchive-restore-", dir=where if memory else disk))
+    try:
+        yield folder, memory
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -27,7 +27,7 @@ import ctypes
 import os
 import threading
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -353,3 +353,34 @@ def plain_pieces(path: Path, size: int) -> Iterator[bytes]:
         while sealed := handle.read(size):
             yield state.crypt(first, sealed)
             first += len(sealed) // UNIT
+
+
+def keyed(path: Path) -> bool:
+    """Whether ``path`` has a key (``open_key``): it is read and written through ``uri(path)``."""
+    registry = _registry
+    if registry is None:
+        return False
+    with registry.lock:
+        return str(path.resolve()) in registry.states
+
+
+def write_pieces(path: Path, pieces: Iterable[bytes]) -> None:
+    """Write the plaintext ``pieces`` (whole units, but for the last) to the new file ``path``
+    sealed under its key (``open_key``), as SQLite would through the VFS, so that SQLite reads
+    it back through ``uri(path)``: only ciphertext reaches the disk."""
+    registry = _get()
+    if registry is None:
+        raise OSError("the sealed SQLite VFS is not available")
+    with registry.lock:
+        state = registry.states[str(path.resolve())]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        first, whole = 0, True
+        for piece in pieces:
+            if not whole:
+                raise ValueError("only the last piece of a sealed file may end inside a unit")
+            units = -(-len(piece) // UNIT)
+            whole = len(piece) % UNIT == 0
+            state.bump(first, units)
+            out.write(state.crypt(first, piece))
+            first += units
