@@ -13,12 +13,15 @@ percentiles, the disk's fsync latency and the load average. The per-client and p
 rate limits are raised far above the load (the limiter still runs on every request) so that
 they do not cap the measurement. ``--audit-read-commit`` passes the setting of that name to
 the security-on server. SQLite by default; ``--postgres URL`` uses two schemas of that
-database instead. Prints one JSON object; ``ratio_pct`` = on/off x 100 (the target is
->= 85). Needs `wrk` (apt-get install wrk).
+database instead. ``--compare-src DIR`` adds a third server, security on, running the
+``medarchive`` package found in DIR (an older source tree's ``src``) on its own database, in
+the same rotation: ``before_ratio_pct`` is its rate / off x 100, so a change is measured
+before and after in one run. Prints one JSON object; ``ratio_pct`` = on/off x 100 (the target
+is >= 85). Needs `wrk` (apt-get install wrk).
 
     python benchmarks/security_http.py [--seconds 5] [--connections 1,8,32] [--rounds 3]
                                        [--workers 1] [--audit-read-commit wait|group]
-                                       [--postgres URL]
+                                       [--postgres URL] [--compare-src DIR]
 """
 
 from __future__ import annotations
@@ -67,7 +70,8 @@ def seed(url: str) -> None:
 
 def server(url: str, auth: str, workers: int, extra: dict[str, str]
            ) -> tuple[subprocess.Popen[bytes], str]:
-    """A running ``medarchive serve`` on ``url``: (process, base URL)."""
+    """A running ``medarchive serve`` on ``url``: (process, base URL). ``extra``: more
+    environment (``PYTHONPATH`` runs another source tree)."""
     port = free_port()
     env = {**os.environ, "MEDARCHIVE_DATABASE_URL": url, "MEDARCHIVE_AUTH": auth,
            "MEDARCHIVE_LOG_LEVEL": "warning", "MEDARCHIVE_ENCRYPTION": "off",
@@ -138,6 +142,8 @@ def main() -> None:
     parser.add_argument("--audit-read-commit", default="",
                         help="wait or group for the security-on server (default: its default)")
     parser.add_argument("--postgres", default=None, help="PostgreSQL URL instead of SQLite")
+    parser.add_argument("--compare-src", default=None,
+                        help="also run security on from this source tree (before/after)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
@@ -152,22 +158,25 @@ def main() -> None:
                               "fsync_ms": fsync_ms(folder),
                               "load_average_start": os.getloadavg()}
     samples: dict[str, list[float]] = {}
+    sides = ("off", "on", "before") if args.compare_src else ("off", "on")
     with ExitStack() as stack:
         servers: dict[str, tuple[str, int]] = {}  # side -> (base URL, server pid)
-        for side in ("off", "on"):
+        for side in sides:
             url = stack.enter_context(database(backend, folder, side, args.postgres))
             seed(url)
-            process, base = server(url, side, args.workers, extra if side == "on" else {})
+            env = {} if side == "off" else extra if side == "on" else {
+                **extra, "PYTHONPATH": str(Path(args.compare_src).resolve())}
+            process, base = server(url, "off" if side == "off" else "on", args.workers, env)
             stack.callback(stop, process)
             servers[side] = (base, process.pid)
-        token = login(servers["on"][0])
-        scripts = {(side, what): script(folder, side, what, token if side == "on" else None)
+        tokens = {side: login(servers[side][0]) for side in sides if side != "off"}
+        scripts = {(side, what): script(folder, side, what, tokens.get(side))
                    for side in servers for what in ("reads", "searches")}
         for side, (base, _) in servers.items():  # warm up connections and caches
             for what in ("reads", "searches"):
                 wrk(base, scripts[side, what], 1, 8)
         for number in range(args.rounds):
-            order = ("off", "on") if number % 2 == 0 else ("on", "off")
+            order = sides if number % 2 == 0 else sides[::-1]
             for conns in connections:
                 for what in ("reads", "searches"):
                     for side in order:
@@ -200,6 +209,12 @@ def main() -> None:
                 "p50_ms_on": medians[f"{key}.on.p50_ms"],
                 "p99_ms_off": medians[f"{key}.off.p99_ms"],
                 "p99_ms_on": medians[f"{key}.on.p99_ms"]}
+            if args.compare_src:
+                before = medians[f"{key}.before.per_s"]
+                result[key].update({
+                    "before_per_s": round(before),
+                    "before_ratio_pct": round(100 * before / off, 1),
+                    "cpu_ms_before": round(medians[f"{key}.before.cpu_ms"], 3)})
     result["load_average_end"] = os.getloadavg()
     result["finished"] = time.strftime("%H:%M:%S UTC", time.gmtime())
     print(json.dumps(result, indent=2))

@@ -187,8 +187,8 @@ def measure(urls: dict[str, str], modes: list[str], callers_list: list[int], rea
 
 def token_check_us(rounds: int = 300) -> dict[str, float]:
     """Microseconds per ``TokenService.verify`` of one token: the first check (RS256
-    signature) against later ones (remembered signature; expiry and the revocation lookup
-    still run), on a throw-away SQLite database."""
+    signature) against later ones (remembered signature; expiry checked, the revocation
+    lookup reused within ``tokens.REVOCATION_RECHECK_S``), on a throw-away SQLite database."""
     with tempfile.TemporaryDirectory() as name:
         services = build_services(Settings(database_url=f"sqlite:///{name}/t.db", auth="on",
                                            encryption="off"), validator=None)

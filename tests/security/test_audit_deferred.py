@@ -145,3 +145,35 @@ def test_batch_events_keep_processing_order(env: Env, monkeypatch: pytest.Monkey
     assert [(e["subtype"][0]["code"], e["outcome"]) for e in events] == [
         ("delete", "4"), ("create", "0"), ("batch", "0")]
     assert env.services.security.trail.verify()[1] is None
+
+
+def test_a_committed_group_wakes_its_event_loop_once(env: Env) -> None:
+    """The requests awaiting one group commit on one event loop are settled with one
+    hand-over to that loop, not one per request (each wakes the loop)."""
+    trail = env.services.security.trail
+    trail.close()
+
+    async def main() -> list[int]:
+        loop = asyncio.get_running_loop()
+        handovers: list[Any] = []
+        handover = loop.call_soon_threadsafe
+
+        def counting(callback: Any, *args: Any) -> Any:
+            handovers.append(callback)
+            return handover(callback, *args)
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        trail._writer = threading.current_thread()  # hold the writer back: one group
+        tickets = [trail.submit(audit_event(CLERK, "read", trail.now(), status=200))
+                   for _ in range(8)]
+        waiting = [asyncio.ensure_future(t.wait_async()) for t in tickets]
+        await asyncio.sleep(0)  # every request now awaits its ticket
+        trail._writer = threading.Thread(target=trail._run, daemon=True)
+        trail._writer.start()
+        seqs = await asyncio.gather(*waiting)
+        assert len(handovers) == 1
+        return seqs
+
+    seqs = asyncio.run(main())
+    trail.close()  # stops the writer started above
+    assert seqs == list(range(seqs[0], seqs[0] + 8))
+    assert trail.verify()[1] is None

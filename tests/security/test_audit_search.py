@@ -121,6 +121,24 @@ def test_each_parameter_matches_the_model(security: Security, clock: Any) -> Non
         assert [s for s in _seqs(found) if s <= last] == _model(events, keep), params
 
 
+def test_patient_is_answered_from_entity_rows(security: Security, clock: Any) -> None:
+    """New events get no ``patient`` index rows; ``patient`` finds them through their entity
+    references of type Patient, in every accepted form, and nothing else."""
+    events = _fill(security, clock)
+    with security.db.reading() as cur:
+        cur.execute("SELECT COUNT(*) FROM audit_ref WHERE name = 'patient'")
+        assert cur.fetchone()[0] == 0
+    last = events[-1][0]
+    with_p1 = _model(events, lambda e: "Patient/p1" in _refs(e))
+    assert with_p1
+    for value in ("p1", "Patient/p1", "http://elsewhere/fhir/Patient/p1", "Observation/o2,p1"):
+        found = _search(security, ("patient", value), ("_count", "100"))
+        assert [s for s in _seqs(found) if s <= last] == with_p1, value
+    for value in ("Observation/o2", "http://elsewhere/fhir/Observation/o2"):
+        assert _search(security, ("patient", value))["entry"] == [], value
+    assert _search(security, ("entity", "Observation/o2"))["entry"] != []
+
+
 def test_paging_sorting_and_count(security: Security, clock: Any) -> None:
     events = _fill(security, clock)
     first = _search(security, ("_count", "5"), ("agent", "alice"))
@@ -219,7 +237,12 @@ def test_backfill_matches_the_python_index(database_url: str) -> None:
             moments = [int(at) for _, at in cur.fetchall()]
         expected = {(seq, name, value, system) for seq, event in enumerate(events, 1)
                     for name, value, system in index_rows(event)}
-        assert stored == expected
+        back_filled = {row for row in stored if row[1] == "patient"}
+        assert stored - back_filled == expected
+        # the back-filled patient rows, which searches no longer read, are exactly the
+        # entity rows of type Patient that ``patient`` searches read instead
+        assert back_filled == {(seq, "patient", value, system) for seq, name, value, system
+                               in expected if name == "entity" and value.startswith("Patient/")}
         assert moments == [recorded_us(event, 0) for event in events]
     finally:
         db.close()

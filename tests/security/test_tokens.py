@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from medarchive.errors import Unauthorized
 from medarchive.security.service import Security
+from medarchive.security.tokens import REVOCATION_RECHECK_S, TokenService
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 
@@ -117,3 +118,33 @@ def test_signature_checks_are_remembered_within_bounds(security: Security,
     forged = first[:-4] + ("AAAA" if not first.endswith("AAAA") else "BBBB")
     with pytest.raises(Unauthorized):  # a different string: checked, never taken from cache
         tokens.verify(forged)
+
+
+def test_revocation_lookup_is_reused_briefly(security: Security, clock: Any,
+                                             monkeypatch: Any) -> None:
+    """"Not revoked" is reused for ``REVOCATION_RECHECK_S``: no ``sec_jti`` lookup within it;
+    a revocation by this process counts at once, one by another process (another
+    TokenService on the same database) once the window has passed."""
+    tokens = security.tokens
+    lookups: list[str] = []
+    used = tokens.used
+
+    def counting(jti: str, grant_key: str = "") -> bool:
+        lookups.append(jti)
+        return used(jti, grant_key)
+    monkeypatch.setattr(tokens, "used", counting)
+    token = _token(security)
+    claims = tokens.verify(token)
+    tokens.verify(token)
+    assert len(lookups) == 1
+    other = TokenService(tokens.db, tokens.issuer, clock, 600)  # another server process
+    other.revoke(claims["jti"], claims["exp"])
+    tokens.verify(token)  # within the window: not looked up again
+    clock.advance(REVOCATION_RECHECK_S)
+    with pytest.raises(Unauthorized, match="revoked"):
+        tokens.verify(token)
+    second = _token(security)
+    second_claims = tokens.verify(second)
+    tokens.revoke(second_claims["jti"], second_claims["exp"])  # this process: at once
+    with pytest.raises(Unauthorized, match="revoked"):
+        tokens.verify(second)

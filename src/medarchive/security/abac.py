@@ -17,9 +17,8 @@ audited with purpose of use ETREAT and the BTG security label.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -109,15 +108,15 @@ class Abac:
         return Decision(actor, self.access.profile(actor.id), relationship,
                         related=self.relations.related)
 
-    @contextmanager
-    def interaction(self, actor: Actor) -> Iterator[Decision | None]:
-        """The decision for ``actor``, shared by every check of one interaction."""
-        decision = self._new(actor)
-        token = _DECISION.set(decision)
-        try:
-            yield decision
-        finally:
-            _DECISION.reset(token)
+    def enter(self, actor: Actor) -> Token[Decision | None]:
+        """Open the decision for ``actor``, shared by every check of one interaction until
+        ``leave``."""
+        return _DECISION.set(self._new(actor))
+
+    def leave(self, token: Token[Decision | None]) -> None:
+        """Close the decision ``enter`` opened."""
+        _DECISION.reset(token)
+
 
     def decision(self) -> Decision | None:
         """The current actor's decision (the interaction's, or a fresh one)."""
@@ -153,8 +152,10 @@ class Abac:
         if version.deleted:
             return not decision.relationship
         resource = version.resource()
-        patients = patient_refs(resource)
         labels = protected_labels(resource) & decision.hidden
+        if not labels and not decision.relationship:
+            return True
+        patients = patient_refs(resource)
         if labels and not _labels_open(decision, labels, patients):
             return False
         if decision.relationship and patients:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
 from medarchive.security.scopes import Scope, parse_scopes
@@ -51,11 +51,21 @@ def bound_actor() -> Actor | None:
     return _CURRENT.get()
 
 
+def bind(actor: Actor) -> Token[Actor | None]:
+    """Bind ``actor`` until ``unbind`` (what ``acting`` does around a block)."""
+    return _CURRENT.set(actor)
+
+
+def unbind(token: Token[Actor | None]) -> None:
+    """Undo the ``bind`` that returned ``token``."""
+    _CURRENT.reset(token)
+
+
 @contextmanager
 def acting(actor: Actor) -> Iterator[Actor]:
     """Bind ``actor`` for the code inside the ``with`` block (and threads it copies into)."""
-    token = _CURRENT.set(actor)
+    token = bind(actor)
     try:
         yield actor
     finally:
-        _CURRENT.reset(token)
+        unbind(token)

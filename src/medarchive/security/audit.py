@@ -8,7 +8,8 @@ database's write lock (SQLite) or a row lock on the head (PostgreSQL), so the ch
 under concurrent writers. Events not tied to a write go to one writer thread per trail, which
 commits everything queued in one transaction (group commit); callers block on their ticket
 (``record``) or, over HTTP, queue it (``deferred``) and await it on the event loop
-(``Ticket.wait_async``), so no worker thread waits for the fsync. A failed append raises:
+(``Ticket.wait_async``; one hand-over per event loop and committed group), so no worker
+thread waits for the fsync. A failed append raises:
 callers fail the request (fail closed). ``append`` writes events inside
 a transaction the caller already holds (a FHIR write's own), so the change and its AuditEvent
 commit together or not at all. Each row's searchable values go to ``audit_ref`` in the same
@@ -26,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -164,7 +165,7 @@ class Ticket:
         self.queued = time.monotonic()
         self.error: BaseException | None = None
         self._cond = cond
-        self._wakers: list[Callable[[], None]] = []
+        self._wakers: list[asyncio.Future[None]] = []  # wait_async callers
 
     def _result(self) -> int:
         if self.error is not None:
@@ -184,32 +185,38 @@ class Ticket:
         ``early`` ticket returns at once (its failure stops the trail: ``AuditTrail.failed``)."""
         if self.early:
             return self.seq
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-
-        def wake() -> None:  # runs on the writer thread
-            with suppress(RuntimeError):  # the loop was closed meanwhile
-                loop.call_soon_threadsafe(_settle, future)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         with self._cond:
             if not self.done:
-                self._wakers.append(wake)
+                self._wakers.append(future)
             else:
-                _settle(future)
+                _settle([future])
         await future
         return self._result()
 
-    def _finish(self, error: BaseException | None) -> None:
-        """Called by the writer, holding the condition."""
+    def _finish(self, error: BaseException | None,
+                waiting: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]]) -> None:
+        """Called by the writer, holding the condition; the futures awaiting this ticket
+        join ``waiting`` (by event loop), which the writer settles group by group."""
         self.error = error
         self.done = True
-        for wake in self._wakers:
-            wake()
+        for future in self._wakers:
+            waiting.setdefault(future.get_loop(), []).append(future)
         self._wakers.clear()
 
 
-def _settle(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+def _settle(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
+
+
+def _wake(waiting: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]]) -> None:
+    """Settle the futures of a committed group: one hand-over per event loop, not one per
+    ticket (each costs the loop a wake-up)."""
+    for loop, futures in waiting.items():
+        with suppress(RuntimeError):  # the loop was closed meanwhile
+            loop.call_soon_threadsafe(_settle, futures)
 
 
 _DEFERRED: ContextVar[list[Ticket] | None] = ContextVar("medarchive_audit_deferred",
@@ -274,34 +281,43 @@ class AuditTrail:
         self._writer: threading.Thread | None = None
         self._stopping = False
         self._arriving = 0  # interactions under way that will record an event soon
+        self._durable = 0  # queued tickets that are not ``early``
         self._last_group = 1  # size of the last group: its callers are likely to come back
         self._last_commit_s = 0.0  # how long the last group commit took
         self._sql = db.sql
         self._lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
 
-    @contextmanager
-    def arriving(self) -> Iterator[None]:
-        """Around an interaction that will ``record`` one event: while it runs, a group commit
-        about to start waits for it to join (up to ``GATHER_S`` or half the last commit's
-        duration, at most ``MAX_GATHER_S``; and for as many events as the last group had),
-        so concurrent interactions share one durable commit instead of alternating between a
-        group of one and the rest."""
+    def arrive(self) -> Token[list[bool] | None] | None:
+        """Called as an interaction that will ``record`` one event starts (``leave`` when it
+        ends): while it runs, a group commit about to start waits for it to join (up to
+        ``GATHER_S`` or half the last commit's duration, at most ``MAX_GATHER_S``; and for as
+        many events as the last group had), so concurrent interactions share one durable
+        commit instead of alternating between a group of one and the rest. None for a batch
+        entry (the batch itself is already counted)."""
         outer = _ARRIVING.get()
-        if outer and outer[0]:  # a batch entry: the batch itself is already counted
-            yield
-            return
-        flag = [True]
-        token = _ARRIVING.set(flag)
+        if outer and outer[0]:
+            return None
+        token = _ARRIVING.set([True])
         with self._cond:
             self._arriving += 1
+        return token
+
+    @contextmanager
+    def arriving(self) -> Iterator[None]:
+        """``arrive`` and ``leave`` around a block."""
+        token = self.arrive()
         try:
             yield
         finally:
-            self._arrived(flag)
-            _ARRIVING.reset(token)
+            self.leave(token)
 
-    def _arrived(self, flag: list[bool]) -> None:
-        if flag[0]:
+    def leave(self, token: Token[list[bool] | None] | None) -> None:
+        """The interaction ``arrive`` counted has ended (its event queued, or none)."""
+        if token is None:
+            return
+        flag = _ARRIVING.get()
+        _ARRIVING.reset(token)
+        if flag and flag[0]:
             flag[0] = False
             with self._cond:
                 self._arriving -= 1
@@ -333,7 +349,14 @@ class AuditTrail:
                 self._writer = threading.Thread(target=self._run, name="audit-writer",
                                                 daemon=True)
                 self._writer.start()
-            if not ticket.early or len(self._queue) == 1:  # a gathering writer wakes anyway
+            if not ticket.early:
+                self._durable += 1
+            # wake the writer only when this ticket may end its wait (a gathering writer
+            # wakes at its deadline anyway): the first of a group, the first that waits for
+            # its commit, or the one the group was waiting for
+            if len(self._queue) == 1 or (not ticket.early and self._durable == 1) or (
+                    self._durable and self._arriving <= 0
+                    and len(self._queue) >= self._last_group):
                 self._cond.notify_all()
         return ticket
 
@@ -347,7 +370,7 @@ class AuditTrail:
                     if not self._queue:
                         return
                     self._gather()
-                    batch, self._queue = self._queue, []
+                    batch, self._queue, self._durable = self._queue, [], 0
                     self._last_group = len(batch)
                     error: BaseException | None = None
                     self._cond.release()
@@ -359,8 +382,10 @@ class AuditTrail:
                     finally:
                         self._cond.acquire()
                         self._last_commit_s = time.monotonic() - started
+                    waiting: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
                     for ticket in batch:
-                        ticket._finish(error)
+                        ticket._finish(error, waiting)
+                    _wake(waiting)
                     if error is not None and any(t.early for t in batch):
                         self.failed = error
                         log.critical("the audit trail lost acknowledged events; every "

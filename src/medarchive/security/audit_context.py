@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,15 +39,25 @@ class Pending:
 _PENDING: ContextVar[Pending | None] = ContextVar("medarchive_audit_pending", default=None)
 
 
+def start(actor: Actor, name: str) -> tuple[Pending, Token[Pending | None]]:
+    """Track the interaction ``name`` by ``actor`` until ``stop``."""
+    pending = Pending(actor, name)
+    return pending, _PENDING.set(pending)
+
+
+def stop(token: Token[Pending | None]) -> None:
+    """End the tracking ``start`` began (the enclosing interaction's comes back)."""
+    _PENDING.reset(token)
+
+
 @contextmanager
 def interaction(actor: Actor, name: str) -> Iterator[Pending]:
     """Track the interaction ``name`` by ``actor`` for the duration of the block."""
-    pending = Pending(actor, name)
-    token = _PENDING.set(pending)
+    pending, token = start(actor, name)
     try:
         yield pending
     finally:
-        _PENDING.reset(token)
+        stop(token)
 
 
 def current_name() -> str | None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl
@@ -28,7 +27,7 @@ from medarchive.errors import FhirError, Forbidden
 from medarchive.fhir.search.parse import parse_search
 from medarchive.fhir.search.query import Compartment, SearchQuery
 from medarchive.security import audit_context
-from medarchive.security.actor import SYSTEM, Actor, acting, bound_actor, current_actor
+from medarchive.security.actor import SYSTEM, Actor, bind, bound_actor, current_actor, unbind
 from medarchive.security.audit import AuditTrail, audit_event, defer
 from medarchive.security.authz import (
     InsufficientScope,
@@ -154,8 +153,12 @@ class Guard:
                                           "refused until the server is restarted"))
         # a batch entry waits for its event: the trail keeps the order of a batch's entries
         early = what.name in READS and audit_context.current_name() is None
-        with acting(who), audit_context.interaction(who, what.name) as pending, \
-                self._decision(who), self.trail.arriving():
+        bound = bind(who)  # plain set/reset, not nested with-blocks: this runs per request
+        pending, tracking = audit_context.start(who, what.name)
+        deciding = arrival = None
+        try:
+            deciding = self.abac.enter(who) if self.abac is not None else None
+            arrival = self.trail.arrive()
             try:
                 self.authorize(who, what, request)
                 response = handle(request)
@@ -195,10 +198,12 @@ class Guard:
                 return render_error(FhirError("the audit trail could not be written; the "
                                                 "request was refused"))
             return response
-
-    def _decision(self, actor: Actor) -> Any:
-        """The attribute-based decision shared by one interaction's checks."""
-        return self.abac.interaction(actor) if self.abac is not None else nullcontext()
+        finally:
+            self.trail.leave(arrival)
+            if deciding is not None and self.abac is not None:
+                self.abac.leave(deciding)
+            audit_context.stop(tracking)
+            unbind(bound)
 
     def authorize(self, actor: Actor, what: Interaction, request: Any) -> None:
         """403 unless ``actor`` may perform ``what`` (type level; instances are checked by

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 _SCOPE = re.compile(r"^(patient|user|system)/(\*|[A-Z][A-Za-z]{1,63})\.(read|write|\*|c?r?u?d?s?)$")
 V1 = {"read": frozenset("rs"), "write": frozenset("cud"), "*": frozenset("cruds")}
@@ -56,6 +57,7 @@ def parse_scope(text: str) -> Scope | None:
     return Scope(context, rtype, letters)
 
 
+@lru_cache(maxsize=1024)  # a few scope strings, parsed on every request (results immutable)
 def parse_scopes(text: str) -> tuple[tuple[Scope, ...], tuple[str, ...]]:
     """A space-separated scope string (RFC 6749 §3.3) as (resource scopes, other scopes)."""
     resource: list[Scope] = []

@@ -6,7 +6,10 @@ accepts only RS256 under one of our key ids: ``alg=none``, other algorithms, a w
 signature, a wrong issuer or audience, and expired tokens are all refused. Revoked token ids
 (RFC 7009) live in ``sec_jti`` until the token would have expired anyway. A token whose
 signature verified is remembered in a bounded LRU (``VerifiedTokens``), so a client's later
-requests skip the RSA check; expiry and ``sec_jti`` are still looked up on every request.
+requests skip the RSA check. Expiry is checked on every request; a token found unrevoked in
+``sec_jti`` is not looked up again for ``REVOCATION_RECHECK_S`` (a revocation made by this
+process takes effect at once, one made by another server process within that time, as
+entitlement changes do: ``access.PROFILE_TTL_S``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from medarchive.store.sql.database import Database
 
 ALGORITHM = "RS256"
 GRANT = "grant:"  # sec_jti key of a revoked app grant
+REVOCATION_RECHECK_S = 1  # how long "not revoked" is reused (server clock, seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,8 @@ class TokenService:
         self._sql = db.sql
         self._keys: dict[str, SigningKey] | None = None
         self._verified = VerifiedTokens()
+        self._unrevoked: dict[str, float] = {}  # jti -> until when "not revoked" is reused
+        self._revocations = 0  # revocations made by this process (a lookup older is stale)
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -171,15 +177,23 @@ class TokenService:
     def verify(self, token: str) -> dict[str, Any]:
         """The claims of a valid, unexpired, unrevoked token of ours; 401 otherwise. The
         signature check (about 0.6 ms of RSA) is remembered per token (``VerifiedTokens``);
-        expiry and revocation are checked on every call."""
+        expiry is checked on every call, revocation at most every ``REVOCATION_RECHECK_S``."""
         claims = self._verified.get(token)
         if claims is None:
             claims = self._signed_claims(token)
             self._verified.put(token, claims)
-        if int(claims["exp"]) <= int(self.now().timestamp()):
+        now = self.now().timestamp()
+        if int(claims["exp"]) <= int(now):
             raise Unauthorized("the access token has expired")
-        if self.used(str(claims["jti"]), GRANT + str(claims.get("grant", ""))):
-            raise Unauthorized("the access token was revoked")
+        jti = str(claims["jti"])
+        if self._unrevoked.get(jti, 0.0) <= now:
+            seen = self._revocations
+            if self.used(jti, GRANT + str(claims.get("grant", ""))):
+                raise Unauthorized("the access token was revoked")
+            if len(self._unrevoked) >= self._verified.size:
+                self._unrevoked.clear()
+            if seen == self._revocations:  # no revocation here while it was looked up
+                self._unrevoked[jti] = now + REVOCATION_RECHECK_S
         return dict(claims)
 
     def _signed_claims(self, token: str) -> dict[str, Any]:
@@ -208,6 +222,13 @@ class TokenService:
 
     def remember(self, jti: str, expires: int) -> bool:
         """Record a one-time id; False when it was already recorded (replay)."""
+        try:
+            return self._remember(jti, expires)
+        finally:  # once committed, a revocation (of a token or a grant) counts from now
+            self._revocations += 1
+            self._unrevoked.clear()
+
+    def _remember(self, jti: str, expires: int) -> bool:
         try:
             with self.db.writing() as cur:
                 if secrets.randbelow(100) == 0:  # now and then, forget ids that have expired
