@@ -11,6 +11,9 @@ import orjson
 import pytest
 
 from medarchive.errors import BadRequest, Gone, NotFound
+from medarchive.fhir.search.parse import parse_search
+from medarchive.fhir.search.query import SearchQuery
+from medarchive.service import search_engine
 from medarchive.service.search_engine import (
     SearchResult,
     compartment_search,
@@ -18,6 +21,7 @@ from medarchive.service.search_engine import (
     execute_search,
 )
 from medarchive.store.base import Change, Store
+from medarchive.store.sql.store import SqlStore
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -83,6 +87,31 @@ def test_paging_totals_and_self_params(hospital: Store, spec: Any) -> None:
     assert search(hospital, spec, "Patient", "_offset=3&_total=accurate").total == 7
     with pytest.raises(BadRequest):
         search(hospital, spec, "Patient", "_total=maybe")
+
+
+def test_default_total_is_exact_up_to_a_bound(hospital: Store, spec: Any,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ``_total`` a first page counts exactly up to ``EXACT_TOTAL`` matches; beyond,
+    PostgreSQL stops counting and gives its estimate (no ``last`` link), other stores count
+    on; ``_total=accurate`` and ``_summary=count`` always count every match."""
+    monkeypatch.setattr(search_engine, "EXACT_TOTAL", 4)
+    bounded = isinstance(hospital, SqlStore) and hospital.db.dialect == "postgresql"
+    small = search(hospital, spec, "Patient", "gender=female&_count=2")  # 4 matches
+    assert small.total == 4 and small.last_offset == 2
+    large = search(hospital, spec, "Patient", "_count=2")  # 7 matches
+    if bounded:
+        assert large.total is not None and large.total >= 5 and large.last_offset is None
+    else:
+        assert large.total == 7 and large.last_offset == 6
+    exact = search(hospital, spec, "Patient", "_count=2&_total=accurate")
+    assert exact.total == 7 and exact.last_offset == 6
+    assert search(hospital, spec, "Patient", "_summary=count").total == 7
+    if bounded:  # the bounded count itself: min(count, limit), narrowed like the search
+        assert hospital.count(SearchQuery("Patient"), 4) == 4
+        assert hospital.count(SearchQuery("Patient"), 100) == 7
+        observations = parse_search(spec, "Observation", [("subject", "Patient/p1")],
+                                    default_count=3, max_count=5).query
+        assert hospital.count(observations, 2) == 2 and hospital.count(observations, 9) == 3
 
 
 def test_summary_count(hospital: Store, spec: Any) -> None:

@@ -157,9 +157,10 @@ class Repository:
         """``query`` with the authorization predicates of the acting actor added."""
         return self.guard.narrow(query) if self.guard is not None else query
 
-    def count(self, query: SearchQuery) -> int:
-        """How many resources match (Bundle.total, R4 §3.1.1.3), narrowed like ``search``."""
-        return self.store.count(self.narrow(query))
+    def count(self, query: SearchQuery, limit: int | None = None) -> int:
+        """How many resources match (Bundle.total, R4 §3.1.1.3), narrowed like ``search``;
+        ``limit`` as in ``Store.count``."""
+        return self.store.count(self.narrow(query), limit)
 
     def history(self, query: HistoryQuery) -> list[Version]:
         """Versions newest first (R4 §3.1.0.9 history)."""

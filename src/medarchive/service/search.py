@@ -145,9 +145,9 @@ class Narrowed:
             self.repository.guard.touched(found)
         return found
 
-    def count(self, query: SearchQuery) -> int:
-        """The narrowed total."""
-        return self.store.count(self.narrow(query))
+    def count(self, query: SearchQuery, limit: int | None = None) -> int:
+        """The narrowed total (``limit`` as in ``Store.count``)."""
+        return self.store.count(self.narrow(query), limit)
 
     def estimate(self, query: SearchQuery) -> int:
         """The store's estimate of the narrowed total."""

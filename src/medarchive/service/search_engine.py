@@ -5,7 +5,8 @@ R4 Search §3.1.1: parameters are parsed (``fhir.search.parse``), unknown ones a
 with ``strict`` (``Prefer: handling=strict``, §3.1.1.3), refused; the store finds one page of
 matches in its own query; ``_include``/``_revinclude`` (§3.1.1.5.14) add the resources the page
 refers to or is referred by, never more than ``max_include``; ``_total`` (§3.1.1.3) chooses
-between an exact count (the default on a first page), a planner estimate and none; and
+between an exact count, a planner estimate and none (the default on a first page: exact up
+to ``EXACT_TOTAL`` matches, an estimate beyond where the store has one); and
 ``_summary=count`` asks for the count alone. Nothing here reads more than one page of results.
 """
 
@@ -43,6 +44,10 @@ PRESENTATION = ("_summary", "_elements", "_format", "_pretty")
 UNSUPPORTED = ("_contained", "_containedType")
 TOTAL_MODES = ("none", "estimate", "accurate")
 MAX_INCLUDE = 1000
+EXACT_TOTAL = 10_000
+"""Without ``_total``, a first page counts its matches exactly up to this many; beyond it the
+store may stop counting and Bundle.total is the store's estimate (R4 §3.1.1.3 leaves the
+default to the server; ``_total=accurate`` always counts every match)."""
 MAX_ITERATIONS = 8
 
 
@@ -54,7 +59,7 @@ class Searchable(Protocol):
 
     def search(self, query: SearchQuery) -> list[Version]: ...
 
-    def count(self, query: SearchQuery) -> int: ...
+    def count(self, query: SearchQuery, limit: int | None = None) -> int: ...
 
     def estimate(self, query: SearchQuery) -> int: ...
 
@@ -156,15 +161,23 @@ def run_query(store: Searchable, query: SearchQuery, *, resource_type: str | Non
         page = store.search(replace(query, count=count + 1, offset=offset))
         more = len(page) > count
         matches = page[:count]
+    estimated = False
     if mode == "accurate":  # a page that is not full ends the matches: no second pass
         ended = count > 0 and not more and (matches or offset == 0)
-        total = offset + len(matches) if ended else store.count(query)
+        if ended:
+            total = offset + len(matches)
+        elif total_mode is None and not summary_count:  # the default: exact up to a bound
+            total = store.count(query, EXACT_TOTAL + 1)
+            if total == EXACT_TOTAL + 1:  # it stopped counting (or exactly that many match)
+                total, estimated = max(total, store.estimate(query)), True
+        else:
+            total = store.count(query)
     included: list[Version] = []
     truncated = False
     if includes and matches:
         included, truncated = include_resources(store, matches, includes, limit=max_include)
     last = None
-    if total is not None and mode == "accurate" and count > 0:
+    if total is not None and mode == "accurate" and not estimated and count > 0:
         last = max(0, (total - 1) // count * count)
     return SearchResult(
         resource_type=resource_type, matches=tuple(matches), included=tuple(included),

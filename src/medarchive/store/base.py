@@ -139,8 +139,10 @@ class Store(Protocol):
         by query.sort, then storage (creation) order."""
         ...
 
-    def count(self, query: SearchQuery) -> int:
-        """How many resources ``search`` would return without count/offset."""
+    def count(self, query: SearchQuery, limit: int | None = None) -> int:
+        """How many resources ``search`` would return without count/offset. With ``limit``
+        the store may stop counting there: the result is then ``limit`` when at least that
+        many match, and the exact count otherwise (a store may always count exactly)."""
         ...
 
     def estimate(self, query: SearchQuery) -> int:

@@ -163,7 +163,7 @@ class MemoryStore:
             hits = self._matches(query)
             return [c.version for c in hits[query.offset:query.offset + query.count]]
 
-    def count(self, query: SearchQuery) -> int:
+    def count(self, query: SearchQuery, limit: int | None = None) -> int:
         with self._lock:
             return len(self._matches(replace(query, sort=())))
 

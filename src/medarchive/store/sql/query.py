@@ -187,6 +187,15 @@ def _one_row_each(driver: Predicate) -> bool:
         isinstance(value, TokenValue) and value.system is not None and value.code is not None
 
 
+def bounded_count_sql(query: SearchQuery, limit: int, dialect: str = "sqlite",
+                      blind: BlindIndex | None = None) -> tuple[str, list[Any]]:
+    """``count_sql`` that stops after ``limit`` matches: min(count, limit)."""
+    driver = _driver(query)
+    one_each = driver is not None and blind is None and _one_row_each(driver)
+    sql, params = matches_sql(query, dialect, distinct=not one_each, blind=blind)
+    return f"SELECT COUNT(*) FROM ({sql} LIMIT ?) m", [*params, limit]
+
+
 def matches_sql(query: SearchQuery, dialect: str = "sqlite", *, distinct: bool = True,
                 blind: BlindIndex | None = None) -> tuple[str, list[Any]]:
     """The rids of every match, unordered (what ``count_sql`` counts); without ``distinct``

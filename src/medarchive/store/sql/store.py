@@ -61,6 +61,7 @@ from medarchive.store.sql.query import (
     KEY_JOIN,
     SELECT_VERSION,
     VERSION_COLUMNS,
+    bounded_count_sql,
     count_sql,
     include_sql,
     matches_sql,
@@ -368,8 +369,14 @@ class SqlStore:
                         [*params, self.date_probe])
             return int(cur.fetchone()[0]) >= self.date_probe
 
-    def count(self, query: SearchQuery) -> int:
-        sql, params = count_sql(query, self.db.dialect, self._blind, date_index=self.date_index)
+    def count(self, query: SearchQuery, limit: int | None = None) -> int:
+        """The exact count; with ``limit`` on PostgreSQL, counting stops at ``limit``. SQLite
+        has no planner estimate to fall back on beyond it, so it always counts exactly."""
+        if limit is not None and self.db.dialect == "postgresql":
+            sql, params = bounded_count_sql(query, limit, self.db.dialect, self._blind)
+        else:
+            sql, params = count_sql(query, self.db.dialect, self._blind,
+                                    date_index=self.date_index)
         with self.db.reading() as cur:
             cur.execute(self._sql(sql), params)
             return int(cur.fetchone()[0])
