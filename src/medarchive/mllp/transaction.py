@@ -22,7 +22,7 @@ import contextlib
 import itertools
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
@@ -130,23 +130,22 @@ class SharedTransaction:
         savepoint of its own (two round trips fewer on PostgreSQL), since one statement is
         atomic by itself and a failure of it propagates to the caller's savepoint (the
         committer's, per message), which undoes it; outside a group its own transaction."""
-        connection = self._held()
-        if connection is None:
-            with self.db.writing() as cursor:
-                yield cursor
-            return
-        cursor = connection.cursor()
-        try:
+        with self._group_cursor(self.db.writing) as cursor:
             yield cursor
-        finally:
-            cursor.close()
 
     @contextmanager
     def reading(self) -> Iterator[Any]:
         """A read that sees the open group's own uncommitted writes."""
+        with self._group_cursor(self.db.reading) as cursor:
+            yield cursor
+
+    @contextmanager
+    def _group_cursor(self, outside: Callable[[], AbstractContextManager[Any]]
+                      ) -> Iterator[Any]:
+        """A cursor of the open group's transaction, else one of ``outside()``."""
         connection = self._held()
         if connection is None:
-            with self.db.reading() as cursor:
+            with outside() as cursor:
                 yield cursor
             return
         cursor = connection.cursor()
