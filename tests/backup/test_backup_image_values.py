@@ -7,14 +7,10 @@ from __future__ import annotations
 
 import sqlite3
 import tempfile
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import psycopg
-import pytest
 from backup_helpers import at, family_indexer, put
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -36,18 +32,6 @@ integers = st.integers(-(2 ** 63), 2 ** 63 - 1)
 doubles = st.floats(allow_nan=False, allow_infinity=False)
 SETTINGS = settings(max_examples=12, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-@pytest.fixture
-def schema(postgres_url: str) -> Iterator[str]:
-    """A fresh PostgreSQL schema's URL, reused by the examples of a test."""
-    name = "t_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {name}")
-    sep = "&" if "?" in postgres_url else "?"
-    yield f"{postgres_url}{sep}options={quote(f'-csearch_path={name}')}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {name} CASCADE")
 
 
 def _source_rows(path: Path) -> dict[str, tuple[list[str], list[tuple[Any, ...]]]]:
@@ -72,7 +56,7 @@ DATES = st.lists(st.tuples(texts, integers, integers), max_size=30)
 @SETTINGS
 @given(strings=STRINGS, tokens=TOKENS, numbers=NUMBERS, dates=DATES)
 def test_a_restore_into_postgres_keeps_every_index_value(
-        schema: str, strings: list[tuple[Any, ...]],
+        postgres_schema_url: str, strings: list[tuple[Any, ...]],
         tokens: list[tuple[Any, ...]], numbers: list[tuple[Any, ...]],
         dates: list[tuple[Any, ...]]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,8 +79,8 @@ def test_a_restore_into_postgres_keeps_every_index_value(
         create_backup(source.db, folder / "b", key)
         source.close()
         expected = _source_rows(folder / "source.db")
-        restore(plan_restore(folder / "b", key), key, schema, force=True)
-    with psycopg.connect(schema) as pg:
+        restore(plan_restore(folder / "b", key), key, postgres_schema_url, force=True)
+    with psycopg.connect(postgres_schema_url) as pg:
         for table, (names, rows) in expected.items():
             got = pg.execute(f"SELECT {', '.join(names)} FROM {table}").fetchall()
             assert sorted(got, key=repr) == rows, table

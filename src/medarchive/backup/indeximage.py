@@ -131,16 +131,16 @@ class ImageCopy:
         self.thread.join()
 
 
-def _read_uri(path: Path) -> str:
-    """The read-only URI of an assembled image: through the sealed VFS when it was written
-    sealed (``sealedfile.write_pieces``, an image assembled on a disk)."""
-    return (sealedfile.uri(path) + "&mode=ro" if sealedfile.keyed(path)
-            else f"file:{path}?mode=ro")
+def _uri(path: Path, read_only: bool = False) -> str:
+    """The URI of an assembled image: through the sealed VFS when it was written sealed
+    (``sealedfile.write_pieces``, an image assembled on a disk)."""
+    if sealedfile.keyed(path):
+        return sealedfile.uri(path) + ("&mode=ro" if read_only else "")
+    return f"file:{path}?mode=ro" if read_only else str(path)
 
 
 def attach(cur: Any, path: Path) -> None:
-    cur.execute(f"ATTACH DATABASE ? AS {SCHEMA}",
-                (sealedfile.uri(path) if sealedfile.keyed(path) else str(path),))
+    cur.execute(f"ATTACH DATABASE ? AS {SCHEMA}", (_uri(path),))
     cur.execute(f"PRAGMA {SCHEMA}.journal_mode=OFF")  # a scratch file: no rollback needed
     cur.execute(f"PRAGMA {SCHEMA}.synchronous=OFF")
 
@@ -166,7 +166,7 @@ def copy_table(cur: Any, name: str, into: str, source: str,
 def image_tables(path: Path) -> set[str]:
     """The tables of an assembled image; a file that is no SQLite database is a BackupError."""
     try:
-        conn = sqlite3.connect(_read_uri(path), uri=True)
+        conn = sqlite3.connect(_uri(path, read_only=True), uri=True)
         try:
             rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
         finally:
@@ -182,7 +182,7 @@ def image_chunks(path: Path, table: Table,
     order (for a restore into PostgreSQL, and for ``backup verify``); ``ordered``: in the
     order of one of its indexes (schema.build_order: PostgreSQL builds it from sorted rows;
     SQLite puts NULLs first, PostgreSQL last, so a key with NULLs is only partly sorted)."""
-    conn = sqlite3.connect(_read_uri(path), uri=True)
+    conn = sqlite3.connect(_uri(path, read_only=True), uri=True)
     try:
         order = build_order(conn.cursor(), "sqlite", table.name) if ordered else None
         cur = conn.execute(f"SELECT {', '.join(table.column_names)} FROM {table.name}"

@@ -117,7 +117,6 @@ class Abac:
         """Close the decision ``enter`` opened."""
         _DECISION.reset(token)
 
-
     def decision(self) -> Decision | None:
         """The current actor's decision (the interaction's, or a fresh one)."""
         actor = current_actor()

@@ -41,8 +41,7 @@ from medarchive.store.sql.blinding import blind_value_sql, index_target, prefix_
 TABLES = {"token": "idx_token", "string": "idx_string", "reference": "idx_reference",
           "date": "idx_date", "number": "idx_number", "quantity": "idx_quantity",
           "uri": "idx_uri", "composite": "idx_composite", "text": "idx_string"}
-PRESENCE_TABLES = ("idx_param", "idx_token", "idx_string", "idx_reference", "idx_date",
-                   "idx_number", "idx_quantity", "idx_uri", "idx_composite")
+PRESENCE_TABLES = ("idx_param", *dict.fromkeys(TABLES.values()))
 """Where ``:missing`` looks for a parameter's value: a row under its own name in a typed table
 (the indexer writes one only for a parameter with a value), or in ``idx_param``, which holds
 the parameters with a value but no such row (``store.sql.indexing.index_rows``)."""
