@@ -78,7 +78,8 @@ def test_every_scenario_recovers_on_postgresql(tmp_path: Path, postgres_schema_u
     assert by_name["mass-delete"].lost_versions == by_name["mass-delete"].restored_resources // 2
     assert "escrow" in by_name["lost-key"].detail and "escrow" in by_name["ransomware"].detail
     assert state(live) == before
-    assert _schemas(postgres_schema_url, "drill\\_%") == []  # every copy dropped afterwards
+    own = drill._prefix.replace("_", "\\_") + "%"  # not a concurrent test's drill
+    assert _schemas(postgres_schema_url, own) == []  # every copy dropped afterwards
     json_path, page = write_report(results, tmp_path / "report.json", postgres_schema_url)
     assert orjson.loads(json_path.read_bytes())["passed"]
     assert "| corrupted-database |" in page.read_text()
