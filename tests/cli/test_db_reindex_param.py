@@ -127,6 +127,40 @@ def test_modifier_rows_and_dates_come_back_with_their_parameter(database_url: st
         store.close()
 
 
+@BACKENDS
+def test_a_union_parameters_old_rows_are_deleted(database_url: str, spec: Any,
+                                                 indexer: Any) -> None:
+    """``combo-code`` is searched through ``code`` and ``component-code``
+    (``fhir.search.unions``): its reindex deletes the rows earlier versions wrote under its
+    name and writes none."""
+    store = open_store(database_url, indexer)
+    try:
+        assert isinstance(store, SqlStore)
+        write(store, [{"resourceType": "Observation", "id": f"o{n}", "status": "final",
+                       "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}}
+                      for n in range(3)])
+        assert rows(store, "idx_token", "combo-code") == 0
+        tokens = rows(store, "idx_token")
+        with store.db.writing() as cur:  # as an earlier version wrote them
+            cur.execute(store.db.sql(
+                "INSERT INTO idx_token (rid, res_type, param, system, code, display) "
+                "SELECT rid, res_type, 'combo-code', system, code, display FROM idx_token "
+                "WHERE param = 'code'"))
+            cur.execute(store.db.sql(
+                "INSERT INTO idx_string (rid, res_type, param, value, exact) "
+                "SELECT rid, res_type, 'combo-code:text', value, exact FROM idx_string "
+                "WHERE param = 'code:text'"))
+        assert rows(store, "idx_token", "combo-code") == 3
+        result = run(database_url, "--param", "combo-code")
+        assert result.exit_code == 0, result.output
+        assert rows(store, "idx_token", "combo-code") == 0
+        assert rows(store, "idx_string", "combo-code:text") == 0
+        assert rows(store, "idx_token") == tokens
+        assert count(store, spec, "Observation", "combo-code", "8867-4") == 3
+    finally:
+        store.close()
+
+
 def test_a_parameters_entries_include_its_modifier_names(spec: Any, indexer: Any) -> None:
     observation = {"resourceType": "Observation", "id": "o1", "status": "final",
                    "code": {"text": "Heart rate",

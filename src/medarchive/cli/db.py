@@ -124,10 +124,17 @@ def _whole(store: Any, job: str, resource_type: str | None) -> Run:
     return functools.partial(store.reindex, job=job, resource_type=resource_type)
 
 
+def _no_rows(resource: dict[str, Any]) -> Any:
+    """The index entries of a union parameter (``fhir.search.unions``): none."""
+    from medarchive.fhir.search.entries import IndexEntries
+    return IndexEntries()
+
+
 def _one_param(store: Any, spec: Any, job: str, param: str, resource_type: str | None) -> Run:
     """Only ``param``'s rows, for the resources of its base types (of ``resource_type``)."""
     from medarchive.fhir.search.custom import only_param, param_types
     from medarchive.fhir.search.index import build_indexer
+    from medarchive.fhir.search.unions import union_sources
     from medarchive.store.sql.paramindex import param_job_key
 
     types = [t for t in param_types(spec, param) if resource_type in (None, t)]
@@ -136,6 +143,10 @@ def _one_param(store: Any, spec: Any, job: str, param: str, resource_type: str |
                                                       if resource_type else ""))
     if not hasattr(store, "reindex_param"):
         fail("--param needs a SQLite or PostgreSQL store")
-    indexer = build_indexer(only_param(spec, param), full_text=param in ("_text", "_content"))
+    if all(param in union_sources(spec, t) for t in types):  # searched through its sources:
+        indexer: Any = _no_rows  # rows written under its name by earlier versions are deleted
+    else:
+        indexer = build_indexer(only_param(spec, param), full_text=param in ("_text",
+                                                                             "_content"))
     return functools.partial(store.reindex_param, indexer, param, types,
                              job=param_job_key(job, param, resource_type))

@@ -13,7 +13,7 @@ every Observation search parameter) cost about 2 ms of CPU each; here each kind 
   of random readings of every kind through the full validator.
 - the index rows, as the SQL store writes them (``store.sql.indexing.index_rows``, blinded
   when encrypting): those of the parameters that do not depend on the reading (``code``,
-  ``category``, ``status``, ``combo-code``, ``component-code``, their ``:text`` rows,
+  ``category``, ``status``, ``component-code``, their ``:text`` rows,
   ``_content``..., and the ``idx_param`` rows: none for these kinds) are extracted once per
   kind by the generic indexer from a sample Observation and kept as rows; those of the
   parameters that do (``VARIABLE``) are made directly with the generic extractor's own leaf
@@ -65,9 +65,9 @@ from medarchive.store.sql.indexing import IndexRows, index_rows
 
 # Observation search parameters whose rows depend on the reading; every other parameter's rows
 # are the same for all readings of one kind.
-VALUE_PARAMS = ("value-quantity", "combo-value-quantity", "component-value-quantity")
-CODE_VALUE_PARAMS = ("code-value-quantity", "combo-code-value-quantity",
-                     "component-code-value-quantity")
+# (the ``combo-*`` unions of these have no rows of their own: ``fhir.search.unions``)
+VALUE_PARAMS = ("value-quantity", "component-value-quantity")
+CODE_VALUE_PARAMS = ("code-value-quantity", "component-code-value-quantity")
 OBSERVATION = "Observation"
 VARIABLE = frozenset({"identifier", "subject", "patient", "device", "date", *VALUE_PARAMS,
                       *CODE_VALUE_PARAMS})
@@ -179,7 +179,7 @@ class VitalSigns:
         if kind == "blood_pressure":
             value_params, code_params = VALUE_PARAMS[1:], CODE_VALUE_PARAMS[1:]
         else:
-            value_params, code_params = VALUE_PARAMS[:2], CODE_VALUE_PARAMS[:2]
+            value_params, code_params = VALUE_PARAMS[:1], CODE_VALUE_PARAMS[:1]
         quantities = [_named(param, _quantity(unit, value))
                       for param in value_params for value in values]
         composites = []

@@ -17,7 +17,7 @@ from medarchive.errors import AlreadyApplied, VersionConflict
 from medarchive.fhir.search.clauses import ClauseMatcher
 from medarchive.fhir.search.entries import IndexEntries
 from medarchive.fhir.search.match import sort_value
-from medarchive.fhir.search.query import Include, SearchQuery
+from medarchive.fhir.search.query import Include, SearchQuery, SortKey
 from medarchive.store.base import (
     Change,
     HistoryQuery,
@@ -154,8 +154,7 @@ class MemoryStore:
                 if (not types or current.resource_type in types)
                 and all(matcher.matches(current, clause) for clause in query.predicates)]
         for key in reversed(query.sort):
-            hits.sort(key=partial(_sort_key, param=key.param, kind=key.kind,
-                                  descending=key.descending), reverse=key.descending)
+            hits.sort(key=partial(_sort_key, key=key), reverse=key.descending)
         return hits
 
     def search(self, query: SearchQuery) -> list[Version]:
@@ -240,13 +239,13 @@ class MemoryStore:
         """Nothing to release."""
 
 
-def _sort_key(current: _Current, param: str, kind: str, descending: bool) -> tuple[int, Any]:
+def _sort_key(current: _Current, key: SortKey) -> tuple[int, Any]:
     """Missing values sort last in both directions, as most servers do."""
-    if param == "_id":
+    if key.param == "_id":
         return (0, current.version.id)
-    if param == "_lastUpdated":
+    if key.param == "_lastUpdated":
         return (0, to_micros(current.version.last_updated))
-    value = sort_value(current.entries, kind, param, descending)
+    value = sort_value(current.entries, key.kind, key.stored, key.descending)
     if value is None:
-        return (-1, "") if descending else (1, "")
+        return (-1, "") if key.descending else (1, "")
     return (0, value)

@@ -25,10 +25,12 @@ class Param:
     type: str
     targets: tuple[str, ...] = ()
     components: tuple[tuple[str, str], ...] = ()
+    expression: str | None = None  # none: never a union (``fhir.search.unions``)
+    url: str = "urn:test"
 
 
 class FakeSpec:
-    """Only what the parser asks of the spec: parameter types and resource type names."""
+    """Only what the parser asks of the spec: parameters and resource type names."""
 
     params = {"Patient": {"identifier": Param("token"), "name": Param("string"),
                           "birthdate": Param("date"), "general-practitioner": Param("reference"),

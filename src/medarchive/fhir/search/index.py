@@ -14,9 +14,11 @@ bound value set implies (§3.1.1.5.10: "the system is implied by the binding"), 
 Extraction is on the write path of every ingestion, so it is compiled per resource type: the
 plan of a type knows which top-level keys each parameter reads (``fhir.search.paths``) and, per
 set of keys a resource has, which parameters can select anything at all; the others are not
-evaluated. A value several parameters select (``Observation.code`` feeds ``code``,
-``combo-code`` and four composites) is converted once. Rows are built as plain tuples, made
-unique, and only then typed; equal entries are shared between resources (they are immutable).
+evaluated. A value several parameters select (``Observation.code`` feeds ``code`` and the
+composites) is converted once. Parameters that are unions of others (``combo-code``,
+``fhir.search.unions``) are not extracted: their searches read the others' rows. Rows are
+built as plain tuples, made unique, and only then typed; equal entries are shared between
+resources (they are immutable).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from medarchive.fhir.search.extract import (
 from medarchive.fhir.search.normalize import normalize_string
 from medarchive.fhir.search.paths import PathExpression, compile_composite, compile_path
 from medarchive.fhir.search.text import content_words, text_words
+from medarchive.fhir.search.unions import union_sources
 from medarchive.fhir.search.units import UCUM, number_range
 
 log = logging.getLogger(__name__)
@@ -450,11 +453,12 @@ class Indexer:
     def _plan(self, resource_type: str) -> tuple[_Param, ...]:
         plan = self._plans.get(resource_type)
         if plan is None:
+            unions = union_sources(self._spec, resource_type)  # searched through their sources
             plan = tuple(self._compile_param(resource_type, code, param)
                          for code, param in sorted(self._spec.search_params(
                              resource_type).items())
                          if param.type in SEARCHABLE_TYPES and param.expression and code not in (
-                             "_id", "_lastUpdated"))
+                             "_id", "_lastUpdated") and code not in unions)
             self._plans[resource_type] = plan
         return plan
 

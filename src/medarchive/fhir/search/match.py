@@ -9,7 +9,8 @@ searched value.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import replace
 from typing import Any
 
 from medarchive.fhir.search.entries import CompositeEntry, IndexEntries
@@ -239,33 +240,37 @@ def predicate_matches(entries: IndexEntries, resource_id: str, last_updated: int
     """R4 Search: OR across a predicate's values; ``:missing``, ``:not`` and ``:not-in`` as
     §3.1.1.5.5 says (a resource without the element matches ``:not``)."""
     if predicate.missing is not None:
-        return (predicate.param not in entries.params) == predicate.missing
-    hit = any(value_matches(entries, resource_id, last_updated, predicate, value)
-              for value in predicate.values)
+        present = any(param in entries.params for param in predicate.stored)
+        return (not present) == predicate.missing
+    singles = [replace(predicate, param=param, sources=()) for param in predicate.sources] \
+        if predicate.sources else [predicate]
+    hit = any(value_matches(entries, resource_id, last_updated, single, value)
+              for single in singles for value in predicate.values)
     return not hit if predicate.modifier in NEGATING else hit
 
 
-def sort_value(entries: IndexEntries, kind: str, param: str,
+def sort_value(entries: IndexEntries, kind: str, params: Collection[str],
                descending: bool) -> float | str | None:
-    """The value a resource sorts by for one search parameter (R4 Search §3.1.1.4.3 "_sort"):
-    its smallest value ascending, its largest descending (a date's low or high bound)."""
+    """The value a resource sorts by for one search parameter, read from the rows of
+    ``params`` (``SortKey.stored``) (R4 Search §3.1.1.4.3 "_sort"): its smallest value
+    ascending, its largest descending (a date's low or high bound)."""
     pick: Callable[..., Any] = max if descending else min
     values: list[Any]
     if kind == "string":
-        values = [e.value for e in entries.strings if e.param == param]
+        values = [e.value for e in entries.strings if e.param in params]
     elif kind == "token":
-        values = [e.code for e in entries.tokens if e.param == param and e.code is not None]
+        values = [e.code for e in entries.tokens if e.param in params and e.code is not None]
     elif kind == "date":
-        values = [(e.high if descending else e.low) for e in entries.dates if e.param == param]
+        values = [(e.high if descending else e.low) for e in entries.dates if e.param in params]
     elif kind == "number":
-        values = [e.value for e in entries.numbers if e.param == param]
+        values = [e.value for e in entries.numbers if e.param in params]
     elif kind == "quantity":
-        values = [e.value for e in entries.quantities if e.param == param]
+        values = [e.value for e in entries.quantities if e.param in params]
     elif kind == "uri":
-        values = [e.value for e in entries.uris if e.param == param]
+        values = [e.value for e in entries.uris if e.param in params]
     elif kind == "reference":
         values = [f"{e.target_type}/{e.target_id}" for e in entries.references
-                  if e.param == param and e.target_id]
+                  if e.param in params and e.target_id]
     else:
-        raise ValueError(f"cannot sort by {kind} parameter {param}")
+        raise ValueError(f"cannot sort by {kind} parameters {params}")
     return pick(values) if values else None

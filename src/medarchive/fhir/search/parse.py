@@ -10,7 +10,7 @@ caller can apply ``Prefer: handling=strict|lenient`` (§3.1.1.3).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from medarchive.errors import BadRequest, NotImplementedYet
@@ -32,6 +32,7 @@ from medarchive.fhir.search.query import (
     Value,
 )
 from medarchive.fhir.search.text import words
+from medarchive.fhir.search.unions import union_sources
 from medarchive.fhir.search.values import split_on, split_values, unescape
 
 __all__ = ["MODIFIERS", "RESULT_PARAMS", "ParsedSearch", "parse_clause", "parse_search",
@@ -73,7 +74,9 @@ def _sort(spec: Any, resource_type: str | None, text: str) -> tuple[SortKey, ...
         param = params.get(name)
         if param is None or param.type not in INDEXED_TYPES:
             raise BadRequest(f"cannot sort by {name!r}: not a sortable search parameter")
-        keys.append(SortKey(name, param.type, descending))
+        keys.append(SortKey(name, param.type, descending,
+                            union_sources(spec, resource_type).get(name, ()) if resource_type
+                            else ()))
     return tuple(keys)
 
 
@@ -128,7 +131,20 @@ class _Parser:
         param = self.params(resource_type, types).get(code)
         if param is None or param.type not in SEARCHABLE_TYPES:
             return None
-        return self._predicate(code, param, modifier, text)
+        predicate = self._predicate(code, param, modifier, text)
+        sources = self._sources(code, resource_type, types)
+        return replace(predicate, sources=sources) if sources else predicate
+
+    def _sources(self, code: str, resource_type: str | None, types: Sequence[str]
+                 ) -> tuple[str, ...]:
+        """``Predicate.sources`` of parameter ``code``: on a search of several types, every
+        type's (a type where it is no union reads its own rows)."""
+        if resource_type:
+            return union_sources(self.spec, resource_type).get(code, ())
+        each = [union_sources(self.spec, t).get(code, ()) for t in types]
+        if not any(each):
+            return ()
+        return tuple(sorted({name for found in each for name in (found or (code,))}))
 
     def _resource_column(self, code: str, modifier: str, text: str) -> Predicate:
         kind = "id" if code == "_id" else "lastUpdated"

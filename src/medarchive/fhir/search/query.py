@@ -111,6 +111,8 @@ class Predicate:
     ``modifier`` is one of exact contains text not above below in not-in of-type identifier
     (None for a plain search); ``missing`` is set for ``:missing=true|false``.
     ``components`` names the component kinds of a composite parameter, in order.
+    ``sources`` names the parameters whose index rows are read instead of the parameter's own
+    when it is the union of others (``fhir.search.unions``); empty for the others.
     """
 
     param: str
@@ -119,6 +121,12 @@ class Predicate:
     modifier: str | None = None
     missing: bool | None = None
     components: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+
+    @property
+    def stored(self) -> tuple[str, ...]:
+        """The parameters whose index rows answer this predicate."""
+        return self.sources or (self.param,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +196,12 @@ class SortKey:
     param: str  # "_id", "_lastUpdated" or a search parameter code
     kind: str
     descending: bool = False
+    sources: tuple[str, ...] = ()  # as ``Predicate.sources``
+
+    @property
+    def stored(self) -> tuple[str, ...]:
+        """The parameters whose index rows give the sort values."""
+        return self.sources or (self.param,)
 
 
 @dataclass(frozen=True, slots=True)

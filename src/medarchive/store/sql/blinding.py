@@ -25,13 +25,16 @@ from medarchive.fhir.search.query import (
 _WHY = "with encryption at rest its values are kept only as blind indexes (docs/encryption.md)"
 
 
-def index_target(predicate: Predicate, tables: dict[str, str]) -> tuple[str, str, str]:
-    """(param, table, kind) of the index rows a predicate reads, modifiers applied."""
+def index_target(predicate: Predicate, tables: dict[str, str]
+                 ) -> tuple[tuple[str, ...], str, str]:
+    """(params, table, kind) of the index rows a predicate reads, modifiers applied; params
+    are several for a union parameter (``Predicate.sources``)."""
     if predicate.modifier == "text":
-        return f"{predicate.param}:text", "idx_string", "string"
+        return tuple(f"{p}:text" for p in predicate.stored), "idx_string", "string"
     if predicate.modifier in ("identifier", "of-type"):
-        return f"{predicate.param}:{predicate.modifier}", "idx_token", "token"
-    return predicate.param, tables[predicate.kind], predicate.kind
+        return tuple(f"{p}:{predicate.modifier}" for p in predicate.stored), "idx_token", \
+            "token"
+    return predicate.stored, tables[predicate.kind], predicate.kind
 
 
 def prefix_sql(blind: BlindIndex, param: str, text: str) -> tuple[str, list[Any]]:

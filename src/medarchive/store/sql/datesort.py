@@ -101,7 +101,8 @@ def _exact(predicate: Predicate) -> bool:
 
 def _on(predicate: Clause, param: str) -> bool:
     return isinstance(predicate, Predicate) and predicate.kind == "date" and \
-        predicate.param == param and plain_index(predicate) and predicate.modifier is None
+        predicate.param == param and plain_index(predicate) and predicate.modifier is None \
+        and not predicate.sources  # a union has no rows of its own here
 
 
 def sortable(query: SearchQuery, blind: BlindIndex | None = None) -> SortKey | None:
@@ -110,8 +111,8 @@ def sortable(query: SearchQuery, blind: BlindIndex | None = None) -> SortKey | N
     if not query.resource_type or len(query.sort) != 1 or query.sort[0].kind != "date":
         return None
     key = query.sort[0]
-    if key.param.startswith("_"):  # _lastUpdated is a resource column, not an index row
-        return None
+    if key.param.startswith("_") or key.sources:  # _lastUpdated is a resource column; a
+        return None  # union parameter has no rows of its own
     if blind is not None and blinded(query.resource_type, "date", key.param):
         return None
     return key

@@ -12,6 +12,7 @@ predicates need no join with ``resource``.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from medarchive.crypto.blind import BLIND_TYPES, BlindIndex, blinded, everywhere
@@ -253,8 +254,8 @@ class Compiler:
         if predicate.missing is not None:
             found = []
             for table in PRESENCE_TABLES:
-                found.append(f"SELECT rid FROM {table} WHERE {self._scope('', rtype)}param = ?")
-                self.params.append(predicate.param)
+                found.append(f"SELECT rid FROM {table} WHERE {self._scope('', rtype)}"
+                             f"{self.param_in('', predicate.stored)}")
             return f"{alias}.rid {'NOT ' if predicate.missing else ''}IN " \
                    f"({' UNION ALL '.join(found)})"
         if predicate.kind == "id":
@@ -274,14 +275,24 @@ class Compiler:
             return self._text(predicate, alias, rtype)
         return f"{alias}.rid {negate}IN ({self._index_rids(predicate, rtype)})"
 
+    def param_in(self, alias: str, names: tuple[str, ...]) -> str:
+        """``[alias.]param = ?`` for one parameter name, ``IN (...)`` for several."""
+        column = f"{alias}.param" if alias else "param"
+        self.params += names
+        return f"{column} = ?" if len(names) == 1 else f"{column} IN ({_marks(len(names))})"
+
     def _index_rids(self, predicate: Predicate, rtype: str | None) -> str:
         """The rids whose index rows match one of the predicate's values (before ``:not``)."""
-        param, table, kind = index_target(predicate, TABLES)
-        if self.blind is None or not blinded(rtype, kind, param):
-            return self._plain_rids(predicate, param, table, "", rtype)
+        names, table, kind = index_target(predicate, TABLES)
+        if self.blind is None or not any(blinded(rtype, kind, name) for name in names):
+            return self._plain_rids(predicate, names, table, "", rtype)
+        if len(names) > 1:  # a union parameter with blinded rows: each source on its own
+            return " UNION ".join(self._index_rids(replace(predicate, param=p, sources=()),
+                                                   rtype) for p in predicate.stored)
+        param = names[0]
         if rtype is not None or everywhere(kind, param):
             return self._blind_rids(predicate, param, kind, "", rtype)
-        return (self._plain_rids(predicate, param, table, self._outside_blind(), None) +
+        return (self._plain_rids(predicate, names, table, self._outside_blind(), None) +
                 " UNION " + self._blind_rids(predicate, param, kind, self._inside_blind(),
                                              None))
 
@@ -291,15 +302,14 @@ class Compiler:
         order. None when the predicate is not a plain index lookup on plain (unblinded) rows."""
         if not plain_index(predicate):
             return None
-        param, table, kind = index_target(predicate, TABLES)
-        if self.blind is not None and blinded(rtype, kind, param):
+        names, table, kind = index_target(predicate, TABLES)
+        if self.blind is not None and any(blinded(rtype, kind, name) for name in names):
             return None
         e = self.alias("e")
         sql = f"EXISTS (SELECT 1 FROM {table} {e} WHERE {e}.rid = {rid} AND " \
-              f"{self._scope(e, rtype)}"
-        self.params.append(param)
+              f"{self._scope(e, rtype)}{self.param_in(e, names)} AND "
         alternatives = [self._value(predicate, value) for value in predicate.values]
-        return sql + f"{e}.param = ? AND ({' OR '.join(alternatives)}))"
+        return sql + f"({' OR '.join(alternatives)}))"
 
     def _inside_blind(self) -> str:
         self.params += sorted(BLIND_TYPES)
@@ -309,12 +319,12 @@ class Compiler:
         self.params += sorted(BLIND_TYPES)
         return f"res_type NOT IN ({_marks(len(BLIND_TYPES))}) AND "
 
-    def _plain_rids(self, predicate: Predicate, param: str, table: str, scope: str,
+    def _plain_rids(self, predicate: Predicate, names: tuple[str, ...], table: str, scope: str,
                     rtype: str | None) -> str:
-        sql = f"SELECT rid FROM {table} WHERE {scope}{self._scope('', rtype)}"
-        self.params.append(param)
+        sql = f"SELECT rid FROM {table} WHERE {scope}{self._scope('', rtype)}" \
+              f"{self.param_in('', names)} AND "
         alternatives = [self._value(predicate, value) for value in predicate.values]
-        return sql + f"param = ? AND ({' OR '.join(alternatives)})"
+        return sql + f"({' OR '.join(alternatives)})"
 
     def _blind_rids(self, predicate: Predicate, param: str, kind: str, scope: str,
                     rtype: str | None) -> str:

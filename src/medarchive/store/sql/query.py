@@ -55,7 +55,7 @@ def _collate(compiler: Compiler, expression: str) -> str:
 
 
 def _sort_expression(compiler: Compiler, key: SortKey, rtype: str | None) -> str:
-    if compiler.blind is not None and blinded(rtype, key.kind, key.param):
+    if compiler.blind is not None and any(blinded(rtype, key.kind, p) for p in key.stored):
         raise BadRequest(f"_sort={key.param} is not available: with encryption at rest its "
                          "values are kept only as blind indexes, which have no order "
                          "(docs/encryption.md)")
@@ -70,9 +70,9 @@ def _sort_expression(compiler: Compiler, key: SortKey, rtype: str | None) -> str
         column = _SORT_COLUMNS[key.kind]
         if key.kind in ("token", "reference"):
             column = _collate(compiler, column)
-    compiler.params.append(key.param)
     return (f"(SELECT {aggregate}({column}) FROM {TABLES[key.kind]} s "
-            f"WHERE s.rid = r.rid AND s.param = ?{_SORT_PRESENT.get(key.kind, '')})")
+            f"WHERE s.rid = r.rid AND {compiler.param_in('s', key.stored)}"
+            f"{_SORT_PRESENT.get(key.kind, '')})")
 
 
 _DRIVER_RANK = {"reference": 0, "token": 1, "uri": 2, "composite": 3, "string": 4,
@@ -177,8 +177,8 @@ def _one_row_each(driver: Predicate) -> bool:
     ``system|code`` token (the store keeps one row per resource, parameter, system and code,
     ``indexing.index_rows``) or one uri without modifier. Anything that can match several
     rows of a resource (a code in any system, several values, prefixes, references that may
-    also be written as URLs) is counted DISTINCT."""
-    if len(driver.values) != 1:
+    also be written as URLs, a union parameter's several sources) is counted DISTINCT."""
+    if len(driver.values) != 1 or driver.sources:  # a union's sources may repeat a value
         return False
     value = driver.values[0]
     if driver.kind == "uri":
