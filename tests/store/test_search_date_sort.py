@@ -197,6 +197,33 @@ def test_restoring_an_index_copy_without_the_table_re_extracts_the_index(
         restored.close()
 
 
+def test_the_plan_reads_the_index_when_date_bounds_make_the_read_short(
+        sql_store_only: SqlStore) -> None:
+    """Three preliminary Observations, fewer than the probe's 5: sorting them beats reading
+    the index, unless the date predicates bound the index read to fewer than 5 rows."""
+    sql_store_only.date_probe = 5
+
+    def index_read(text: str) -> bool:
+        query = parse_search(spec(), "Observation", parse_qsl(text)).query
+        return sql_store_only._date_index(query)
+
+    assert index_read("status=preliminary&date=ge2021&_sort=-date")  # "open" alone
+    assert index_read("status=preliminary&date=lt2011&_sort=date")  # "old" alone
+    assert not index_read("status=preliminary&date=ge2000&_sort=-date")  # 9 dated rows
+    assert not index_read("status=preliminary&_sort=-date")
+    assert index_read("status=final&date=ge2000&_sort=-date")  # 6 final: the index read
+    for text in ("status=preliminary&date=ge2021&_sort=-date",
+                 "status=preliminary&date=lt2011&_sort=date"):
+        assert find(sql_store_only, "Observation", text) == \
+            find(_memory(), "Observation", text)
+
+
+def _memory() -> MemoryStore:
+    memory = MemoryStore(indexer())
+    put(memory, *HOSPITAL)
+    return memory
+
+
 def test_span_classes() -> None:
     day = SPAN_LIMITS[0]
     assert [span_class(0, w) for w in (0, day - 1, day, 32 * day - 1, 367 * day - 1,

@@ -18,9 +18,12 @@ too (``Compiler.correlated``). Resources without a value come after the others, 
 read only when the valued ones do not fill the page. Counting a date-only search adds the
 classes' index-range counts.
 
-Reading in sort order and filtering is fast when the other predicates match many resources; when
-they match few, sorting the matches (the plan of ``store.sql.query``) is faster, so the store
-first counts up to ``PROBE`` of their matches (``probe_query``) and chooses.
+Reading in sort order and filtering is fast when the other predicates match many resources, or
+when date predicates bound the read to a few rows; when the others match few and the read is not
+bounded that tightly, sorting the matches (the plan of ``store.sql.query``) is faster. So the
+store first counts up to ``PROBE`` rows within the bounds (``range_rows_sql``; a NEWS2 pass asks
+for the vital signs newer than the newest device reading: a handful), then, if there are that
+many, up to ``PROBE`` matches of the others (``probe_query``), and chooses.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from medarchive.fhir.search.query import Clause, Predicate, RangeValue, SearchQu
 from medarchive.store.sql.predicates import Compiler, plain_index, range_sql
 
 __all__ = ["PROBE", "SPAN_LIMITS", "date_count_sql", "date_sort_sql", "probe_query",
-           "sort_rows", "sortable", "span_class"]
+           "range_rows_sql", "sort_rows", "sortable", "span_class"]
 
 _DAY = 86_400_000_000  # microseconds
 SPAN_LIMITS = (_DAY, 32 * _DAY, 367 * _DAY)
@@ -116,6 +119,29 @@ def sortable(query: SearchQuery, blind: BlindIndex | None = None) -> SortKey | N
     if blind is not None and blinded(query.resource_type, "date", key.param):
         return None
     return key
+
+
+def range_rows_sql(query: SearchQuery, key: SortKey, limit: int
+                   ) -> tuple[str, list[Any]] | None:
+    """How many ``idx_date_sort`` rows lie within the bounds the date predicates on the
+    sorted parameter give (at most ``limit`` per span class): the most a read in sort order
+    visits. None when those predicates give no bound."""
+    h, lo = _bounds([c for c in query.predicates if isinstance(c, Predicate) and
+                     _on(c, key.param)])
+    if h is None and lo is None:
+        return None
+    column = "high" if key.descending else "low"
+    selects: list[str] = []
+    params: list[Any] = []
+    for span in range(len(SPAN_LIMITS) + 1):
+        parts = _Parts(["s.res_type = ?", "s.param = ?", f"s.span = {int(span)}"],
+                       [query.resource_type, key.param])
+        for text, value in _class_bounds(span, column, h, lo):
+            parts.add(text, value)
+        selects.append(f"SELECT COUNT(*) AS c FROM (SELECT 1 FROM idx_date_sort s WHERE "
+                       f"{' AND '.join(parts.text)} LIMIT {int(limit)}) b{span}")
+        params += parts.params
+    return f"SELECT SUM(c) FROM ({' UNION ALL '.join(selects)}) t", params
 
 
 def probe_query(query: SearchQuery, key: SortKey) -> SearchQuery | None:

@@ -47,7 +47,7 @@ from medarchive.store.base import (
 )
 from medarchive.store.sql.crypto import Keyring, erased_message
 from medarchive.store.sql.database import Database
-from medarchive.store.sql.datesort import PROBE, probe_query, sortable
+from medarchive.store.sql.datesort import PROBE, probe_query, range_rows_sql, sortable
 from medarchive.store.sql.indexing import (
     IndexRows,
     estimate_sql,
@@ -355,16 +355,23 @@ class SqlStore:
             return self._opened(rows, "skip")
 
     def _date_index(self, query: SearchQuery) -> bool:
-        """Whether a date sort reads ``idx_date_sort`` in order: yes unless the other
-        predicates match fewer than ``date_probe`` resources (sorting those is faster)."""
+        """Whether a date sort reads ``idx_date_sort`` in order: yes when its date predicates
+        bound that read to fewer than ``date_probe`` rows, else unless the other predicates
+        match fewer than ``date_probe`` resources (sorting those is faster)."""
         key = sortable(query, self._blind) if self.date_index else None
         if key is None:
             return False
         others = probe_query(query, key)
         if others is None or self.date_probe <= 0:
             return True
-        sql, params = matches_sql(others, self.db.dialect, distinct=False, blind=self._blind)
+        bounded = range_rows_sql(query, key, self.date_probe)
         with self.db.reading() as cur:
+            if bounded is not None:
+                cur.execute(self._sql(bounded[0]), bounded[1])
+                if int(cur.fetchone()[0] or 0) < self.date_probe:
+                    return True
+            sql, params = matches_sql(others, self.db.dialect, distinct=False,
+                                      blind=self._blind)
             cur.execute(self._sql(f"SELECT COUNT(*) FROM ({sql} LIMIT ?) m"),
                         [*params, self.date_probe])
             return int(cur.fetchone()[0]) >= self.date_probe
