@@ -7,13 +7,16 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from backup_helpers import add_security_rows, at, family_indexer, put, state
 
+from medarchive.backup import snapshot
 from medarchive.backup.archive import open_backup
 from medarchive.backup.keys import BackupKey
 from medarchive.backup.restore import plan_restore, reindex_with, restore
@@ -207,3 +210,56 @@ def test_build_order_is_the_widest_index_not_led_by_rid(tmp_path: Path) -> None:
         "CREATE INDEX t_bc ON t (b, c DESC, a);")
     assert build_order(conn.cursor(), "sqlite", "t") == "b, c DESC, a"
     assert build_order(conn.cursor(), "sqlite", "none") is None
+
+
+def _late_twin(source: SqlStore, opened: list[Any]) -> Callable[..., Any]:
+    """``pgread.twin`` that first commits writes the backup's snapshot must not see."""
+    real = snapshot.twin
+
+    @contextmanager
+    def late(cur: Any, url: str) -> Iterator[Any]:
+        put(source, "Patient", "late", at(20), family="Late")
+        put(source, "Patient", "p0", at(21), family="Moved")
+        with real(cur, url) as other:
+            opened.append(other)
+            yield other
+    return late
+
+
+def test_a_full_backup_reads_on_two_connections_with_one_snapshot(
+        postgres_schema_url: str, tmp_path: Path, key: BackupKey, open_sql: Open,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full PostgreSQL backup shares its tables between two connections; the second imports
+    the first one's snapshot, so writes committed in between are in neither's tables."""
+    source = open_sql(postgres_schema_url)
+    for i in range(12):
+        put(source, "Patient", f"p{i}", at(i), family=FAMILIES[i % len(FAMILIES)])
+    before = state(source)
+    opened: list[Any] = []
+    monkeypatch.setattr(snapshot, "twin", _late_twin(source, opened))
+    create_backup(source.db, tmp_path / "b", key)
+    assert opened and len(state(source)["versions"]) == len(before["versions"]) + 2
+    target = f"sqlite:///{tmp_path / 'r.db'}"
+    restore(plan_restore(tmp_path / "b", key), key, target)
+    assert state(open_sql(target)) == before
+    assert verify_backup(tmp_path / "b", key).ok
+
+
+def test_a_failure_on_the_second_connection_fails_the_backup(
+        postgres_schema_url: str, tmp_path: Path, key: BackupKey, open_sql: Open,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    source = open_sql(postgres_schema_url)
+    for i in range(5):
+        put(source, "Patient", f"p{i}", at(i))
+    opened: list[Any] = []
+    monkeypatch.setattr(snapshot, "twin", _late_twin(source, opened))
+    real = snapshot._dump_table
+
+    def failing(cur: Any, *args: Any) -> Any:
+        if opened and cur is opened[0]:
+            raise RuntimeError("connection lost")
+        return real(cur, *args)
+    monkeypatch.setattr(snapshot, "_dump_table", failing)
+    with pytest.raises(RuntimeError, match="connection lost"):
+        create_backup(source.db, tmp_path / "b", key)
+    assert opened and list((tmp_path / "b").iterdir()) == []

@@ -21,6 +21,9 @@ for those few statements only.
 
 A PostgreSQL source's index tables are read in the order of one of their indexes
 (``schema.build_order``), so that a restore into PostgreSQL builds that index from sorted rows.
+A full backup of PostgreSQL reads its tables over two connections, largest tables first, the
+second one on the first one's exported snapshot (pgread.py): while one waits for the server
+(a fetch, a sort), the other decodes and encodes its own rows.
 
 Every backup checks itself: the rows of an incremental table over the whole chain must add up to
 the count in the snapshot, or the chain does not belong to this database and the backup fails.
@@ -31,6 +34,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -48,6 +52,7 @@ from medarchive.backup.indeximage import PIECES, ImageCopy, can_seal, open_twin
 from medarchive.backup.indeximage import remove as remove_image
 from medarchive.backup.indexkey import IndexSeal, new_seal
 from medarchive.backup.keys import BackupKey
+from medarchive.backup.pgread import table_sizes, tune, twin
 from medarchive.backup.schema import (
     APPEND,
     DATA_KEYS,
@@ -66,9 +71,6 @@ CHUNK_ROWS = 10_000  # rows per data file
 FETCH_ROWS = 10_000  # rows per fetch from the database
 IN_LIST = 5_000  # rids per IN (...) list
 LOCK_TIMEOUT = "30s"
-SORT_MEMORY = "256MB"
-"""PostgreSQL ``work_mem`` of a backup's transaction: the index tables are read in the order
-of one of their indexes (schema.build_order), so that a restore builds it from sorted rows."""
 
 
 @dataclass(frozen=True)
@@ -96,8 +98,7 @@ def consistent_read(db: Database, twin: sqlite3.Connection | None = None) -> Ite
             finally:
                 lock.rollback()
                 lock.close()
-            cur.execute(f"SET LOCAL work_mem = '{SORT_MEMORY}'")  # the index tables' ORDER BY
-            cur.execute("SET LOCAL cursor_tuple_fraction = 1")  # every row is read: total cost
+            tune(cur)
         elif twin is None:
             _begin_read(cur)
         else:
@@ -464,50 +465,104 @@ def _dump_rows(cur: Any, db: Database, sink: _Sink, parent: Backup | None,
                tables: dict[str, Table], seal: IndexSeal | None,
                in_image: set[str]) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
     """The manifest entries and high-water marks of the tables read here (not ``in_image``);
-    their data files go to ``sink``."""
+    their data files go to ``sink``. A full backup of PostgreSQL reads them over two
+    connections on one snapshot (``_read_shared``)."""
     before = parent.manifest if parent else {"marks": {}, "tables": {}}
-    marks: dict[str, int] = {}
-    docs: dict[str, dict[str, Any]] = {}
+    names = [name for name in sorted(tables, key=lambda n: (n != VERSIONS, n))
+             if name not in in_image]  # versions first: in an incremental they name rids
     touched: set[int] = set()
-    order = sorted(tables, key=lambda n: (n != VERSIONS, n))  # versions first: they name rids
-    for name in order:
-        table, how = tables[name], strategy(name)
-        writer = _Writer(sink, table, seal if how == "index" else None)
-        mark_col = "seq" if how == "versions" else APPEND.get(name)
-        prior = before["tables"].get(name, {})
-        if name in in_image:
-            continue
-        if mark_col is not None:
-            after = int(before["marks"].get(name, 0))
-            position = table.column_names.index(mark_col)
-            rid = (table.column_names.index("rid") if how == "versions" and parent is not None
-                   else None)  # an incremental's resource rows are those its versions touch
-            high = after
-            for page in _scan(cur, db, table, mark_col, after):
-                writer.add(page)
-                if page:  # pages come in key order
-                    high = max(high, int(page[-1][position]))
-                if rid is not None:
-                    touched.update(int(row[rid]) for row in page)
-            marks[name] = high
-        elif how == "resources" and parent is not None:
-            for page in _rows_of(cur, db, table, sorted(touched)):
-                writer.add(page)
-        else:
-            by = build_order(cur, db.dialect, name) if how == "index" and \
-                db.dialect == "postgresql" else None  # a SQLite source's index: its image
-            for page in _scan(cur, db, table, "rid" if how == "resources" else None, 0, by):
-                writer.add(page)
-        writer.finish()
-        doc = {"strategy": how, **table.to_json(), "files": writer.files, "rows": writer.rows}
-        if mark_col is not None:
-            doc["total_rows"] = int(prior.get("total_rows", 0)) + writer.rows
-            actual = _count(cur, name)
-            if actual != doc["total_rows"]:
-                raise BackupError(f"the backup chain in {sink.folder.parent} does not match this "
-                                  f"database ({doc['total_rows']} rows of {name} in the chain, "
-                                  f"{actual} in the database): take a full backup")
-        else:
-            doc["total_rows"] = _count(cur, name) if how == "resources" else writer.rows
-        docs[name] = doc
-    return docs, marks
+
+    def dump(on: Any, into: _Sink, name: str) -> tuple[dict[str, Any], int | None]:
+        return _dump_table(on, db, into, tables[name], before, parent, seal, touched)
+    if isinstance(db, PostgresDatabase) and parent is None:
+        done = _read_shared(cur, db, sink, names, dump)
+    else:
+        done = {name: dump(cur, sink, name) for name in names}
+    marks = {name: mark for name in names if (mark := done[name][1]) is not None}
+    return {name: done[name][0] for name in names}, marks
+
+
+def _dump_table(cur: Any, db: Database, sink: _Sink, table: Table, before: dict[str, Any],
+                parent: Backup | None, seal: IndexSeal | None,
+                touched: set[int]) -> tuple[dict[str, Any], int | None]:
+    """(manifest entry, high-water mark or None) of one table, its data files sent to
+    ``sink``; an incremental's versions add the rids they name to ``touched``."""
+    name, how = table.name, strategy(table.name)
+    writer = _Writer(sink, table, seal if how == "index" else None)
+    mark_col = "seq" if how == "versions" else APPEND.get(name)
+    prior = before["tables"].get(name, {})
+    high = None
+    if mark_col is not None:
+        after = int(before["marks"].get(name, 0))
+        position = table.column_names.index(mark_col)
+        rid = (table.column_names.index("rid") if how == "versions" and parent is not None
+               else None)  # an incremental's resource rows are those its versions touch
+        high = after
+        for page in _scan(cur, db, table, mark_col, after):
+            writer.add(page)
+            if page:  # pages come in key order
+                high = max(high, int(page[-1][position]))
+            if rid is not None:
+                touched.update(int(row[rid]) for row in page)
+    elif how == "resources" and parent is not None:
+        for page in _rows_of(cur, db, table, sorted(touched)):
+            writer.add(page)
+    else:
+        by = build_order(cur, db.dialect, name) if how == "index" and \
+            db.dialect == "postgresql" else None  # a SQLite source's index: its image
+        for page in _scan(cur, db, table, "rid" if how == "resources" else None, 0, by):
+            writer.add(page)
+    writer.finish()
+    doc = {"strategy": how, **table.to_json(), "files": writer.files, "rows": writer.rows}
+    if mark_col is not None:
+        doc["total_rows"] = int(prior.get("total_rows", 0)) + writer.rows
+        actual = _count(cur, name)
+        if actual != doc["total_rows"]:
+            raise BackupError(f"the backup chain in {sink.folder.parent} does not match this "
+                              f"database ({doc['total_rows']} rows of {name} in the chain, "
+                              f"{actual} in the database): take a full backup")
+    else:
+        doc["total_rows"] = _count(cur, name) if how == "resources" else writer.rows
+    return doc, high
+
+
+Dump = Callable[[Any, _Sink, str], tuple[dict[str, Any], int | None]]
+
+
+def _read_shared(cur: Any, db: PostgresDatabase, sink: _Sink, names: list[str],
+                 dump: Dump) -> dict[str, tuple[dict[str, Any], int | None]]:
+    """``dump(cursor, sink, name)`` of every table in ``names``, largest first, shared between
+    ``cur`` and a second connection that reads the same snapshot (pgread.py) in a thread with
+    a sink of its own: while one waits for the server's rows, the other decodes and encodes its
+    own. A failure stops both (each after the table it is reading) and is raised."""
+    sizes = table_sizes(cur)
+    queue = deque(sorted(names, key=lambda name: -sizes.get(name, 0)))
+    done: dict[str, tuple[dict[str, Any], int | None]] = {}
+    failed = threading.Event()
+
+    def work(on: Any, into: _Sink) -> None:
+        while not failed.is_set():
+            try:
+                name = queue.popleft()
+            except IndexError:
+                return
+            try:
+                done[name] = dump(on, into, name)
+            except BaseException:
+                failed.set()
+                raise
+    second = _Sink(sink.folder, sink.backup_id, sink.key)
+    try:
+        with twin(cur, db.url) as other, ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="backup-reader") as pool:
+            helper = pool.submit(work, other, second)
+            try:
+                work(cur, sink)
+            except BaseException:
+                failed.set()
+                raise
+            helper.result()
+        second.drain()
+    finally:
+        second.close()
+    return done
