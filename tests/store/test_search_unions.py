@@ -23,6 +23,7 @@ from medarchive.fhir.search.index import Indexer, build_indexer
 from medarchive.fhir.search.match import predicate_matches, sort_value
 from medarchive.fhir.search.parse import parse_search
 from medarchive.fhir.search.query import Predicate
+from medarchive.fhir.search.unions import union_sources
 from medarchive.store.base import Store
 
 LOINC = "http://loinc.org"
@@ -87,8 +88,7 @@ def _alone(code: str) -> Indexer:
 def _own(resource: dict[str, Any]) -> IndexEntries:
     """Every row the resource had when unions were extracted under their own names."""
     entries = indexer()(resource)
-    for code in ("combo-code", "combo-code-value-concept", "combo-code-value-quantity",
-                 "combo-data-absent-reason", "combo-value-concept", "combo-value-quantity"):
+    for code in union_sources(spec(), "Observation"):
         own = _alone(code)(resource)
         entries = IndexEntries(
             *(getattr(entries, kind) + getattr(own, kind) for kind in (
