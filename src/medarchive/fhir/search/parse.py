@@ -75,9 +75,17 @@ def _sort(spec: Any, resource_type: str | None, text: str) -> tuple[SortKey, ...
         if param is None or param.type not in INDEXED_TYPES:
             raise BadRequest(f"cannot sort by {name!r}: not a sortable search parameter")
         keys.append(SortKey(name, param.type, descending,
-                            union_sources(spec, resource_type).get(name, ()) if resource_type
+                            _union_of(spec, resource_type, name, param) if resource_type
                             else ()))
     return tuple(keys)
+
+
+def _union_of(spec: Any, resource_type: str, code: str, param: Any) -> tuple[str, ...]:
+    """The sources of ``code`` when it is a union parameter (``fhir.search.unions``); its
+    expression is then a FHIRPath union, so the others are not looked up."""
+    if "|" not in (param.expression or ""):
+        return ()
+    return union_sources(spec, resource_type).get(code, ())
 
 
 def _int(name: str, text: str, low: int) -> int:
@@ -132,15 +140,15 @@ class _Parser:
         if param is None or param.type not in SEARCHABLE_TYPES:
             return None
         predicate = self._predicate(code, param, modifier, text)
-        sources = self._sources(code, resource_type, types)
+        sources = self._sources(code, param, resource_type, types)
         return replace(predicate, sources=sources) if sources else predicate
 
-    def _sources(self, code: str, resource_type: str | None, types: Sequence[str]
-                 ) -> tuple[str, ...]:
+    def _sources(self, code: str, param: Any, resource_type: str | None,
+                 types: Sequence[str]) -> tuple[str, ...]:
         """``Predicate.sources`` of parameter ``code``: on a search of several types, every
         type's (a type where it is no union reads its own rows)."""
         if resource_type:
-            return union_sources(self.spec, resource_type).get(code, ())
+            return _union_of(self.spec, resource_type, code, param)
         each = [union_sources(self.spec, t).get(code, ()) for t in types]
         if not any(each):
             return ()
