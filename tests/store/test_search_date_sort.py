@@ -234,6 +234,27 @@ def _query(text: str, rtype: str = "Observation") -> Any:
     return parse_search(spec(), rtype, parse_qsl(text), default_count=20, max_count=100).query
 
 
+def test_sqlite_sorted_search_looks_up_the_rows_its_predicates_name(tmp_path: Path) -> None:
+    """Sorting the matches of several predicates (or counting them) starts from a reference's
+    rows and looks up just those resources, never reading every resource of the type, in
+    whichever order the URL gives them."""
+    store = open_store(f"sqlite:///{tmp_path / 'plan.db'}", indexer())
+    try:
+        for text in ("subject=Patient/p&code=8867-4&_sort=-date",
+                     "code=8867-4&subject=Patient/p&_sort=-date&status=final"):
+            for sql, params in (search_sql(_query(text), "sqlite"),
+                                count_sql(_query(text), "sqlite")):
+                with store.db.reading() as cur:  # type: ignore[attr-defined]
+                    cur.execute("EXPLAIN QUERY PLAN " + sql, params)
+                    details = [row[3] for row in cur.fetchall()]
+                assert not any("resource_type" in d or d.startswith("SCAN r")
+                               for d in details), (text, details)
+                lists = [d for d in details if d.startswith("SEARCH idx_")]
+                assert lists and lists[0].startswith("SEARCH idx_reference"), (text, details)
+    finally:
+        store.close()
+
+
 def test_sqlite_plan_reads_one_index_range_per_span_class(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'plan.db'}", indexer())
     try:

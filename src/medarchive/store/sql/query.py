@@ -15,7 +15,14 @@ from typing import Any
 
 from medarchive.crypto.blind import BlindIndex, blinded
 from medarchive.errors import BadRequest
-from medarchive.fhir.search.query import Include, Predicate, SearchQuery, SortKey, TokenValue
+from medarchive.fhir.search.query import (
+    Clause,
+    Include,
+    Predicate,
+    SearchQuery,
+    SortKey,
+    TokenValue,
+)
 from medarchive.store.sql.datesort import date_count_sql, date_sort_sql, sortable
 from medarchive.store.sql.predicates import TABLES, Compiler, plain_index, range_sql
 
@@ -38,15 +45,36 @@ _SORT_PRESENT = {"token": " AND code IS NOT NULL", "reference": " AND target_id 
 def _where(compiler: Compiler, query: SearchQuery, alias: str = "r") -> str:
     compiler.params.append(False)
     clauses = [f"{alias}.deleted = ?"]
-    if query.resource_type:
+    predicates: Sequence[Clause] = query.predicates
+    if query.resource_type and _typed_by_index(compiler, query):
+        predicates = sorted(predicates, key=_lookup_order)  # SQLite looks up the first one's
+    elif query.resource_type:
         clauses.append(f"{alias}.res_type = ?")
         compiler.params.append(query.resource_type)
     elif query.types:
         clauses.append(f"{alias}.res_type IN ({', '.join('?' * len(query.types))})")
         compiler.params += list(query.types)
-    for clause in query.predicates:
+    for clause in predicates:
         clauses.append(compiler.clause(clause, alias, query.resource_type))
     return " AND ".join(clauses)
+
+
+def _lookup_order(clause: Clause) -> int:
+    """Index predicates first, in ``_DRIVER_RANK`` order (a patient's references before a
+    code's rows: usually the fewer), then the others."""
+    if isinstance(clause, Predicate) and plain_index(clause):
+        return _DRIVER_RANK.get(clause.kind, len(_DRIVER_RANK))
+    return len(_DRIVER_RANK) + 1
+
+
+def _typed_by_index(compiler: Compiler, query: SearchQuery) -> bool:
+    """On SQLite, whether a predicate's index rows (all of ``query.resource_type``) already
+    confine the matches to the type, so ``res_type = ?`` is left out: with it SQLite reads
+    every resource of the type through ``(res_type, last_updated)`` and tests each against
+    the predicates' row lists, instead of looking up the rows those lists name (a search with
+    two such predicates and a sort read all 100,000 Observations for a patient's 5,000)."""
+    return compiler.dialect == "sqlite" and any(
+        isinstance(c, Predicate) and plain_index(c) for c in query.predicates)
 
 
 def _collate(compiler: Compiler, expression: str) -> str:
