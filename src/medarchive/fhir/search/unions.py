@@ -57,14 +57,16 @@ def _derive(spec: Any, official: tuple[Any, ...]) -> dict[str, tuple[str, ...]]:
                 for code, _, expression, _ in official}
     shapes = {code: (kind, _components(spec, components))
               for code, kind, _, components in official}
+    implies = {code: kind == "token" and _implies(spec, expression)
+               for code, kind, expression, _ in official}
     found: dict[str, tuple[str, ...]] = {}
-    for code, kind, expression, _ in official:
+    for code in branches:
         mine = branches[code]
-        if len(mine) < 2 or (kind == "token" and _implies(spec, expression)):
+        if len(mine) < 2 or implies[code]:
             continue
         parts = tuple(other for other in sorted(branches) if other != code and
                       shapes[other] == shapes[code] and branches[other] < mine and
-                      not (kind == "token" and _implies(spec, _expression(official, other))))
+                      not implies[other])
         if len(parts) >= 2 and frozenset().union(*(branches[p] for p in parts)) == mine:
             found[code] = parts
     return found
@@ -77,10 +79,6 @@ def _components(spec: Any, components: tuple[tuple[str, str], ...]) -> tuple[Any
                      for url, expression in components)
     except KeyError:
         return (None,)  # a component this spec does not know: never a union
-
-
-def _expression(official: tuple[Any, ...], code: str) -> str:
-    return next(expression for other, _, expression, _ in official if other == code)
 
 
 def _implies(spec: Any, expression: str) -> bool:

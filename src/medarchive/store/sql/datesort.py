@@ -130,14 +130,10 @@ def range_rows_sql(query: SearchQuery, key: SortKey, limit: int
                      _on(c, key.param)])
     if h is None and lo is None:
         return None
-    column = "high" if key.descending else "low"
     selects: list[str] = []
     params: list[Any] = []
     for span in range(len(SPAN_LIMITS) + 1):
-        parts = _Parts(["s.res_type = ?", "s.param = ?", f"s.span = {int(span)}"],
-                       [query.resource_type, key.param])
-        for text, value in _class_bounds(span, column, h, lo):
-            parts.add(text, value)
+        parts = _class_parts(query, key, span, h, lo)
         selects.append(f"SELECT COUNT(*) AS c FROM (SELECT 1 FROM idx_date_sort s WHERE "
                        f"{' AND '.join(parts.text)} LIMIT {int(limit)}) b{span}")
         params += parts.params
@@ -221,6 +217,17 @@ def _class_bounds(span: int, column: str, h: int | None, lo: int | None
     return bounds
 
 
+def _class_parts(query: SearchQuery, key: SortKey, span: int, h: int | None,
+                 lo: int | None) -> _Parts:
+    """The conditions that make one span class's rows of the sorted parameter one index range
+    within the bounds (h, lo)."""
+    parts = _Parts(["s.res_type = ?", "s.param = ?", f"s.span = {int(span)}"],
+                   [query.resource_type, key.param])
+    for text, value in _class_bounds(span, "high" if key.descending else "low", h, lo):
+        parts.add(text, value)
+    return parts
+
+
 def _class_select(query: SearchQuery, key: SortKey, span: int, dialect: str,
                   blind: BlindIndex | None, limit: int | None) -> tuple[str, list[Any]]:
     """The rows of one span class that match, in sort order (at most ``limit``), or, with
@@ -231,10 +238,7 @@ def _class_select(query: SearchQuery, key: SortKey, span: int, dialect: str,
     conditions, filter_params, joined = _filters(query, key.param, "s.rid", dialect, blind)
     hint = f" INDEXED BY idx_date_sort_{column}" if dialect == "sqlite" else ""
     source = f"idx_date_sort s{hint}" + (" JOIN resource r ON r.rid = s.rid" if joined else "")
-    parts = _Parts(["s.res_type = ?", "s.param = ?", f"s.span = {int(span)}"],
-                   [query.resource_type, key.param])
-    for text, value in _class_bounds(span, column, h, lo):
-        parts.add(text, value)
+    parts = _class_parts(query, key, span, h, lo)
     where = " AND ".join(parts.text + conditions)
     params = parts.params + filter_params
     if limit is None:

@@ -60,11 +60,12 @@ def _where(compiler: Compiler, query: SearchQuery, alias: str = "r") -> str:
 
 
 def _lookup_order(clause: Clause) -> int:
-    """Index predicates first, in ``_DRIVER_RANK`` order (a patient's references before a
-    code's rows: usually the fewer), then the others."""
-    if isinstance(clause, Predicate) and plain_index(clause):
-        return _DRIVER_RANK.get(clause.kind, len(_DRIVER_RANK))
-    return len(_DRIVER_RANK) + 1
+    """Which clause's rows to start from, smallest first: index predicates in
+    ``_DRIVER_RANK`` order (a patient's references before a code's rows: usually the fewer),
+    one value before several; then the others."""
+    if isinstance(clause, Predicate) and plain_index(clause) and clause.kind in _DRIVER_RANK:
+        return _DRIVER_RANK[clause.kind] + (0 if len(clause.values) == 1 else 10)
+    return 100
 
 
 def _typed_by_index(compiler: Compiler, query: SearchQuery) -> bool:
@@ -122,8 +123,7 @@ def _driver(query: SearchQuery) -> Predicate | None:
                   and c.kind in _DRIVER_RANK]
     if not candidates:
         return None
-    return min(candidates, key=lambda c: (_DRIVER_RANK[c.kind] + (0 if len(c.values) == 1
-                                                                  else 10)))
+    return min(candidates, key=_lookup_order)
 
 
 def _driven(compiler: Compiler, query: SearchQuery, driver: Predicate) -> tuple[str, str]:

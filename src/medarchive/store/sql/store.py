@@ -368,7 +368,7 @@ class SqlStore:
         with self.db.reading() as cur:
             if bounded is not None:
                 cur.execute(self._sql(bounded[0]), bounded[1])
-                if int(cur.fetchone()[0] or 0) < self.date_probe:
+                if int(cur.fetchone()[0]) < self.date_probe:
                     return True
             sql, params = matches_sql(others, self.db.dialect, distinct=False,
                                       blind=self._blind)
