@@ -290,3 +290,16 @@ def test_the_log_row_needs_no_savepoint_of_its_own(archive: Archive) -> None:
             raise ValueError("the message failed after its log row")
     assert opened == ["savepoint"]  # only the message's own
     assert archive.log.get(kept) is not None and archive.log.get(undone) is None
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_sqlite_savepoint_journals_are_kept_in_memory(archive: Archive) -> None:
+    """A group's SQLite connection keeps its savepoints' statement journals in memory, also
+    when the connection opened its temporary storage before its first group (SQLite refuses
+    to change ``temp_store`` inside a transaction then)."""
+    transactions = archive.gateway.transactions
+    assert isinstance(transactions, SharedTransaction)
+    with transactions.reading() as cursor:  # a sort through a temporary b-tree
+        cursor.execute("SELECT DISTINCT res_type FROM resource ORDER BY random()").fetchall()
+    with transactions.group(), transactions.savepoint() as cursor:
+        assert cursor.execute("PRAGMA temp_store").fetchone()[0] == 2  # MEMORY

@@ -18,9 +18,7 @@ durable: groups and savepoints do nothing.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -77,22 +75,25 @@ class SharedTransaction:
         exception, rolled back otherwise."""
         if self._held() is not None:
             raise RuntimeError("a transaction group is already open on this thread")
+        if self.dialect == "sqlite":
+            self._tune()
         with self.db.writing() as cursor:
-            if self.dialect == "sqlite" and getattr(self._local, "tuned", None) is not \
-                    cursor.connection:
-                # Savepoints make SQLite keep a statement journal of every page they change;
-                # in a temporary file by default. In memory it costs no file I/O, and the
-                # durability of the commit (the WAL) is unchanged. SQLite refuses the change
-                # only when temporary tables are open in a transaction: then it is a speed-up
-                # missed, never an error. Once per connection (it lasts as long as it).
-                with contextlib.suppress(sqlite3.OperationalError):
-                    cursor.execute("PRAGMA temp_store = MEMORY")
-                    self._local.tuned = cursor.connection
             self._local.connection = cursor.connection
             try:
                 yield
             finally:
                 self._local.connection = None
+
+    def _tune(self) -> None:
+        """Savepoints make SQLite keep a statement journal of every page they change, in a
+        temporary file by default; in memory it costs no file I/O, and the durability of the
+        commit (the WAL) is unchanged. Set once per connection (it lasts as long as it), before
+        the transaction: once the connection has opened its temporary storage, SQLite refuses
+        the change inside a transaction."""
+        with self.db.reading() as cursor:
+            if getattr(self._local, "tuned", None) is not cursor.connection:
+                cursor.execute("PRAGMA temp_store = MEMORY")
+                self._local.tuned = cursor.connection
 
     @contextmanager
     def savepoint(self) -> Iterator[Any]:
