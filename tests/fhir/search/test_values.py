@@ -164,3 +164,15 @@ def test_any_include_parses_or_is_a_400(name: str, text: str) -> None:
         return
     assert SPEC.is_resource_type(include.source_type)
     assert include.reverse == name.startswith("_revinclude")
+
+
+@given(st.lists(st.text(alphabet="ab,|$\\", max_size=6), max_size=4),
+       st.sampled_from([",", "|", "$"]))
+def test_split_on_inverts_escaping(parts: list[str], separator: str) -> None:
+    """Joining escaped parts with the separator and splitting again gives the parts back,
+    with or without backslashes in the text (the unescaped fast path included)."""
+    escaped = [p.replace("\\", "\\\\").replace(",", "\\,").replace("|", "\\|")
+               .replace("$", "\\$") for p in parts]
+    text = separator.join(escaped)
+    assert values.split_on(text, separator) == (parts if parts else [""])
+    assert len(values.split_values(text)) == (len(parts) if separator == "," and parts else 1)
