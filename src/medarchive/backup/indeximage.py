@@ -41,6 +41,12 @@ CACHE_KIB = 65536  # page cache of the image while it is made
 SCHEMA = "backup_image"  # the name the image is attached under
 PIECES = "index-image"  # the table name ``archive.files`` gives the pieces
 FETCH = 10_000
+READ_MAP = 1 << 40
+"""Bytes of an image a read maps into memory (all of it): reading a table in the order of
+one of its indexes jumps between the table's pages, and a plain image (in memory, tmpfs) is
+then read in place instead of a 64 KiB copy per jump (``idx_reference``: 3.6 -> 1.4 us a
+row). A sealed image cannot be mapped (sealedfile.py): it gets ``READ_CACHE_KIB`` instead."""
+READ_CACHE_KIB = 262144
 
 
 def remove(path: Path) -> None:
@@ -176,20 +182,30 @@ def image_tables(path: Path) -> set[str]:
     return {str(name) for (name,) in rows}
 
 
-def image_chunks(path: Path, table: Table,
-                 ordered: bool = False) -> Iterator[tuple[int, Columns]]:
-    """The rows of ``table`` in the image, as (count, columns) chunks in ``table``'s column
-    order (for a restore into PostgreSQL, and for ``backup verify``); ``ordered``: in the
-    order of one of its indexes (schema.build_order: PostgreSQL builds it from sorted rows;
-    SQLite puts NULLs first, PostgreSQL last, so a key with NULLs is only partly sorted)."""
+def image_rows(path: Path, table: str, columns: list[str],
+               ordered: bool = False) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows of ``table`` in the image, ``columns`` only, in batches of ``FETCH`` tuples
+    (as SQLite hands them out: no per-value work); ``ordered``: in the order of one of its
+    indexes (schema.build_order: PostgreSQL builds it from sorted rows; SQLite puts NULLs
+    first, PostgreSQL last, so a key with NULLs is only partly sorted)."""
     conn = sqlite3.connect(_uri(path, read_only=True), uri=True)
     try:
-        order = build_order(conn.cursor(), "sqlite", table.name) if ordered else None
-        cur = conn.execute(f"SELECT {', '.join(table.column_names)} FROM {table.name}"
+        conn.execute(f"PRAGMA mmap_size={READ_MAP}")
+        conn.execute(f"PRAGMA cache_size=-{READ_CACHE_KIB}")
+        order = build_order(conn.cursor(), "sqlite", table) if ordered else None
+        cur = conn.execute(f"SELECT {', '.join(columns)} FROM {table}"
                            + (f" ORDER BY {order}" if order else ""))
         while rows := cur.fetchmany(FETCH):
-            yield len(rows), [list(column) for column in zip(*rows, strict=True)]
+            yield rows
     except sqlite3.DatabaseError as exc:
         raise BackupError(f"the search-index image is damaged ({exc})") from None
     finally:
         conn.close()
+
+
+def image_chunks(path: Path, table: Table,
+                 ordered: bool = False) -> Iterator[tuple[int, Columns]]:
+    """The rows of ``table`` in the image as (count, columns) chunks in ``table``'s column
+    order (``backup verify``, and a restore into a schema that cannot be swapped)."""
+    for rows in image_rows(path, table.name, table.column_names, ordered):
+        yield len(rows), [list(column) for column in zip(*rows, strict=True)]

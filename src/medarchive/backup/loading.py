@@ -9,7 +9,7 @@ Rows go in column by column: ``executemany`` over ``zip`` (SQLite), ``COPY`` (Po
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,7 +71,7 @@ Chunk = tuple[int, Columns]
 Counts = tuple[int, int, int]
 
 
-def _pick(target: Table, source: Table) -> tuple[list[str], list[int], list[bool]]:
+def pick(target: Table, source: Table) -> tuple[list[str], list[int], list[bool]]:
     """The source columns the target has: names, source positions, whether boolean there."""
     kinds = dict(target.columns)
     names = [n for n in source.column_names if n in kinds]
@@ -83,40 +83,52 @@ def _flag(column: list[Any]) -> list[Any]:
     return [None if v is None else bool(v) for v in column]
 
 
+def copy_rows(cur: Any, table: str, names: list[str],
+              batches: Iterable[tuple[int, Iterable[Sequence[Any]]]], freeze: bool) -> int:
+    """PostgreSQL: the ``batches`` ((count, rows), each row the values of ``names``) into
+    ``table`` by one binary ``COPY``, with the binary dumpers fixed by the columns' types
+    (``set_types``). With ``freeze`` the table is emptied by TRUNCATE first and its rows
+    written frozen, so the index builds and the first reads after the restore do not rewrite
+    every page. Returns the rows written."""
+    cur.execute("SELECT atttypid FROM pg_attribute WHERE attrelid = %s::regclass "
+                "AND attname = ANY(%s) ORDER BY array_position(%s, attname::text)",
+                (table, names, names))
+    types = [int(oid) for (oid,) in cur.fetchall()]
+    if freeze:
+        cur.execute(f"TRUNCATE {table}")
+    count = 0
+    with cur.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN (FORMAT BINARY"
+                  + (", FREEZE)" if freeze else ")")) as copy:
+        copy.set_types(types)
+        write = copy.write_row
+        for rows, batch in batches:
+            for row in batch:
+                write(row)
+            count += rows
+    return count
+
+
 def _insert(cur: Any, db: Database, target: Table, source: Table,
             chunks: Iterable[Chunk], freeze: bool = False) -> int:
     """Insert the ``chunks`` (columns in ``source`` order) into ``target``: converted column
-    by column, then ``executemany`` (SQLite) or one binary ``COPY`` (PostgreSQL; with
-    ``freeze`` the table is emptied by TRUNCATE first and its rows written frozen, so the
-    index builds and the first reads after the restore do not rewrite every page)."""
-    names, picks, flags = _pick(target, source)
-    cols = ", ".join(names)
-    count = 0
-    if db.dialect == "postgresql":
-        cur.execute("SELECT atttypid FROM pg_attribute WHERE attrelid = %s::regclass "
-                    "AND attname = ANY(%s) ORDER BY array_position(%s, attname::text)",
-                    (target.name, names, names))
-        types = [int(oid) for (oid,) in cur.fetchall()]
-        if freeze:
-            cur.execute(f"TRUNCATE {target.name}")
-        with cur.copy(f"COPY {target.name} ({cols}) FROM STDIN (FORMAT BINARY"
-                      + (", FREEZE)" if freeze else ")")) as copy:
-            copy.set_types(types)
-            for rows, columns in chunks:
-                picked = [_flag(columns[i]) if flag else columns[i]
-                          for i, flag in zip(picks, flags, strict=True)]
-                for row in zip(*picked, strict=True):
-                    copy.write_row(row)
-                count += rows
-        return count
-    for rows, columns in chunks:
-        if not rows:
-            continue
+    by column, then ``executemany`` (SQLite) or one binary ``COPY`` (PostgreSQL, ``copy_rows``;
+    ``freeze``: see there)."""
+    names, picks, flags = pick(target, source)
+
+    def rows(columns: Columns) -> Iterator[Row]:
         picked = [_flag(columns[i]) if flag else columns[i]
                   for i, flag in zip(picks, flags, strict=True)]
-        cur.executemany(f"INSERT INTO {target.name} ({cols}) "
-                        f"VALUES ({', '.join('?' * len(names))})", zip(*picked, strict=True))
-        count += rows
+        return zip(*picked, strict=True)
+
+    if db.dialect == "postgresql":
+        return copy_rows(cur, target.name, names,
+                         ((count, rows(columns)) for count, columns in chunks), freeze)
+    count = 0
+    for n, columns in chunks:
+        if n:
+            cur.executemany(f"INSERT INTO {target.name} ({', '.join(names)}) "
+                            f"VALUES ({', '.join('?' * len(names))})", rows(columns))
+            count += n
     return count
 
 
@@ -249,7 +261,7 @@ def fill_index(cur: Any, db: Database, load: Load, names: list[str] | None = Non
             continue
         if name in load.kept:
             same = target.column_names == source.column_names
-            copy_table(cur, name, "main", SCHEMA, None if same else _pick(target, source)[0])
+            copy_table(cur, name, "main", SCHEMA, None if same else pick(target, source)[0])
         elif first[name].get("image"):
             if load.image is None:
                 raise BackupError(f"backup {load.plan.chain[0].id}: the search-index image "

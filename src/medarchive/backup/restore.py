@@ -29,6 +29,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -52,6 +53,7 @@ from medarchive.backup.erasure import (
     newest_tombstones,
 )
 from medarchive.backup.errors import BackupError
+from medarchive.backup.imageload import Loaders, TableJob, loaders
 from medarchive.backup.indeximage import PIECE, attach, detach, image_tables
 from medarchive.backup.indeximage import remove as remove_image
 from medarchive.backup.indexkey import open_seal
@@ -68,16 +70,19 @@ from medarchive.backup.loading import (
     finish,
     is_empty,
     load_in_one,
+    pick,
 )
-from medarchive.backup.schema import DATA_KEYS, list_tables
+from medarchive.backup.schema import DATA_KEYS, RESOURCES, VERSIONS, list_tables
 from medarchive.backup.scratch import disk_room, image_folder
 from medarchive.backup.swap import (
     SCRATCH,
+    Deferred,
     blockers,
     drop,
     in_parallel,
     rebuild,
     schema_url,
+    statement,
     swap,
     take_down,
     target_schema,
@@ -93,7 +98,14 @@ every resource (None)."""
 log = logging.getLogger(__name__)
 LOADERS = 2
 """Connections a PostgreSQL restore loads and builds indexes over (the machine's 2 cores:
-this process decoding and the server's backends share them)."""
+this process decoding and the server's backends share them); as many worker processes load
+the tables of an index image."""
+THREADS = 2 * LOADERS + 1
+"""Threads of a restore whose index image workers load: the state rows, one waiting for each
+worker's table, one more building a loaded table's indexes while both workers load."""
+STATE_BUILT = (RESOURCES, VERSIONS)
+"""State tables whose keys and indexes the thread that loaded the state rows builds, while
+the index tables load (the other state tables are small: built after all rows are in)."""
 
 
 @dataclass(frozen=True)
@@ -304,21 +316,34 @@ def _restore_postgres(plan: Plan, key: BackupKey, url: str, force: bool,
 
 def _build(plan: Plan, key: BackupKey, url: str, seal: Any, replaced: Tombstones,
            reindex: Reindex | None, place: list[str]) -> tuple[Counts, list[int] | None]:
-    """Fill the empty scratch schema of ``url``: tables without keys or indexes, the state
-    rows and the index copy over two connections at once, keys and indexes built over two
-    connections, the finishing touches, and the re-extraction of what the copy misses."""
-    db = open_database(url, pool_size=LOADERS + 1)
+    """Fill the empty scratch schema of ``url``: tables without keys or indexes; the state
+    rows loaded (then the keys and indexes of ``STATE_BUILT``) by a thread of their own from
+    the start, while the index image is assembled and its tables are loaded by worker
+    processes (``_index``); the other keys and indexes built over two connections, the
+    finishing touches, and the re-extraction of what the copy misses."""
+    db = open_database(url, pool_size=THREADS + 2)
     try:
         migrate(db)
         started = time.perf_counter()
-        with _image(plan, key, seal, Path(tempfile.gettempdir()), place) as (image, opened):
-            with db.writing() as cur:
-                load = replace(begin(cur, db, plan, key, True, opened, replaced, image),
-                               freeze=True)
-                deferred = take_down(cur)
-            counts = _parallel(db, load)
+        with db.writing() as cur:
+            load = replace(begin(cur, db, plan, key, True, seal, replaced, None), freeze=True)
+            deferred = take_down(cur)
+        workers = loaders(LOADERS) if image_files(plan.chain[0]) and seal is not NO_COPY \
+            else contextlib.nullcontext(None)
+        with ThreadPoolExecutor(1) as background, workers as pool:
+            state = background.submit(_state, db, load, deferred)
+            try:
+                with _image(plan, key, seal, Path(tempfile.gettempdir()), place) as (image,
+                                                                                    opened):
+                    load.image, load.seal = image, opened
+                    if opened is NO_COPY:
+                        load.copied = {}  # no room for the image: the index is re-extracted
+                    done = _index(db, load, url, deferred, pool)
+            finally:
+                counts = state.result()
         log.debug("restore: rows loaded in %.1f s", time.perf_counter() - started)
-        rebuild(db, deferred, workers=LOADERS, memory=SORT_MEMORY)
+        rebuild(db, [d for d in deferred if d.table not in done or d.order == 2],
+                workers=LOADERS, memory=SORT_MEMORY, analyzed=frozenset(done))
         log.debug("restore: keys and indexes built at %.1f s", time.perf_counter() - started)
         with db.writing() as cur:
             counts, stale = finish(cur, db, load, counts)
@@ -332,30 +357,69 @@ def _build(plan: Plan, key: BackupKey, url: str, seal: Any, replaced: Tombstones
     return counts, stale
 
 
-def _parallel(db: Database, load: Load) -> Counts:
-    """The state rows and each table of the index copy as separate jobs over ``LOADERS``
-    connections, each job in its own transaction (the scratch schema is nobody's until the
-    swap), the largest first."""
-    counts: list[Counts] = []
-    rows = {name: int(doc.get("rows", 0))
-            for name, doc in load.plan.chain[0].manifest["tables"].items()}
+def _state(db: Database, load: Load, deferred: list[Deferred]) -> Counts:
+    """The state rows in one transaction, then the keys and indexes of ``STATE_BUILT``."""
+    started = time.perf_counter()
+    with db.writing() as cur:
+        cur.execute("SET LOCAL synchronous_commit = off")
+        counts = fill_state(cur, db, load)
+    loaded = time.perf_counter()
+    _build_indexes(db, deferred, STATE_BUILT)
+    log.debug("restore: state rows loaded in %.1f s, indexed in %.1f s", loaded - started,
+              time.perf_counter() - loaded)
+    return counts
 
-    def job(names: list[str] | None) -> Callable[[], None]:
+
+def _build_indexes(db: Database, deferred: list[Deferred], tables: tuple[str, ...]) -> None:
+    """The keys and indexes of the loaded ``tables`` (foreign keys wait for ``rebuild``),
+    then their statistics."""
+    for sql in [d.create for d in deferred if d.table in tables and d.order < 2] \
+            + [f"ANALYZE {name}" for name in tables]:
+        statement(db, sql, SORT_MEMORY)()
+
+
+def _index(db: Database, load: Load, url: str, deferred: list[Deferred],
+           pool: Loaders | None) -> set[str]:
+    """The index copy into the scratch schema at ``url``, each table in its own transaction
+    (the scratch schema is nobody's until the swap), the largest first: the image's tables
+    loaded by the workers of ``pool`` (imageload.py, submitted largest first), each then
+    indexed (``deferred``) and analyzed by a thread of this process that waited for it,
+    while the workers load the next; tables of row files loaded by threads of this process.
+    Returns the tables whose indexes are built, ``STATE_BUILT`` included."""
+    first = load.plan.chain[0].manifest["tables"]
+    rows = {name: int(doc.get("rows", 0)) for name, doc in first.items()}
+    index = sorted(load.copied, key=lambda n: -rows.get(n, 0))
+    image = load.image
+    by_worker = [] if pool is None or image is None else \
+        [n for n in index if n in load.targets and first[n].get("image")]
+    sealed = sealedfile.export_key(image) if by_worker and image is not None \
+        and sealedfile.keyed(image) else None
+
+    def table_job(name: str) -> TableJob:
+        names, _, flags = pick(load.targets[name], load.copied[name])
+        return TableJob(url, str(image), sealed, name, tuple(names), tuple(flags))
+
+    loads = {name: pool.submit(table_job(name)) for name in by_worker if pool is not None}
+
+    def job(name: str) -> Callable[[], None]:
         def run() -> None:
             started = time.perf_counter()
-            with db.writing() as cur:
-                cur.execute("SET LOCAL synchronous_commit = off")
-                if names is None:
-                    counts.append(fill_state(cur, db, load))
-                else:
-                    fill_index(cur, db, load, names)
-            log.debug("restore: %s loaded in %.1f s", names or "state rows",
-                      time.perf_counter() - started)
+            if name in loads:
+                assert pool is not None
+                pool.wait(loads[name])
+                loaded = time.perf_counter()
+                _build_indexes(db, deferred, (name,))
+            else:
+                with db.writing() as cur:
+                    cur.execute("SET LOCAL synchronous_commit = off")
+                    fill_index(cur, db, load, [name])
+                loaded = time.perf_counter()
+            log.debug("restore: %s loaded at %.1f s, indexed in %.1f s", name,
+                      loaded - started, time.perf_counter() - loaded)
         return run
 
-    index = sorted(load.copied, key=lambda n: -rows.get(n, 0))
-    in_parallel([job(None)] + [job([name]) for name in index], LOADERS)
-    return counts[0]
+    in_parallel([job(name) for name in index], THREADS - 1 if by_worker else LOADERS)
+    return set(by_worker) | set(STATE_BUILT)
 
 
 def _restore_sqlite(plan: Plan, key: BackupKey, path: str, force: bool,

@@ -340,6 +340,29 @@ def drop_key(path: Path) -> None:
             registry.states.pop(str(path.resolve()), None)
 
 
+def export_key(path: Path) -> bytes:
+    """The key and write counters of the sealed file ``path``, for ``import_key`` in a process
+    that reads it too (restore.py's loader processes; passed over their pipe, never written)."""
+    registry = _get()
+    if registry is None:
+        raise OSError("the sealed SQLite VFS is not available")
+    with registry.lock:
+        state = registry.states[str(path.resolve())]
+        return state.key + state.generations.tobytes()
+
+
+def import_key(path: Path, exported: bytes) -> None:
+    """Give ``path`` the key and write counters another process exported (``export_key``)."""
+    registry = _get()
+    if registry is None:
+        raise OSError("the sealed SQLite VFS is not available")
+    state = _State()
+    state.key = exported[:32]
+    state.generations = array("Q", exported[32:])
+    with registry.lock:
+        registry.states[str(path.resolve())] = state
+
+
 def plain_pieces(path: Path, size: int) -> Iterator[bytes]:
     """The decrypted content of the sealed file ``path`` (closed by SQLite), in pieces of
     ``size`` bytes (whole units)."""

@@ -121,21 +121,22 @@ def take_down(cur: Any) -> list[Deferred]:
 
 
 def rebuild(db: Any, deferred: list[Deferred], *, workers: int = 2,
-            memory: str = "512MB") -> None:
+            memory: str = "512MB", analyzed: frozenset[str] = frozenset()) -> None:
     """Build ``deferred`` again over ``workers`` connections of ``db``: keys and unique
     constraints and the other indexes first, the largest tables' first, then the foreign keys
-    (they need the keys they reference); then gather every table's planner statistics, which
-    the finishing deletes and the first searches after the restore need."""
+    (they need the keys they reference); then gather the planner statistics of every table
+    but those ``analyzed`` already, which the finishing deletes and the first searches after
+    the restore need."""
     for stage in ((0, 1), (2,)):
         todo = [d for d in deferred if d.order in stage]
         with db.reading() as cur:
             sizes = {t: _size(cur, t) for t in {d.table for d in todo}}
         todo.sort(key=lambda d: (-sizes[d.table], d.order))
-        in_parallel([_statement(db, d.create, memory) for d in todo], workers)
+        in_parallel([statement(db, d.create, memory) for d in todo], workers)
     with db.reading() as cur:
         cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
-        tables = sorted(str(name) for (name,) in cur.fetchall())
-    in_parallel([_statement(db, f"ANALYZE {t}", memory) for t in tables], workers)
+        tables = sorted(str(name) for (name,) in cur.fetchall() if name not in analyzed)
+    in_parallel([statement(db, f"ANALYZE {t}", memory) for t in tables], workers)
 
 
 def _size(cur: Any, table: str) -> int:
@@ -143,7 +144,7 @@ def _size(cur: Any, table: str) -> int:
     return int(cur.fetchone()[0])
 
 
-def _statement(db: Any, sql: str, memory: str) -> Callable[[], None]:
+def statement(db: Any, sql: str, memory: str) -> Callable[[], None]:
     """``sql`` as a job of its own. Two builds on one table at once must not share a scan
     (``synchronize_seqscans``): the second would start in the middle of the table, and a
     table loaded in the order of an index (schema.build_order) would no longer be read in
