@@ -2,8 +2,9 @@
 
 Every table that is state is backed up; tables other features add later (their own migrations,
 or ``CREATE TABLE IF NOT EXISTS`` like the HL7 message log) are picked up without a change here.
-Derived tables are skipped: ``reindex_job`` is progress bookkeeping and ``schema_migrations``
-belongs to the target; so are the tables of ``KEY_TABLES``.
+Derived tables are skipped: ``reindex_job`` is progress bookkeeping, ``schema_migrations``
+belongs to the target and ``latest_observation`` is derived from the index again by the store
+(``store.sql.latest.ensure_built``); so are the tables of ``KEY_TABLES``.
 
 Strategies:
   versions   resource_version, append-only with a global ``seq``: an incremental backup holds the
@@ -27,7 +28,7 @@ from typing import Any
 VERSIONS = "resource_version"
 RESOURCES = "resource"
 APPEND = {"audit_event": "seq", "audit_ref": "seq"}
-DERIVED = {"reindex_job", "schema_migrations"}
+DERIVED = {"reindex_job", "schema_migrations", "latest_observation"}
 KEY_TABLES: frozenset[str] = frozenset()
 """Tables never copied into a backup. Empty: the wrapped data keys (``data_key``) are backed
 up, because without them no sealed body can be read; shredding reaches backups through the

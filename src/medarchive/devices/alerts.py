@@ -1,9 +1,10 @@
 """Real-time early warning: after readings arrive, re-score NEWS2 for the patients touched.
 
-For each patient the latest value of each NEWS2 vital sign is read back through the service path
-(newest Observation per LOINC code) and, from the raw readings table, the newest device reading
-not yet materialized (so alerts do not wait for the materializer), the later of the two is
-scored with ``news2.score`` and, when the risk is
+For each patient the latest value of each NEWS2 vital sign is read from what the store keeps of
+the newest Observation per vital-sign code (``Store.latest_vital_signs``: one read per patient,
+where a search per code read the patient's Observations) and, from the raw readings table, the
+newest device reading not yet materialized (so alerts do not wait for the materializer), the
+later of the two is scored with ``news2.score`` and, when the risk is
 low-medium or worse and differs from the patient's active NEWS2 Flag, a new Flag is created and
 the previous one is set inactive: an alert is raised when a threshold is crossed, not on every
 reading. The care-team notification is the Flag itself (visible to FHIR subscriptions and the
@@ -25,7 +26,7 @@ from medarchive.devices.raw import Readings
 from medarchive.devices.readings import KINDS, SYSTOLIC
 from medarchive.service.request import FhirRequest
 from medarchive.service.router import Router
-from medarchive.store.base import from_micros, to_micros
+from medarchive.store.base import to_micros
 
 log = logging.getLogger(__name__)
 HEADERS = {"content-type": "application/fhir+json", "accept": "application/fhir+json"}
@@ -53,23 +54,22 @@ def _observed_at(observation: dict[str, Any]) -> int:
     return to_micros(moment) if moment.tzinfo is not None else 0
 
 
-def latest_vitals(router: Router, patient: str, actor: Any = None,
+def latest_vitals(router: Router, patient: str,
                   readings: Readings | None = None) -> dict[str, float]:
     """The newest value of each NEWS2 vital sign of ``patient`` (R4 §search _sort): from the
-    stored Observations and, with ``readings``, the raw device readings not yet materialized,
-    whichever was made later."""
+    stored Observations (``Store.latest_vital_signs``: what a ``_sort=-date`` search per code
+    would return first, kept by the store as Observations are written; read as the system:
+    the score only leaves as a Flag written as the caller's actor) and, with ``readings``,
+    the raw device readings not yet materialized, whichever was made later."""
     raw = readings.latest(patient) if readings is not None else {}
+    stored = router.repository.store.latest_vital_signs(patient)
     vitals: dict[str, float] = {}
     for name, loinc in _CODES.items():
         kind = "blood_pressure" if name == "systolic" else name
         newest = raw.get(kind)
-        # only Observations made after the newest raw reading can beat it: a narrow search
-        after = () if newest is None else (("date", "gt" + from_micros(newest[0]).isoformat()),)
-        found = _search(router, "Observation", (
-            ("subject", patient), ("code", f"http://loinc.org|{loinc}"), *after,
-            ("_sort", "-date"), ("_count", "1"), ("_total", "none")), actor)
-        if found and (newest is None or _observed_at(found[0]) > newest[0]):
-            observation = found[0]
+        version = stored.get(loinc)
+        observation = version.resource() if version is not None else None
+        if observation is not None and (newest is None or _observed_at(observation) > newest[0]):
             if name == "systolic":
                 for component in observation.get("component", ()):
                     if component["code"]["coding"][0]["code"] == SYSTOLIC[0]:
@@ -89,7 +89,7 @@ def check_patients(router: Router, patients: Iterable[str], when: str,
     the (patient, score) pairs that raised an alert."""
     raised = []
     for patient in sorted(set(patients)):
-        news = score(latest_vitals(router, patient, actor, readings))
+        news = score(latest_vitals(router, patient, readings))
         active = _search(router, "Flag", (("subject", patient), ("code", ALERT_CODE),
                                           ("status", "active")), actor)
         if any(news.risk in flag.get("code", {}).get("text", "") for flag in active):

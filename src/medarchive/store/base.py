@@ -149,6 +149,13 @@ class Store(Protocol):
         """A cheap approximation of ``count`` (``_total=estimate``); may be exact."""
         ...
 
+    def latest_vital_signs(self, patient: str) -> dict[str, Version]:
+        """Per LOINC code of ``fhir.vitalsigns.VITAL_SIGNS``, the current Observation of
+        ``patient`` (``Patient/id``) that ``Observation?subject=<patient>&code=http://loinc.org|
+        <code>&_sort=-date&_count=1`` returns (R4 §3.1.1.4.3); codes without one are left out.
+        The SQL stores keep these as they write (``store.sql.latest``) instead of searching."""
+        ...
+
     def include(self, keys: Sequence[tuple[str, str]], include: Include,
                 limit: int) -> list[Version]:
         """Current resources one ``_include``/``_revinclude`` step reaches from the resources

@@ -17,7 +17,15 @@ from medarchive.errors import AlreadyApplied, VersionConflict
 from medarchive.fhir.search.clauses import ClauseMatcher
 from medarchive.fhir.search.entries import IndexEntries
 from medarchive.fhir.search.match import sort_value
-from medarchive.fhir.search.query import Include, SearchQuery, SortKey
+from medarchive.fhir.search.query import (
+    Include,
+    Predicate,
+    ReferenceValue,
+    SearchQuery,
+    SortKey,
+    TokenValue,
+)
+from medarchive.fhir.vitalsigns import LOINC, VITAL_SIGNS
 from medarchive.store.base import (
     Change,
     HistoryQuery,
@@ -168,6 +176,19 @@ class MemoryStore:
 
     def estimate(self, query: SearchQuery) -> int:
         return self.count(query)
+
+    def latest_vital_signs(self, patient: str) -> dict[str, Version]:
+        """The definition: the first result of each code's search (``Store``)."""
+        target_type, _, target_id = patient.partition("/")
+        subject = Predicate("subject", "reference", (ReferenceValue(target_type, target_id),))
+        newest = (SortKey("date", "date", descending=True),)
+        found: dict[str, Version] = {}
+        for code in VITAL_SIGNS:
+            query = SearchQuery("Observation", (subject, Predicate(
+                "code", "token", (TokenValue(LOINC, code),))), newest, count=1)
+            for version in self.search(query):
+                found[code] = version
+        return found
 
     def include(self, keys: Sequence[tuple[str, str]], include: Include,
                 limit: int) -> list[Version]:

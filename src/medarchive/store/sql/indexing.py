@@ -25,6 +25,7 @@ from medarchive.fhir.search.query import SearchQuery
 from medarchive.store.base import Indexer, ReindexCallback, ReindexProgress, reindex_job_key
 from medarchive.store.sql.database import Database
 from medarchive.store.sql.datesort import sort_rows
+from medarchive.store.sql.latest import track as track_latest
 from medarchive.store.sql.query import matches_sql
 
 INDEX_COLUMNS = {
@@ -107,7 +108,8 @@ def replace_index(cur: Any, sql: Callable[[str], str], stale: Sequence[int],
 def insert_index(cur: Any, sql: Callable[[str], str], stale: Sequence[int],
                  items: Sequence[tuple[int, IndexRows]]) -> None:
     """Delete the index rows of the ``stale`` rids, then insert ``items`` (rid, its rows),
-    table by table in ``INDEX_TABLES`` order."""
+    table by table in ``INDEX_TABLES`` order, and keep ``latest_observation`` right
+    (``store.sql.latest``)."""
     for start in range(0, len(stale), _CHUNK):
         chunk = list(stale[start:start + _CHUNK])
         marks = ", ".join("?" * len(chunk))
@@ -120,6 +122,7 @@ def insert_index(cur: Any, sql: Callable[[str], str], stale: Sequence[int],
             rows[table] += [head + row for row in found]
     for table in INDEX_TABLES:
         _insert(cur, sql, table, COLUMNS[table], rows[table])
+    track_latest(cur, sql, stale, items)
 
 
 _COPY_TYPES: dict[str, list[int]] = {}

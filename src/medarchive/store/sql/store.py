@@ -35,6 +35,7 @@ from medarchive.crypto.envelope import (
 from medarchive.errors import AlreadyApplied, VersionConflict
 from medarchive.fhir.search.entries import IndexEntries
 from medarchive.fhir.search.query import Include, SearchQuery
+from medarchive.fhir.vitalsigns import LOINC
 from medarchive.store.base import (
     Change,
     HistoryQuery,
@@ -56,6 +57,7 @@ from medarchive.store.sql.indexing import (
     replace_index,
     run_reindex,
 )
+from medarchive.store.sql.latest import ensure_built
 from medarchive.store.sql.migrations import migrate
 from medarchive.store.sql.query import (
     KEY_JOIN,
@@ -84,6 +86,7 @@ class SqlStore:
         self._sql = db.sql
         if run_migrations:
             migrate(db)
+            ensure_built(db)
         if encryption is _FROM_DB:
             encryption = getattr(db, "encryption", None)
         elif encryption is not None and hasattr(db, "encryption"):
@@ -397,6 +400,25 @@ class SqlStore:
             cur.execute(self._sql(sql), params)
             plan = cur.fetchone()[0]
         return int(plan[0]["Plan"]["Plan Rows"])
+
+    def latest_vital_signs(self, patient: str) -> dict[str, Version]:
+        """Read from ``latest_observation`` (``store.sql.latest``), not searched."""
+        target_type, _, target_id = patient.partition("/")
+        if target_type != "Patient":
+            return {}
+        with self.db.reading() as cur:
+            cur.execute(self._sql(
+                f"SELECT l.code, {VERSION_COLUMNS} FROM latest_observation l "
+                "JOIN resource r ON r.rid = l.rid JOIN resource_version v ON v.rid = r.rid "
+                f"AND v.version = r.version{KEY_JOIN} WHERE l.patient = ? AND l.system = ? "
+                "AND r.deleted = ?"), (target_id, LOINC, False))
+            rows = cur.fetchall()
+        found = {}
+        for code, *columns in rows:
+            version = self._open(columns, "skip")
+            if version is not None:
+                found[str(code)] = version
+        return found
 
     def include(self, keys: Sequence[tuple[str, str]], include: Include,
                 limit: int) -> list[Version]:
