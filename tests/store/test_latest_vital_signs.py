@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from search_helpers import delete, find, indexer, put
+from search_helpers import delete, find, indexer, put, spec
 
 from medarchive.backup.keys import load_key
 from medarchive.backup.restore import plan_restore, reindex_with, restore
 from medarchive.backup.schema import strategy
 from medarchive.backup.snapshot import create_backup
 from medarchive.errors import VersionConflict
+from medarchive.fhir.search.custom import only_param
+from medarchive.fhir.search.index import build_indexer
 from medarchive.fhir.vitalsigns import LOINC, VITAL_SIGNS
 from medarchive.store import open_store
 from medarchive.store.base import Change, Store
@@ -191,3 +193,15 @@ def test_a_restore_derives_the_table_instead_of_copying_it(tmp_path: Path) -> No
         assert kept(restored, "p1") == {"8867-4": "b"}
     finally:
         restored.close()
+
+
+def test_reindexing_a_parameter_it_derives_from_derives_it_again(sql_store: SqlStore) -> None:
+    """``db reindex --param date`` rewrites the date rows alone: the table is derived again."""
+    put(sql_store, vital("a", "p1", "8867-4", "2024-05-01T12:00:00Z"),
+        vital("b", "p1", "8867-4", "2024-05-01T12:01:00Z"))
+    maintained = rows(sql_store)
+    with sql_store.db.writing() as cur:  # as rows of an older extraction of date would be
+        cur.execute("UPDATE latest_observation SET high = 0")
+    sql_store.reindex_param(build_indexer(only_param(spec(), "date")), "date",
+                            ["Observation"], job="date-again")
+    assert rows(sql_store) == maintained

@@ -52,6 +52,8 @@ _ORDER = "CASE WHEN d.high IS NULL THEN 1 ELSE 0 END, d.high DESC, s.rid"
 _NEWEST = (f"{_RANKED} AND s.target_id = ? AND t.system = ? AND t.code = ? "
            f"ORDER BY {_ORDER} LIMIT 1")
 
+SOURCES = frozenset({"code", "subject", "date"})
+"""The Observation parameters whose index rows the table is derived from."""
 JOB = "latest_observation"
 """Its ``reindex_job`` row: present and finished once the table was derived from the index."""
 Key = tuple[str, str, str]  # patient id, code system, code
@@ -141,18 +143,21 @@ def _built(cur: Any, sql: Callable[[str], str]) -> bool:
     return cur.fetchone() is not None
 
 
-def ensure_built(db: Any) -> bool:
+def ensure_built(db: Any, *, again: bool = False) -> bool:
     """Fill the table when it was never derived from this database's index (a new or
     upgraded database; a restored one: a restore empties ``reindex_job``, and the table is
-    not backed up). On PostgreSQL writers wait meanwhile (their upserts need the table), so
-    none is missed. Returns whether it was rebuilt."""
-    with db.reading() as cur:
-        if _built(cur, db.sql):
-            return False
+    not backed up), or ``again`` (after ``db reindex --param`` rewrote the rows of one of
+    ``SOURCES``: its batches write that parameter's rows alone). On PostgreSQL writers wait
+    meanwhile (their upserts need the table), so none is missed. Returns whether it was
+    rebuilt."""
+    if not again:
+        with db.reading() as cur:
+            if _built(cur, db.sql):
+                return False
     with db.writing() as cur:
         if db.dialect == "postgresql":
             cur.execute("LOCK TABLE latest_observation IN EXCLUSIVE MODE")
-        if _built(cur, db.sql):  # another process was first
+        if not again and _built(cur, db.sql):  # another process was first
             return False
         rebuild(cur, db.sql)
     return True

@@ -57,6 +57,7 @@ from medarchive.store.sql.indexing import (
     replace_index,
     run_reindex,
 )
+from medarchive.store.sql.latest import SOURCES as LATEST_SOURCES
 from medarchive.store.sql.latest import ensure_built
 from medarchive.store.sql.migrations import migrate
 from medarchive.store.sql.query import (
@@ -447,9 +448,12 @@ class SqlStore:
         """Re-extract only ``param``'s index rows of the current resources of ``types``
         (``db reindex --param``); ``indexer`` extracts that parameter alone."""
         from medarchive.store.sql.paramindex import param_replacer
-        return run_reindex(self.db, self._blinding(indexer) if self.keyring else indexer,
-                           job=job, batch=batch, restart=restart, progress=progress,
-                           open_body=self._body, types=types, replace=param_replacer(param))
+        state = run_reindex(self.db, self._blinding(indexer) if self.keyring else indexer,
+                            job=job, batch=batch, restart=restart, progress=progress,
+                            open_body=self._body, types=types, replace=param_replacer(param))
+        if state.finished and param in LATEST_SOURCES and (not types or "Observation" in types):
+            ensure_built(self.db, again=True)
+        return state
 
     def reindex_rids(self, rids: Sequence[int]) -> int:
         """Re-extract the index rows of the resources ``rids`` (a restore's changed ones), one
