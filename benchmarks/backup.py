@@ -297,8 +297,11 @@ class ServerCpu:
         self.before: dict[int, float] = {}
         self.seen: dict[int, float] = {}
         self.thread = threading.Thread(target=self._run)
+        self.conn: Any = None
 
     def __enter__(self) -> ServerCpu:
+        import psycopg
+        self.conn = psycopg.connect(self.url, autocommit=True)  # one, not one per sample
         self.before = self._sample()
         self.thread.start()
         return self
@@ -307,17 +310,16 @@ class ServerCpu:
         self.done.set()
         self.thread.join()
         self.seen.update(self._sample())
+        self.conn.close()
 
     @property
     def seconds(self) -> float:
         return used(self.before, {**self.before, **self.seen})
 
     def _sample(self) -> dict[int, float]:
-        import psycopg
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            pids = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s "
-                                "OR leader_pid IN (SELECT pid FROM pg_stat_activity WHERE "
-                                "application_name = %s)", (self.app, self.app)).fetchall()
+        pids = self.conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s "
+                                 "OR leader_pid IN (SELECT pid FROM pg_stat_activity WHERE "
+                                 "application_name = %s)", (self.app, self.app)).fetchall()
         return {pid: pid_cpu(pid) for (pid,) in pids}
 
     def _run(self) -> None:

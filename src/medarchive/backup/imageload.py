@@ -14,6 +14,9 @@ parent's threads wait for those jobs, build each table's indexes as soon as it i
 A sealed image (assembled on a disk, sealedfile.py) is read through the sealed VFS in the
 worker too: the job carries its key, over the worker's pipe, never to a file. A failing job
 stops the others from starting; the caller drops the scratch schema, so nothing is restored.
+As with any ``spawn``, a program that calls ``restore`` from a script must guard the script's
+body with ``if __name__ == "__main__":`` (the workers import the main module again; the CLI
+and the benchmarks do).
 """
 
 from __future__ import annotations
