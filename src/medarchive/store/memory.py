@@ -178,16 +178,20 @@ class MemoryStore:
         return self.count(query)
 
     def latest_vital_signs(self, patient: str) -> dict[str, Version]:
-        """The definition: the first result of each code's search (``Store``)."""
+        """The definition: per code, the first result of the search with that code (``Store``):
+        the first of the patient's Observations in ``-date`` order that has it."""
         target_type, _, target_id = patient.partition("/")
         subject = Predicate("subject", "reference", (ReferenceValue(target_type, target_id),))
-        newest = (SortKey("date", "date", descending=True),)
+        codes = {code: Predicate("code", "token", (TokenValue(LOINC, code),))
+                 for code in VITAL_SIGNS}
         found: dict[str, Version] = {}
-        for code in VITAL_SIGNS:
-            query = SearchQuery("Observation", (subject, Predicate(
-                "code", "token", (TokenValue(LOINC, code),))), newest, count=1)
-            for version in self.search(query):
-                found[code] = version
+        with self._lock:
+            matcher = ClauseMatcher(self)
+            for current in self._matches(SearchQuery(
+                    "Observation", (subject,), (SortKey("date", "date", descending=True),))):
+                for code, predicate in codes.items():
+                    if code not in found and matcher.matches(current, predicate):
+                        found[code] = current.version
         return found
 
     def include(self, keys: Sequence[tuple[str, str]], include: Include,
