@@ -214,7 +214,9 @@ def main() -> None:
                 result[key].update({
                     "before_per_s": round(before),
                     "before_ratio_pct": round(100 * before / off, 1),
-                    "cpu_ms_before": round(medians[f"{key}.before.cpu_ms"], 3)})
+                    "cpu_ms_before": round(medians[f"{key}.before.cpu_ms"], 3),
+                    "p50_ms_before": medians[f"{key}.before.p50_ms"],
+                    "p99_ms_before": medians[f"{key}.before.p99_ms"]})
     result["load_average_end"] = os.getloadavg()
     result["finished"] = time.strftime("%H:%M:%S UTC", time.gmtime())
     print(json.dumps(result, indent=2))

@@ -51,8 +51,11 @@ def audit_admin(db: object, detail: str) -> None:
     from medarchive.security.actor import Actor
     from medarchive.security.audit import AuditTrail, audit_event
     who = Actor("system", f"cli:{getpass.getuser()}", "administrator", ())
-    AuditTrail(db, utc_now).record(  # type: ignore[arg-type]
-        audit_event(who, "admin", utc_now(), status=200, detail=detail))
+    trail = AuditTrail(db, utc_now)  # type: ignore[arg-type]
+    try:
+        trail.record(audit_event(who, "admin", utc_now(), status=200, detail=detail))
+    finally:
+        trail.close()  # its writer indexes the event before the database is closed
 
 
 def read_password(from_stdin: bool) -> str:

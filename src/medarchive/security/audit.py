@@ -12,8 +12,9 @@ commits everything queued in one transaction (group commit); callers block on th
 thread waits for the fsync. A failed append raises:
 callers fail the request (fail closed). ``append`` writes events inside
 a transaction the caller already holds (a FHIR write's own), so the change and its AuditEvent
-commit together or not at all. Each row's searchable values go to ``audit_ref`` in the same
-transaction (``audit_index``).
+commit together or not at all. Each row's searchable values go to ``audit_ref`` later, in large
+batches (``audit_backlog``): the writer thread indexes what has gathered when it is idle or
+far behind, and every search indexes whatever is left first.
 
 Events follow R4 AuditEvent (§6.4) with the DICOM/HL7 codes the spec binds.
 """
@@ -35,7 +36,8 @@ from typing import Any
 import orjson
 
 from medarchive.security.actor import Actor
-from medarchive.security.audit_index import AuditSearch, index_rows, recorded_us, search_sql
+from medarchive.security.audit_backlog import catch_up, index_next
+from medarchive.security.audit_index import AuditSearch, recorded_us, search_sql
 from medarchive.security.authz import purpose_concept, purpose_of
 from medarchive.store.sql.database import Database
 
@@ -66,6 +68,14 @@ READ_COMMITS = ("wait", "group")
 GROUP_WINDOW_S = 0.02
 MAX_EARLY_S = 1.0
 _ARRIVING: ContextVar[list[bool] | None] = ContextVar("medarchive_audit_arriving", default=None)
+# The writer indexes the events appended since its last catch-up (``audit_backlog``) once
+# INDEX_EVERY have gathered and nothing is queued, or once INDEX_MAX have gathered whatever
+# is queued, or after INDEX_IDLE_S without events; INDEX_CHUNK per transaction, committing
+# the events queued meanwhile between two.
+INDEX_EVERY = 1000
+INDEX_MAX = 4000
+INDEX_IDLE_S = 1.0
+INDEX_CHUNK = 500
 
 
 def chain_hash(prev_hash: str, seq: int, body: str) -> str:
@@ -267,7 +277,7 @@ class AuditTrail:
     interaction)."""
 
     def __init__(self, db: Database, now: Callable[[], datetime],
-                 read_commit: str = "wait") -> None:
+                 read_commit: str = "wait", background_index: bool = True) -> None:
         if read_commit not in READ_COMMITS:
             raise ValueError(f"setting audit_read_commit must be wait or group, not "
                              f"{read_commit!r}")
@@ -286,6 +296,10 @@ class AuditTrail:
         self._last_commit_s = 0.0  # how long the last group commit took
         self._sql = db.sql
         self._lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
+        self._background = background_index  # False: only searches index (tests)
+        self._unindexed = 0  # events appended through this trail since its last catch-up
+        self._more = False  # the last chunk the writer indexed was full: more may be left
+        self._active = time.monotonic()  # when the writer last committed or indexed
 
     def arrive(self) -> Token[list[bool] | None] | None:
         """Called as an interaction that will ``record`` one event starts (``leave`` when it
@@ -345,10 +359,7 @@ class AuditTrail:
             if flag and flag[0]:
                 flag[0] = False
                 self._arriving -= 1
-            if self._writer is None:
-                self._writer = threading.Thread(target=self._run, name="audit-writer",
-                                                daemon=True)
-                self._writer.start()
+            self._start()
             if not ticket.early:
                 self._durable += 1
             # wake the writer only when this ticket may end its wait (a gathering writer
@@ -360,15 +371,27 @@ class AuditTrail:
                 self._cond.notify_all()
         return ticket
 
+    def _start(self) -> None:
+        """Start the writer thread unless it runs (holding the condition)."""
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._run, name="audit-writer",
+                                            daemon=True)
+            self._writer.start()
+
     def _run(self) -> None:
-        """The writer thread: commit whatever is queued, group by group, until ``close``."""
+        """The writer thread: commit whatever is queued, group by group, and index what was
+        appended (``_idle``), until ``close``."""
         with self._cond:
             try:
                 while True:
                     while not self._queue and not self._stopping:
-                        self._cond.wait()
+                        self._idle()
                     if not self._queue:
+                        while (self._unindexed or self._more) and self._background:
+                            self._index()
                         return
+                    if self._unindexed >= INDEX_MAX and self._background:
+                        self._index()
                     self._gather()
                     batch, self._queue, self._durable = self._queue, [], 0
                     self._last_group = len(batch)
@@ -382,6 +405,9 @@ class AuditTrail:
                     finally:
                         self._cond.acquire()
                         self._last_commit_s = time.monotonic() - started
+                    if error is None:
+                        self._unindexed += len(batch)
+                    self._active = time.monotonic()
                     waiting: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
                     for ticket in batch:
                         ticket._finish(error, waiting)
@@ -397,6 +423,38 @@ class AuditTrail:
             finally:
                 self._writer = None
                 self._stopping = False
+
+    def _idle(self) -> None:
+        """Nothing queued (holding the condition): index the events appended so far when
+        ``INDEX_EVERY`` have gathered or none came for ``INDEX_IDLE_S``; else wait for an
+        event (or that long)."""
+        if not (self._unindexed or self._more) or not self._background:
+            self._cond.wait()
+            return
+        left = self._active + INDEX_IDLE_S - time.monotonic()
+        if self._more or self._unindexed >= INDEX_EVERY or left <= 0:
+            self._index()
+        else:
+            self._cond.wait(left)
+
+    def _index(self) -> None:
+        """Index the next ``INDEX_CHUNK`` appended events (``audit_backlog.index_next``),
+        releasing the condition meanwhile; ``_more`` when there may be more. A failure is
+        logged, not retried: the index is derived data, the next catch-up (the next
+        search's, or this writer's once more events came) starts from the mark again."""
+        self._unindexed = max(self._unindexed - INDEX_CHUNK, 0)
+        self._cond.release()
+        found = 0
+        try:
+            found = index_next(self.db, INDEX_CHUNK)
+        except Exception:
+            log.exception("indexing the audit trail failed; the next catch-up retries")
+        finally:
+            self._cond.acquire()
+            self._more = found == INDEX_CHUNK
+            if not self._more:
+                self._unindexed = 0
+            self._active = time.monotonic()
 
     def _gather(self) -> None:
         """Before a group commit (holding the condition): wait for more events. Only early
@@ -440,31 +498,34 @@ class AuditTrail:
         transaction: on PostgreSQL it locks the head row until the commit."""
         tickets = [Ticket(event, self._cond) for event in events]
         self._append(cur, tickets)
+        with self._cond:
+            self._unindexed += len(tickets)
+            if self._unindexed >= INDEX_EVERY and self._background:
+                self._start()
+                self._cond.notify_all()
         return [ticket.seq for ticket in tickets]
 
     def _append(self, cur: Any, batch: list[Ticket]) -> None:
         recorded = int(self.now().timestamp())
         cur.execute(self._sql("SELECT seq, hash FROM audit_head WHERE id = 1" + self._lock))
         seq, prev = cur.fetchone()
-        rows, refs = [], []
+        rows = []
         for item in batch:
             seq += 1
             digest = chain_hash(prev, seq, item.body)
             rows.append((seq, recorded, item.body, prev, digest,
                          recorded_us(item.event, recorded)))
-            refs += [(name, value, system, seq) for name, value, system in index_rows(item.event)]
             item.seq, prev = int(seq), digest
         cur.executemany(self._sql("INSERT INTO audit_event (seq, recorded, body, prev_hash,"
                                   " hash, recorded_us) VALUES (?, ?, ?, ?, ?, ?)"), rows)
-        if refs:
-            cur.executemany(self._sql("INSERT INTO audit_ref (name, value, system, seq) "
-                                      "VALUES (?, ?, ?, ?)"), refs)
         cur.execute(self._sql("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1"),
                     (seq, prev))
 
     def search(self, search: AuditSearch) -> tuple[list[tuple[int, dict[str, Any]]], int | None]:
         """One page of matching events as (seq, AuditEvent), and the total when the search
-        asks for it (``_summary=count``), by SQL over ``audit_ref``/``recorded_us``."""
+        asks for it (``_summary=count``), by SQL over ``audit_ref``/``recorded_us``, after
+        indexing every event committed so far (``audit_backlog.catch_up``)."""
+        catch_up(self.db)
         page, params, count, count_params = search_sql(search)
         with self.db.reading() as cur:
             if search.summary_count:
