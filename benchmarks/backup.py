@@ -63,6 +63,7 @@ from medarchive.fhir.search.entries import IndexEntries
 from medarchive.store import open_store
 from medarchive.store.base import Change
 from medarchive.store.sql.database import open_database
+from medarchive.store.sql.latest import ensure_built
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SHAPES = 200
@@ -364,6 +365,10 @@ def restore_only(work: Path, backend: str) -> None:
             result = restore(plan_restore(work / "b", key), key,
                              named(target, ServerCpu.RESTORE),
                              reindex=reindex_with(indexer, encryption), kek=kek)
+        with clock.phase("first_open"):  # what opening the store adds: latest_observation
+            db = open_database(target)
+            ensure_built(db)
+            db.close()
     n = result.resources
     print(json.dumps({
         "backend": backend, "resources": n, "index_copied": result.index_copied,
@@ -371,6 +376,7 @@ def restore_only(work: Path, backend: str) -> None:
         "restore_s": round(clock.wall["restore"], 2),
         "restore_cpu_s": round(clock.cpu["restore"], 2),
         "server_cpu_s": round(server.seconds, 2) if isinstance(server, ServerCpu) else None,
+        "first_open_s": round(clock.wall["first_open"], 2),
         "projected_restore_1m_s": round(clock.wall["restore"] / n * 1_000_000),
         "projected_restore_1m_cpu_s": round(clock.cpu["restore"] / n * 1_000_000)}, indent=2))
 
