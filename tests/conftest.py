@@ -81,6 +81,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("postgres_schema_url"))
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL for each SQL backend (a fresh database per test)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'medarchive.db'}"
+    return str(request.getfixturevalue("postgres_schema_url"))
+
+
 @pytest.fixture
 def store_factory(database_url: str) -> Iterator[Callable[[Indexer], Store]]:
     """Opens the test's store with a given indexer; closes whatever it opened."""

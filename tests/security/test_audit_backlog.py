@@ -55,16 +55,9 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'audit.db'}"
-    return str(request.getfixturevalue("postgres_schema_url"))
-
-
 @pytest.fixture
-def db(url: str) -> Iterator[Database]:
-    opened = open_database(url)
+def db(sql_url: str) -> Iterator[Database]:
+    opened = open_database(sql_url)
     migrate(opened)
     yield opened
     opened.close()
@@ -136,8 +129,8 @@ def _until(done: Any, seconds: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def test_events_of_a_killed_process_are_indexed_after_restart(db: Database, url: str) -> None:
-    child = subprocess.run([sys.executable, "-c", CHILD, url, "40"], capture_output=True)
+def test_events_of_a_killed_process_are_indexed_after_restart(db: Database, sql_url: str) -> None:
+    child = subprocess.run([sys.executable, "-c", CHILD, sql_url, "40"], capture_output=True)
     assert child.returncode == -9, child.stderr.decode()
     assert behind(db) == 40 and _refs(db) == set()  # committed, never indexed
     trail = AuditTrail(db, lambda: T0)
@@ -148,11 +141,11 @@ def test_events_of_a_killed_process_are_indexed_after_restart(db: Database, url:
     assert trail.verify() == (41, None)
 
 
-def test_two_catch_ups_at_once_index_each_event_once(db: Database, url: str) -> None:
+def test_two_catch_ups_at_once_index_each_event_once(db: Database, sql_url: str) -> None:
     trail = AuditTrail(db, lambda: T0, background_index=False)
     with db.writing() as cur:
         trail.append(cur, [_event(i) for i in range(3000)])
-    other = open_database(url)
+    other = open_database(sql_url)
     start = threading.Barrier(2)
     counts: list[int] = []
 
@@ -172,11 +165,11 @@ def test_two_catch_ups_at_once_index_each_event_once(db: Database, url: str) -> 
 
 
 def test_incremental_backups_of_a_partly_indexed_trail_restore_a_searchable_trail(
-        url: str, tmp_path: Path, spec: Any) -> None:
+        sql_url: str, tmp_path: Path, spec: Any) -> None:
     indexer = build_indexer(spec)
     key = load_key(tmp_path / "keys" / "backup.key", create=True)
     backups = tmp_path / "backups"
-    store = open_store(url, indexer)
+    store = open_store(sql_url, indexer)
     source = store.db  # type: ignore[attr-defined]
     trail = AuditTrail(source, lambda: T0, background_index=False)
     try:

@@ -40,19 +40,12 @@ def encryption(key_file: Path) -> Encryption:
     return Encryption(LocalKeyFile(key_file), compartment_owner(spec()))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'enc.db'}"
-    return str(request.getfixturevalue("postgres_schema_url"))
-
-
 @pytest.fixture
-def opened(url: str, tmp_path: Path) -> Iterator[Any]:
+def opened(sql_url: str, tmp_path: Path) -> Iterator[Any]:
     stores: list[Any] = []
 
     def open_(key_file: Path = tmp_path / "k.kek", encrypted: bool = True) -> SqlStore:
-        store = open_store(url, indexer(), pool_size=2,
+        store = open_store(sql_url, indexer(), pool_size=2,
                            encryption=encryption(key_file) if encrypted else None)
         stores.append(store)
         assert isinstance(store, SqlStore)
