@@ -17,11 +17,11 @@ from typing import Any
 
 from medarchive.errors import Issue, Unprocessable
 from medarchive.fhir.search.dates import date_range
+from medarchive.fhir.vitalsigns import LOINC
 
 DEVICE_SYSTEM = "urn:medarchive:device"
 READING_SYSTEM = "urn:medarchive:device-reading"
 UCUM = "http://unitsofmeasure.org"
-LOINC = "http://loinc.org"
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,6 @@ from medarchive.devices.raw import Row
 from medarchive.devices.readings import (
     DIASTOLIC,
     KINDS,
-    LOINC,
     READING_SYSTEM,
     SYSTOLIC,
     UCUM,
@@ -58,6 +57,7 @@ from medarchive.fhir.search.entries import (
     QuantityEntry,
 )
 from medarchive.fhir.search.extract import quantity_rows
+from medarchive.fhir.vitalsigns import LOINC
 from medarchive.service.repository import ID_PATTERN
 from medarchive.store.base import Change
 from medarchive.store.sql.datesort import span_class

@@ -94,11 +94,20 @@ def candidates(items: Sequence[tuple[int, Any]]) -> dict[Key, tuple[int, int | N
     return best
 
 
+def _others(items: Sequence[tuple[int, Any]]) -> set[int]:
+    """The rids of ``items`` whose new rows show a type other than Observation: none of them
+    can be kept here, so an update of another resource type costs no lookup."""
+    return {rid for rid, tables in items
+            if any(row[0] != _OBSERVATION for _, rows in tables[:1] for row in rows[:1])}
+
+
 def track(cur: Any, sql: Callable[[str], str], stale: Sequence[int],
           items: Sequence[tuple[int, Any]]) -> None:
     """Keep ``latest_observation`` right after the index rows of ``stale`` rids were replaced
     by ``items`` (call after they are written, in the same transaction)."""
     lost: set[Key] = set()
+    others = _others(items)
+    stale = [rid for rid in stale if rid not in others]
     for start in range(0, len(stale), _CHUNK):
         chunk = list(stale[start:start + _CHUNK])
         marks = ", ".join("?" * len(chunk))
