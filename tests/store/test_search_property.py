@@ -59,7 +59,9 @@ def hospital(draw: Any) -> list[dict[str, Any]]:
             p["birthDate"] = draw(dates)[:10]
         names = draw(st.lists(st.sampled_from(FAMILIES), max_size=2))
         if names:
-            p["name"] = [{"family": f, "given": ["Ann"]} for f in names]
+            p["name"] = [_name(draw, f) for f in names]
+        if draw(st.booleans()):
+            p["address"] = [_address(draw)]
         idents = draw(st.lists(st.tuples(st.sampled_from(SYSTEMS), st.sampled_from(CODES)),
                                max_size=2))
         if idents:
@@ -91,6 +93,28 @@ def hospital(draw: Any) -> list[dict[str, Any]]:
                 o["valueQuantity"]["system"] = UCUM
         observations.append(o)
     return [*orgs, *patients, *observations]
+
+
+def _name(draw: Any, family: str) -> dict[str, Any]:
+    """A name whose parts repeat across parameters and resources (a given name that is
+    another's family name, a text that holds them), where covering rows show
+    (``crypto.covering``)."""
+    name: dict[str, Any] = {"family": family,
+                            "given": draw(st.sampled_from([["Ann"], ["Anna", "Lee"], ["Smith"]]))}
+    if draw(st.booleans()):
+        name["text"] = f"{name['given'][0]} {family}"
+    if draw(st.booleans()):
+        name["prefix"] = ["Dr."]
+    return name
+
+
+def _address(draw: Any) -> dict[str, Any]:
+    address: dict[str, Any] = {"city": draw(st.sampled_from(["Lee", "Boston", "Smithfield"]))}
+    for part, values in (("line", [["1 Main St"], ["Lee Road", "Apt 2"]]), ("state", ["MA", "CA"]),
+                         ("postalCode", ["02139", "Lee"]), ("country", ["US", "Ann"])):
+        if draw(st.booleans()):
+            address[part] = draw(st.sampled_from(values))
+    return address
 
 
 def _pool_dates(resources: list[dict[str, Any]]) -> list[str]:
@@ -129,6 +153,19 @@ def patient_search(draw: Any, pool: list[str]) -> list[tuple[str, str]]:
         lambda: ("family", draw(st.sampled_from(["smi", "mu", "mül", "a", "王", "o'b"]))),
         lambda: ("family:exact", draw(st.sampled_from([*FAMILIES, "smith"]))),
         lambda: ("name:contains", draw(st.sampled_from(["ith", "ll", "an", "st"]))),
+        lambda: (draw(st.sampled_from(["name", "given", "phonetic", "name:exact"])),
+                 draw(st.sampled_from(["smi", "Smith", "ann", "Anna", "lee", "Lee", "dr",
+                                       "ann smi", "王", "mül"]))),
+        lambda: (draw(st.sampled_from(["address", "address-city", "address-state",
+                                       "address-postalcode", "address-country",
+                                       "address:exact"])),
+                 draw(st.sampled_from(["lee", "Lee", "bos", "1 main", "ma", "021", "us",
+                                       "ann", "smithf"]))),
+        lambda: ("_content", draw(st.sampled_from(["ann", "lee smi", "bos", "dr", "021",
+                                                   "main", "us", "anna lee"]))),
+        lambda: (draw(st.sampled_from(["name", "phonetic", "given", "address",
+                                       "address-city"])) + ":missing",
+                 draw(st.sampled_from(["true", "false"]))),
         lambda: ("gender", draw(st.sampled_from(["male", "female,other",
                                                  "http://hl7.org/fhir/administrative-gender|"
                                                  "male"]))),

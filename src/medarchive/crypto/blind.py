@@ -7,7 +7,9 @@ replaced, never kept beside the plaintext:
 - every string row (names, address parts, ``_content``/``_text`` words, ``:text`` rows): one
   row per normalised prefix, ``HMAC(key, "p" | param | prefix)``, for prefixes of 1 to
   ``MAX_PREFIX`` characters; the longest also carries ``HMAC("e" | param | exact text)`` for
-  ``:exact``. A prefix search is then one equality lookup;
+  ``:exact``. A prefix search is then one equality lookup. A row that a parameter covering
+  this one holds as well (``family``'s for ``name``, ``crypto.covering``) is left out, and the
+  search reads that parameter's rows too;
 - token rows of ``BLIND_TOKENS`` (identifier values, phone numbers, e-mail addresses): the code
   becomes ``HMAC("t" | param | code)``; the system stays readable so ``system|`` still works.
   Identifiers are blinded on every resource type, not only these: a visit number or an
@@ -25,10 +27,14 @@ sorting on these parameters, date comparisons other than ``eq``, and prefixes lo
 from __future__ import annotations
 
 import base64
-import hmac
+import hashlib
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from types import MappingProxyType
+from typing import Any
 
+from medarchive.crypto.covering import CONTENT, covering
 from medarchive.fhir.search.dates import date_range
 from medarchive.fhir.search.entries import IndexEntries, StringEntry, TokenEntry
 
@@ -37,6 +43,9 @@ BLIND_TOKENS = frozenset({"identifier", "identifier:of-type", "telecom", "phone"
 BLIND_DATES = frozenset({"birthdate"})
 MAX_PREFIX = 64
 DIGEST_CACHE = 65536  # digests remembered per key (about 10 MB when full)
+PREFIX_CACHE = 16384  # texts whose prefix digests are remembered (about 10 MB when full)
+_BLOCK = 64  # SHA-256's block size, for HMAC's inner and outer pads (RFC 2104)
+_NONE: Mapping[str, tuple[str, ...]] = MappingProxyType({})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -100,20 +109,63 @@ class BlindIndex:
     def __init__(self, key: bytes, max_prefix: int = MAX_PREFIX) -> None:
         self._key = key
         self.max_prefix = max_prefix
+        self._spec: Any = None
+        self._covers: dict[str, Mapping[str, tuple[str, ...]]] = {}
+        # HMAC-SHA256 (RFC 2104) from its two padded-key states: the prefixes of one text
+        # extend one inner hash a character at a time instead of hashing each from the start.
+        padded = (hashlib.sha256(key).digest() if len(key) > _BLOCK else key).ljust(_BLOCK,
+                                                                                    b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
         # Prefixes of names and words, codes and systems repeat across resources: remembered
         # (per instance, so per key), a write blinds each of them once per process.
         self._remembered = lru_cache(maxsize=DIGEST_CACHE)(self._digest)
+        self._prefixes = lru_cache(maxsize=PREFIX_CACHE)(self._all_prefixes)
+
+    def cover(self, spec: Any) -> None:
+        """Leave out the rows that parameters covering theirs hold, and let searches read
+        those (``crypto.covering``; the parameters of ``spec``)."""
+        self._spec = spec
+        self._covers = {}
+
+    def covering(self, resource_type: str) -> Mapping[str, tuple[str, ...]]:
+        """param -> the parameters whose rows a search on it also reads (none before
+        ``cover``)."""
+        found = self._covers.get(resource_type)
+        if found is None:
+            found = _NONE if self._spec is None else covering(self._spec, resource_type)
+            self._covers[resource_type] = found
+        return found
 
     def digest(self, kind: str, param: str, value: str) -> str:
         """``HMAC(key, kind | param | value)``, truncated to 128 bits, base64url."""
         return self._remembered(kind, param, value)
 
+    def _mac(self, inner: Any) -> str:
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return base64.urlsafe_b64encode(outer.digest()[:16]).decode()[:22]
+
     def _digest(self, kind: str, param: str, value: str) -> str:
-        mac = hmac.digest(self._key, f"{kind}\x1f{param}\x1f{value}".encode(), "sha256")
-        return base64.urlsafe_b64encode(mac[:16]).decode()[:22]
+        inner = self._inner.copy()
+        inner.update(f"{kind}\x1f{param}\x1f{value}".encode())
+        return self._mac(inner)
 
     def prefix(self, param: str, text: str) -> str:
         return self.digest("p", param, text)
+
+    def prefixes(self, param: str, text: str) -> tuple[str, ...]:
+        """The prefix digests of ``text``'s first 1, 2, ... ``max_prefix`` characters."""
+        return self._prefixes(param, text[:self.max_prefix])
+
+    def _all_prefixes(self, param: str, text: str) -> tuple[str, ...]:
+        inner = self._inner.copy()
+        inner.update(f"p\x1f{param}\x1f".encode())
+        found = []
+        for char in text:
+            inner.update(char.encode())
+            found.append(self._mac(inner.copy()))
+        return tuple(found)
 
     def exact(self, param: str, text: str) -> str:
         return self.digest("e", param, text)
@@ -138,13 +190,14 @@ class BlindIndex:
                                 uris=found.uris, params=found.params,
                                 composites=found.composites)
         strings: dict[tuple[str, str, str], StringEntry] = {}
-        for entry in found.strings:
-            value = entry.value[:self.max_prefix]
-            last = len(value)
-            for size in range(1, last + 1):
-                exact = self.exact(entry.param, entry.exact) if size == last else ""
-                row = StringEntry(entry.param, self.prefix(entry.param, value[:size]), exact)
-                strings[(row.param, row.value, row.exact)] = row
+        for entry in _uncovered(found.strings, self.covering(resource_type)):
+            param = entry.param
+            digests = self.prefixes(param, entry.value)
+            for digest in digests[:-1]:
+                strings[(param, digest, "")] = StringEntry(param, digest, "")
+            if digests:
+                row = StringEntry(param, digests[-1], self.exact(param, entry.exact))
+                strings[(param, row.value, row.exact)] = row
         dates = []
         for date in found.dates:
             if date.param not in BLIND_DATES:
@@ -163,3 +216,28 @@ class BlindIndex:
                             numbers=found.numbers, quantities=found.quantities,
                             uris=found.uris, params=found.params,
                             composites=found.composites)
+
+
+def _uncovered(strings: Sequence[StringEntry], covers: Mapping[str, tuple[str, ...]]
+               ) -> Sequence[StringEntry]:
+    """``strings`` without the rows a parameter covering theirs holds (``crypto.covering``):
+    the same text, normalised and as written; for ``_content``, a word equal to the text."""
+    if not covers:
+        return strings
+    held: dict[str, set[tuple[str, str]]] = {}
+    for entry in strings:
+        held.setdefault(entry.param, set()).add((entry.value, entry.exact))
+    if not any(param in held for param in covers):
+        return strings
+    words = {value for q in covers.get(CONTENT, ()) for value, _ in held.get(q, ())}
+    kept = []
+    for entry in strings:
+        sources = covers.get(entry.param)
+        if sources:
+            if entry.param == CONTENT:
+                if entry.value in words:
+                    continue
+            elif any((entry.value, entry.exact) in held.get(q, ()) for q in sources):
+                continue
+        kept.append(entry)
+    return kept

@@ -450,6 +450,11 @@ class Indexer:
             TokenEntry, StringEntry, ReferenceEntry, DateEntry, NumberEntry, QuantityEntry,
             UriEntry, CompositeEntry)}
 
+    @property
+    def spec(self) -> Any:
+        """The spec whose search parameters this indexer extracts."""
+        return self._spec
+
     def _plan(self, resource_type: str) -> tuple[_Param, ...]:
         plan = self._plans.get(resource_type)
         if plan is None:

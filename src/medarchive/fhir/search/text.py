@@ -8,7 +8,7 @@ a searched phrase matches when every one of its words is the start of some index
 
 ``_text`` indexes the narrative (``Resource.text.div`` without its markup). ``_content`` indexes
 the narrative plus the human-readable text of the resource: every string under one of the
-``_HUMAN`` element names (display, text, name parts, titles, descriptions, comments, string
+``HUMAN`` element names (display, text, name parts, titles, descriptions, comments, string
 values), which is what a person would search for; codes, ids, URLs and dates are left out.
 """
 
@@ -26,12 +26,12 @@ from medarchive.fhir.search.normalize import SHORT, normalize_string
 MAX_WORDS = 256  # per resource and parameter: keeps one odd resource from bloating the index
 _WORD = re.compile(r"\w+")
 _TAG = re.compile(r"<[^>]*>")
-_HUMAN = frozenset({"display", "text", "family", "given", "prefix", "suffix", "title",
+HUMAN = frozenset({"display", "text", "family", "given", "prefix", "suffix", "title",
                     "description", "comment", "comments", "summary", "valueString",
                     "valueMarkdown", "name", "alias", "line", "city", "district", "state",
                     "country", "purpose", "note", "instruction", "patientInstruction",
                     "conclusion", "question", "answer", "label", "detail"})
-_SKIPPED = frozenset({"div", "contained", "extension", "modifierExtension"})
+SKIPPED = frozenset({"div", "contained", "extension", "modifierExtension"})
 
 
 def words(text: str) -> list[str]:
@@ -64,12 +64,12 @@ def _human_strings(value: dict[str, Any], out: list[str]) -> list[str]:
     resources and extensions are left out)."""
     for name, item in value.items():
         if isinstance(item, str):
-            if name in _HUMAN:
+            if name in HUMAN:
                 out.append(item)
         elif isinstance(item, list):
-            if name not in _SKIPPED:
-                _human_items(item, name in _HUMAN, out)
-        elif isinstance(item, dict) and name not in _SKIPPED and name != "text":
+            if name not in SKIPPED:
+                _human_items(item, name in HUMAN, out)
+        elif isinstance(item, dict) and name not in SKIPPED and name != "text":
             _human_strings(item, out)  # not a Narrative (``text``), nor note.text's parent
     return out
 

@@ -205,6 +205,7 @@ def _init_worker(validate: bool, ids: dict[str, str], index: bool, blind_key: by
     owner: Owner | None = None
     if blind_key is not None:
         blind = BlindIndex(blind_key, max_prefix)
+        blind.cover(spec)
         entries = lambda r: blind.entries(r["resourceType"], indexer(r))  # noqa: E731
         owner = compartment_owner(spec)
     _WORKER["prepare"] = Preparer(

@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from medarchive.crypto.blind import BLIND_TYPES, BlindIndex, blinded, everywhere
+from medarchive.crypto.covering import CONTENT
 from medarchive.fhir.search.query import (
     AllOf,
     AnyOf,
@@ -291,10 +292,23 @@ class Compiler:
                                                    rtype) for p in predicate.stored)
         param = names[0]
         if rtype is not None or everywhere(kind, param):
-            return self._blind_rids(predicate, param, kind, "", rtype)
-        return (self._plain_rids(predicate, names, table, self._outside_blind(), None) +
-                " UNION " + self._blind_rids(predicate, param, kind, self._inside_blind(),
-                                             None))
+            return " UNION ".join([self._blind_rids(predicate, param, kind, "", rtype),
+                                   *self._covering_rids(predicate, param, kind, rtype)])
+        return " UNION ".join([
+            self._plain_rids(predicate, names, table, self._outside_blind(), None),
+            self._blind_rids(predicate, param, kind, self._inside_blind(), None),
+            *self._covering_rids(predicate, param, kind, None)])
+
+    def _covering_rids(self, predicate: Predicate, param: str, kind: str, rtype: str | None
+                       ) -> list[str]:
+        """The lookups of the parameters covering a blinded string parameter, whose rows hold
+        the ones its own leave out (``crypto.covering``), on ``rtype`` (every blinded type
+        when None)."""
+        if kind != "string" or predicate.modifier == "text" or self.blind is None:
+            return []
+        return [self._blind_rids(predicate, other, kind, "", each)
+                for each in ((rtype,) if rtype is not None else sorted(BLIND_TYPES))
+                for other in self.blind.covering(each).get(param, ())]
 
     def correlated(self, predicate: Predicate, rid: str, rtype: str | None) -> str | None:
         """``EXISTS`` over the predicate's index rows of the one resource whose rid is the
@@ -362,12 +376,21 @@ class Compiler:
             parts.append(sql + f"param = ? AND {clause}")
         if not plain and self.blind is not None:
             scope = self._inside_blind() if rtype is None else ""
-            sql = f"SELECT rid FROM idx_string WHERE {scope}{self._scope('', rtype)}"
-            self.params.append(param)
-            clause, p = prefix_sql(self.blind, param, word)
-            self.params += p
-            parts.append(sql + f"param = ? AND {clause}")
+            parts.append(self._blind_word(param, word, scope, rtype))
+            if param == CONTENT:
+                parts += [self._blind_word(other, word, "", each)
+                          for each in ((rtype,) if rtype is not None else sorted(BLIND_TYPES))
+                          for other in self.blind.covering(each).get(param, ())]
         return " UNION ".join(parts)
+
+    def _blind_word(self, param: str, word: str, scope: str, rtype: str | None) -> str:
+        """Rids with a blind row of ``param`` for the prefix ``word``."""
+        assert self.blind is not None
+        sql = f"SELECT rid FROM idx_string WHERE {scope}{self._scope('', rtype)}"
+        self.params.append(param)
+        clause, p = prefix_sql(self.blind, param, word)
+        self.params += p
+        return sql + f"param = ? AND {clause}"
 
     def _value(self, predicate: Predicate, value: Value) -> str:
         """One OR-alternative as a condition on the index table's columns."""

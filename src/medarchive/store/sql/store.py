@@ -93,6 +93,8 @@ class SqlStore:
         elif encryption is not None and hasattr(db, "encryption"):
             db.encryption = encryption  # type: ignore[attr-defined]
         self.keyring = Keyring(db, encryption) if encryption is not None else None
+        if self.keyring is not None:
+            self.keyring.blind.cover(getattr(indexer, "spec", None))
         self._indexer = indexer if self.keyring is None else self._blinding(indexer)
         self.date_index = True
         """Date sorts and date-only counts read ``idx_date_sort`` (docs/search.md); False
