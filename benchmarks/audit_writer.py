@@ -3,7 +3,9 @@
 Appends read events (a records clerk reading a patient, as the guard builds them) in group
 commits of 1, 8 and 50 events through ``AuditTrail._write`` (what the writer thread runs),
 then indexes them as the writer does (``audit_backlog.index_next``, 500 per transaction), and
-prints the thread CPU per event of each part and their sum as JSON. On a source tree from
+prints the thread CPU per event of each part and their sum as JSON; on PostgreSQL also the
+CPU of the server process serving the benchmark's connection (``server_commit_us``,
+``server_index_us``: the inserting is done there, on the same cores). On a source tree from
 before the index went behind the commit (no ``audit_backlog``) the commit writes the index
 rows itself and ``index_us`` is 0, so the same script run with ``PYTHONPATH=<old src>``
 gives the before figure (docs/performance.md, issue 4).
@@ -20,9 +22,12 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
+
+from proc_cpu import pg_backends_cpu
 
 from medarchive.security.actor import Actor
 from medarchive.security.audit import AuditTrail, Ticket, audit_event
@@ -38,8 +43,10 @@ GROUPS = (1, 8, 50)
 CHUNK = 500  # audit.INDEX_CHUNK
 
 
-def measure(db: Any, events: int) -> dict[str, dict[str, float]]:
-    """{group size: {commit_us, index_us, total_us}} per event."""
+def measure(db: Any, events: int, server: Callable[[], float] = lambda: 0.0
+            ) -> dict[str, dict[str, float]]:
+    """{group size: {commit_us, index_us, total_us[, server_commit_us, server_index_us]}}
+    per event; ``server()``: CPU seconds of the database server so far (PostgreSQL)."""
     options = {"background_index": False} if audit_backlog else {}
     trail = AuditTrail(db, lambda: datetime.now(UTC), **options)
     clerk = Actor("user", "clerk", "records_clerk", (), address="127.0.0.1")
@@ -50,18 +57,23 @@ def measure(db: Any, events: int) -> dict[str, dict[str, float]]:
         groups = [[audit_event(clerk, "read", datetime.now(UTC), status=200,
                                entities=[f"Patient/p{i % 200}"], patients=[f"p{i % 200}"])
                    for i in range(size)] for _ in range(n // size)]
-        started = time.thread_time()
+        server_started, started = server(), time.thread_time()
         for group in groups:
             trail._write([Ticket(event, cond) for event in group])
-        committed = time.thread_time()
+        committed, server_committed = time.thread_time(), server()
         if audit_backlog is not None:
             while audit_backlog.index_next(db, CHUNK) == CHUNK:
                 pass
-        indexed = time.thread_time()
+        indexed, server_indexed = time.thread_time(), server()
         count = len(groups) * size
         found[str(size)] = {"commit_us": round((committed - started) / count * 1e6, 1),
                             "index_us": round((indexed - committed) / count * 1e6, 1),
                             "total_us": round((indexed - started) / count * 1e6, 1)}
+        if db.dialect == "postgresql":
+            found[str(size)]["server_commit_us"] = round(
+                (server_committed - server_started) / count * 1e6, 1)
+            found[str(size)]["server_index_us"] = round(
+                (server_indexed - server_committed) / count * 1e6, 1)
     return found
 
 
@@ -77,13 +89,15 @@ def main() -> None:
         with psycopg.connect(args.postgres, autocommit=True) as conn:
             conn.execute(f"CREATE SCHEMA {schema}")
         sep = "&" if "?" in args.postgres else "?"
-        url = f"{args.postgres}{sep}options={quote('-csearch_path=' + schema)}"
+        url = f"{args.postgres}{sep}options={quote('-csearch_path=' + schema)}" \
+              f"&application_name={schema}"
     else:
         url = f"sqlite:///{tempfile.mkdtemp(prefix='audit-writer-')}/audit.db"
     db = open_database(url)
     try:
         migrate(db)
-        per_event = measure(db, args.events)
+        per_event = measure(db, args.events, (lambda: sum(pg_backends_cpu(
+            args.postgres, str(schema)).values())) if schema else (lambda: 0.0))
     finally:
         db.close()
         if schema:

@@ -220,3 +220,20 @@ def test_indexed_values_keep_every_character(db: Database) -> None:
     assert _refs(db) == _expected(trail)
     assert _found(trail, ("agent-name", odd[:9])) == [1]
     assert _found(trail, ("altid", odd.replace(",", "\\,"))) == [1]
+
+
+def test_rows_already_indexed_above_the_mark_are_skipped(db: Database) -> None:
+    """Rows above the mark exist only after a restore of a backup from before migration
+    0021 (every row, mark at zero): PostgreSQL inserts without ``ON CONFLICT`` first, and a
+    chunk that meets such rows is rolled back and indexed again ignoring them."""
+    trail = AuditTrail(db, lambda: T0, background_index=False)
+    for i in range(12):
+        trail.record(_event(i))
+    assert catch_up(db) == 12
+    indexed = _refs(db)
+    with db.writing() as cur:
+        cur.execute("UPDATE audit_indexed SET seq = 0 WHERE id = 1")
+        cur.execute("DELETE FROM audit_ref WHERE seq > 8")  # a partly indexed tail
+    assert catch_up(db, chunk=5) == 12
+    assert behind(db) == 0 and _refs(db) == indexed == _expected(trail)
+    assert _found(trail, ("agent", "lab")) == [3, 6, 9, 12]

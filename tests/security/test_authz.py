@@ -68,6 +68,24 @@ def test_role_table_is_data() -> None:
     assert not policy.allowed(actor, "r", "Observation")
 
 
+def test_remembered_decisions_are_per_role_scopes_and_policy() -> None:
+    """``Policy.allowed`` remembers its answers: keyed by role, scopes, letter and type, and
+    per policy, so two actors or two role tables asked in turn never get each other's."""
+    from medarchive.security.authz import Grant
+    reader = Actor("user", "u", "physician", parse_scopes("user/Patient.rs")[0])
+    writer = Actor("user", "u", "physician", ALL_SCOPES)
+    clerk = Actor("user", "u", "records_clerk", ALL_SCOPES)
+    policy = Policy()
+    narrow = Policy(roles={"physician": (Grant(frozenset({"Patient"}), frozenset("r")),)})
+    for _ in range(2):
+        assert not policy.allowed(reader, "u", "Patient")
+        assert policy.allowed(writer, "u", "Patient")
+        assert policy.allowed(writer, "u", "Observation")
+        assert not policy.allowed(clerk, "u", "Observation")
+        assert not narrow.allowed(writer, "u", "Patient")
+        assert narrow.allowed(writer, "r", "Patient")
+
+
 def test_compartment() -> None:
     me = Actor("user", "pat", "patient", parse_scopes("patient/*.rs")[0], patient="p1")
     assert patient_refs({"resourceType": "Observation",

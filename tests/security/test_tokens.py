@@ -148,3 +148,38 @@ def test_revocation_lookup_is_reused_briefly(security: Security, clock: Any,
     tokens.revoke(second_claims["jti"], second_claims["exp"])  # this process: at once
     with pytest.raises(Unauthorized, match="revoked"):
         tokens.verify(second)
+
+
+def test_remembered_bearer_actor_still_expires_and_revokes(security: Security, clock: Any,
+                                                           monkeypatch: Any) -> None:
+    """``actor_for`` reuses the Actor of a (token, address) it has seen, without checking
+    the claims again, but expiry and revocation (this process: at once; a grant too) are
+    still checked on every request, and another address gets an Actor of its own."""
+    oauth, tokens = security.oauth, security.tokens
+    built: list[str] = []
+    verify = tokens.verify
+
+    def counting(token: str) -> dict[str, Any]:
+        built.append(token)
+        return verify(token)
+    monkeypatch.setattr(tokens, "verify", counting)
+    token = _token(security)
+    first = oauth.actor_for(f"Bearer {token}", "10.0.0.1")
+    assert oauth.actor_for(f"Bearer {token}", "10.0.0.1") is first
+    assert len(built) == 1
+    elsewhere = oauth.actor_for(f"Bearer {token}", "10.0.0.2")
+    assert elsewhere.address == "10.0.0.2" and first.address == "10.0.0.1"
+    tokens.revoke(str(first.token_id), int(verify(token)["exp"]))
+    with pytest.raises(Unauthorized, match="revoked"):
+        oauth.actor_for(f"Bearer {token}", "10.0.0.1")
+    granted = tokens.issue("u1", kind="user", role="physician", scope="user/*.rs",
+                           grant="g2")["access_token"]
+    oauth.actor_for(f"Bearer {granted}")
+    tokens.revoke_grant("g2")
+    with pytest.raises(Unauthorized, match="revoked"):
+        oauth.actor_for(f"Bearer {granted}")
+    later = _token(security)
+    oauth.actor_for(f"Bearer {later}")
+    clock.advance(601)
+    with pytest.raises(Unauthorized, match="expired"):
+        oauth.actor_for(f"Bearer {later}")

@@ -54,6 +54,7 @@ LINK = "patient"  # the Encounter and CareTeam parameter naming their patient
 NOBODY = "!"  # never a valid id: the patient list of an actor related to no patient
 BTG = {"system": ACT_CODE, "code": "BTG", "display": "break the glass"}
 RESTRICTED_ONLY = frozenset({"R"})  # what a break-glass grant lets through
+NESTING = (AnyOf, AllOf, OfType, Chain, Has)  # clauses ``_guarded`` may rewrite
 
 
 @dataclass
@@ -224,7 +225,8 @@ class Abac:
         hidden = decision.hidden
         confined = _confined(query)  # before its _has is rewritten below
         nested = hidden_predicate(decision.profile.entitled)
-        if nested is not None or decision.relationship:
+        if (nested is not None or decision.relationship) and any(
+                isinstance(c, NESTING) for c in query.predicates):
             query = replace(query, predicates=tuple(
                 self._guarded(c, nested, decision) for c in query.predicates))
         if glass and "R" in hidden:  # R is seen for break-glass patients only

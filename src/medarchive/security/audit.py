@@ -76,6 +76,13 @@ INDEX_EVERY = 1000
 INDEX_MAX = 4000
 INDEX_IDLE_S = 1.0
 INDEX_CHUNK = 500
+# PostgreSQL: a group's rows go in as one JSON array, with the head's update, in one
+# statement (one round trip and one plan instead of a statement per row; the chain hash is
+# still computed here, over the exact body text the row stores).
+APPEND_PG = ("WITH added AS (INSERT INTO audit_event (seq, recorded, body, prev_hash, hash, "
+             "recorded_us) SELECT (r->>0)::bigint, (r->>1)::bigint, r->>2, r->>3, r->>4, "
+             "(r->>5)::bigint FROM jsonb_array_elements(%s::jsonb) AS r) "
+             "UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1")
 
 
 def chain_hash(prev_hash: str, seq: int, body: str) -> str:
@@ -516,10 +523,12 @@ class AuditTrail:
             rows.append((seq, recorded, item.body, prev, digest,
                          recorded_us(item.event, recorded)))
             item.seq, prev = int(seq), digest
-        cur.executemany(self._sql("INSERT INTO audit_event (seq, recorded, body, prev_hash,"
-                                  " hash, recorded_us) VALUES (?, ?, ?, ?, ?, ?)"), rows)
-        cur.execute(self._sql("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1"),
-                    (seq, prev))
+        if self.db.dialect == "postgresql":  # the rows and the new head in one statement
+            cur.execute(APPEND_PG, (orjson.dumps(rows).decode(), seq, prev))
+            return
+        cur.executemany("INSERT INTO audit_event (seq, recorded, body, prev_hash, hash, "
+                        "recorded_us) VALUES (?, ?, ?, ?, ?, ?)", rows)
+        cur.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (seq, prev))
 
     def search(self, search: AuditSearch) -> tuple[list[tuple[int, dict[str, Any]]], int | None]:
         """One page of matching events as (seq, AuditEvent), and the total when the search

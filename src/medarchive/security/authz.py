@@ -17,6 +17,7 @@ from typing import Any
 
 from medarchive.errors import Forbidden
 from medarchive.security.actor import Actor
+from medarchive.security.scopes import Scope
 
 ALL = "*"
 CLINICAL = frozenset({
@@ -79,6 +80,7 @@ ROLES: Mapping[str, tuple[Grant, ...]] = {
 # Which search parameter puts a resource of each type in the patient compartment, for
 # narrowing searches; types not listed cannot be searched by patient-scoped actors.
 _REFERENCE_FIELDS = ("subject", "patient", "beneficiary", "individual")
+MAX_DECIDED = 4096  # remembered Policy.allowed answers (role x scopes x letter x type)
 
 
 @dataclass(frozen=True)
@@ -86,13 +88,23 @@ class Policy:
     """The authorization policy: role table in, allow/deny decisions out."""
 
     roles: Mapping[str, tuple[Grant, ...]] = field(default_factory=lambda: ROLES)
+    # (role, scopes, letter, type) -> allowed: a pure function of the key, asked on every
+    # request (a lookup is a quarter of working it out); the table starts afresh when full
+    _decided: dict[tuple[str, tuple[Scope, ...], str, str | None], bool] = field(
+        default_factory=dict, compare=False, repr=False)
 
     def allowed(self, actor: Actor, letter: str, resource_type: str | None) -> bool:
         """True when both the role and a scope grant ``letter`` on ``resource_type``."""
-        grants = self.roles.get(actor.role, ())
-        if not any(g.allows(letter, resource_type) for g in grants):
-            return False
-        return any(s.allows(letter, resource_type) for s in actor.scopes)
+        key = (actor.role, actor.scopes, letter, resource_type)
+        found = self._decided.get(key)
+        if found is None:
+            grants = self.roles.get(actor.role, ())
+            found = any(g.allows(letter, resource_type) for g in grants) and any(
+                s.allows(letter, resource_type) for s in actor.scopes)
+            if len(self._decided) >= MAX_DECIDED:
+                self._decided.clear()
+            self._decided[key] = found
+        return found
 
     def require(self, actor: Actor, letter: str, resource_type: str | None) -> None:
         """Raise 403 unless ``allowed`` (SMART: insufficient scope)."""

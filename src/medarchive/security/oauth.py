@@ -17,7 +17,7 @@ import json
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
@@ -37,6 +37,7 @@ ASSERTION_ALGORITHMS = ["RS384", "ES384", "RS256", "ES256"]
 MAX_ASSERTION_LIFETIME_S = 300
 ROLE_SCOPES = {"patient": "patient/*.rs"}
 APP_GRANT_TYPES = ("authorization_code", "refresh_token")
+MAX_BEARERS = 4096  # remembered (token, address) -> Actor; the cache starts afresh beyond
 
 
 class OAuthError(FhirError):
@@ -96,6 +97,8 @@ class OAuthServer:
     token_endpoint: str
     throttle: Throttle | None = None
     apps: Any = None  # security.appgrants.AppGrants: authorization code and refresh grants
+    _bearers: dict[tuple[str, str | None], tuple[Actor, dict[str, Any]]] = field(
+        default_factory=dict, repr=False)  # actor_for: (token, address) -> (Actor, claims)
 
     def _audit(self, who: Actor, what: str, status: int, detail: str) -> None:
         self.trail.record(audit_event(who, what, self.tokens.now(), status=status,
@@ -260,14 +263,26 @@ class OAuthServer:
     # -- resource server ------------------------------------------------------------------
 
     def actor_for(self, authorization: str | None, address: str | None = None) -> Actor:
-        """The Actor a ``Authorization: Bearer`` header authenticates (RFC 6750 §2.1)."""
+        """The Actor a ``Authorization: Bearer`` header authenticates (RFC 6750 §2.1). The
+        Actor made from a token's claims is remembered per (token, address): a client's
+        later requests skip the claims lookup, scope parsing and building the Actor, not
+        the expiry and revocation checks (``TokenService.check``, on every request)."""
         if not authorization or not authorization.lower().startswith("bearer "):
             raise Unauthorized("authentication required: send Authorization: Bearer <token>")
-        claims = self.tokens.verify(authorization[7:].strip())
+        token = authorization[7:].strip()
+        found = self._bearers.get((token, address))
+        if found is not None:
+            self.tokens.check(found[1])
+            return found[0]
+        claims = self.tokens.verify(token)
         scopes, _ = parse_scopes(str(claims["scope"]))
         if not scopes:
             raise InsufficientScope("the token carries no resource scope")
-        return Actor(str(claims.get("kind", "client")), str(claims["sub"]),
-                     str(claims.get("role", "none")), scopes, patient=claims.get("patient"),
-                     client_id=claims.get("client_id"), address=address,
-                     token_id=str(claims["jti"]), purpose=claims.get("purpose_of_use"))
+        actor = Actor(str(claims.get("kind", "client")), str(claims["sub"]),
+                      str(claims.get("role", "none")), scopes, patient=claims.get("patient"),
+                      client_id=claims.get("client_id"), address=address,
+                      token_id=str(claims["jti"]), purpose=claims.get("purpose_of_use"))
+        if len(self._bearers) >= MAX_BEARERS:
+            self._bearers.clear()
+        self._bearers[(token, address)] = (actor, claims)
+        return actor

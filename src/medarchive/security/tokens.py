@@ -182,6 +182,15 @@ class TokenService:
         if claims is None:
             claims = self._signed_claims(token)
             self._verified.put(token, claims)
+        self.check(claims)
+        return dict(claims)
+
+    def check(self, claims: dict[str, Any]) -> None:
+        """401 unless the token of these (signature-verified) ``claims`` is unexpired and
+        unrevoked: expiry against the server clock on every call, the revocation lookup at
+        most every ``REVOCATION_RECHECK_S`` per token (at once after a revocation by this
+        process). What ``verify`` does after the signature; a caller that remembers a
+        token's claims (``OAuthServer.actor_for``) calls it on every use."""
         now = self.now().timestamp()
         if int(claims["exp"]) <= int(now):
             raise Unauthorized("the access token has expired")
@@ -194,7 +203,6 @@ class TokenService:
                 self._unrevoked.clear()
             if seen == self._revocations:  # no revocation here while it was looked up
                 self._unrevoked[jti] = now + REVOCATION_RECHECK_S
-        return dict(claims)
 
     def _signed_claims(self, token: str) -> dict[str, Any]:
         """The claims of ``token`` once its header, RS256 signature, issuer and audience
