@@ -5,7 +5,8 @@ alternating in one run, through the whole service path (validation, indexing, se
 indexes, commit), then reads every resource back by id (ten passes) at the store, and (three
 passes) through the service path a REST read takes (``Router.handle`` of a ``GET``: the
 store read, the response body; no HTTP). Prints resources per second for each and the cost of
-encryption as a percentage (target: under 20 %).
+encryption as a percentage (target: under 20 %), and the reads' CPU time per read in
+microseconds (process CPU: less disturbed than the rates by other work on the machine).
 
     python benchmarks/encryption.py --patients 10 --rounds 3
     python benchmarks/encryption.py --postgresql postgresql://postgres@127.0.0.1:5432/test
@@ -48,9 +49,9 @@ def _url(base: str | None, folder: Path, name: str) -> tuple[str, Any]:
 
 
 def run_once(encryption: str, bundles: list[dict[str, Any]], base: str | None,
-             folder: Path, spec: Any) -> tuple[float, float, float, int]:
-    """(ingested resources/s, store reads/s, service reads/s, resources) for one fresh
-    database."""
+             folder: Path, spec: Any) -> tuple[float, float, float, float, float, int]:
+    """(ingested resources/s, store reads/s, service reads/s, CPU µs per store read, per
+    service read, resources) for one fresh database."""
     url, drop = _url(base, folder, f"{encryption}-{uuid.uuid4().hex[:6]}")
     settings = Settings(database_url=url, auth="off", encryption=encryption,
                         encryption_key_file=str(folder / "bench.kek"))
@@ -65,18 +66,20 @@ def run_once(encryption: str, bundles: list[dict[str, Any]], base: str | None,
             keys += [entry["response"]["location"].split("/_history")[0].split("/")[-2:]
                      for entry in reply["entry"]]
         ingest = count / (time.perf_counter() - started)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for _ in range(READ_PASSES):
             for rtype, rid in keys:
                 assert services.store.read(rtype, rid) is not None
         reads = READ_PASSES * len(keys) / (time.perf_counter() - started)
-        started = time.perf_counter()
+        read_cpu = (time.process_time() - cpu) * 1e6 / (READ_PASSES * len(keys))
+        started, cpu = time.perf_counter(), time.process_time()
         for _ in range(SERVICE_PASSES):
             for rtype, rid in keys:
                 reply = services.router.handle(FhirRequest("GET", f"{rtype}/{rid}"), None)
                 assert reply.status == 200 and reply.content()
         served = SERVICE_PASSES * len(keys) / (time.perf_counter() - started)
-        return ingest, reads, served, count
+        served_cpu = (time.process_time() - cpu) * 1e6 / (SERVICE_PASSES * len(keys))
+        return ingest, reads, served, read_cpu, served_cpu, count
     finally:
         services.close()
         if drop is not None:
@@ -93,18 +96,18 @@ def main() -> None:
     from medarchive.fhir.spec import load_spec
     spec = load_spec()
     bundles = list(generate(args.patients, seed=5))
-    rates: dict[str, dict[str, list[float]]] = {m: {"ingest": [], "read": [], "service": []}
-                                                for m in ("off", "on")}
+    rates: dict[str, dict[str, list[float]]] = {
+        m: {"ingest": [], "read": [], "service": [], "read_cpu": [], "service_cpu": []}
+        for m in ("off", "on")}
     total = 0
     with tempfile.TemporaryDirectory() as tmp:
         run_once("off", bundles[:1], args.postgresql, Path(tmp), spec)  # warm caches, plans
         for round_ in range(args.rounds):  # alternate which goes first: no order bias
             for mode in ("off", "on") if round_ % 2 == 0 else ("on", "off"):
-                ingest, reads, served, total = run_once(mode, bundles, args.postgresql,
-                                                        Path(tmp), spec)
-                rates[mode]["ingest"].append(ingest)
-                rates[mode]["read"].append(reads)
-                rates[mode]["service"].append(served)
+                *figures, total = run_once(mode, bundles, args.postgresql, Path(tmp), spec)
+                for name, figure in zip(("ingest", "read", "service", "read_cpu",
+                                         "service_cpu"), figures, strict=True):
+                    rates[mode][name].append(figure)
     med = {m: {k: statistics.median(v) for k, v in r.items()} for m, r in rates.items()}
     print(json.dumps({
         "backend": "postgresql" if args.postgresql else "sqlite", "resources": total,
@@ -118,7 +121,13 @@ def main() -> None:
         "service_read_off_per_s": round(med["off"]["service"]),
         "service_read_on_per_s": round(med["on"]["service"]),
         "service_read_cost_pct": round(
-            100 * (1 - med["on"]["service"] / med["off"]["service"]), 1)}))
+            100 * (1 - med["on"]["service"] / med["off"]["service"]), 1),
+        **{f"{name}_{mode}_cpu_us": round(med[mode][f"{kind}_cpu"], 2)
+           for name, kind in (("read", "read"), ("service_read", "service"))
+           for mode in ("off", "on")},
+        **{f"{name}_cpu_cost_pct": round(
+            100 * (1 - med["off"][f"{kind}_cpu"] / med["on"][f"{kind}_cpu"]), 1)
+           for name, kind in (("read", "read"), ("service_read", "service"))}}))
 
 
 if __name__ == "__main__":

@@ -164,6 +164,60 @@ def test_shred_erases_a_patient_everywhere(store: SqlStore, opened: Any) -> None
         shred(store.keyring, "Observation/o1")
 
 
+def key_of(store: SqlStore, owner: str) -> int:
+    with store.db.reading() as cur:
+        cur.execute(store.db.sql("SELECT kid FROM data_key WHERE owner = ? AND retired IS NULL"),
+                    (owner,))
+        return int(cur.fetchone()[0])
+
+
+def test_a_shred_by_another_process_takes_effect_at_the_next_read(store: SqlStore,
+                                                                  opened: Any) -> None:
+    server = opened()  # another process, with ann's key in memory from the reads below
+    assert server.read("Patient", "ann") is not None
+    assert server.vread("Observation", "o1", 1) is not None
+    assert find(server, "Observation", "status=final") == ["o1"]
+    shred(store.keyring, "ann")  # committed by the first process between two reads
+    for rtype, rid in (("Patient", "ann"), ("Observation", "o1")):
+        with pytest.raises(Erased, match="was erased"):
+            server.read(rtype, rid)
+        with pytest.raises(Erased, match="was erased"):
+            server.vread(rtype, rid, 1)
+    assert find(server, "Observation", "status=final") == []
+    assert [(v.deleted, v.body) for v in server.history(HistoryQuery("Patient", "ann"))] == \
+        [(True, b"")]
+    assert {v.id for v in iter_changes(server) if not v.deleted} == {"bob", "org"}
+    assert server.read("Patient", "bob") is not None
+
+
+def test_a_body_opens_only_with_the_key_its_row_names(store: SqlStore, opened: Any) -> None:
+    server = opened()
+    assert server.read("Patient", "ann") is not None and server.read("Patient", "bob")
+    ann, bob = key_of(store, "Patient/ann"), key_of(store, "Patient/bob")
+    shred(store.keyring, "ann")
+    with store.db.writing() as cur:  # ann's rows pointed at a live key: still not readable
+        cur.execute(store.db.sql("UPDATE resource_version SET kid = ? WHERE kid = ?"),
+                    (bob, ann))
+    with pytest.raises(KeyUnavailable, match="failed authentication"):
+        server.read("Patient", "ann")
+    with store.db.writing() as cur:  # a key row deleted: not used from memory either
+        cur.execute(store.db.sql("DELETE FROM data_key WHERE kid = ?"), (bob,))
+    with pytest.raises(KeyUnavailable, match=f"data key {bob} is not in the database"):
+        server.read("Patient", "bob")
+
+
+def test_reencryption_by_another_process_takes_effect_at_the_next_read(store: SqlStore,
+                                                                       opened: Any) -> None:
+    server = opened()
+    assert server.read("Observation", "o1") is not None
+    old = key_of(store, "Patient/ann")
+    reencrypt(store.keyring, store.owner_of, "ann", destroy_old=True)
+    new = key_of(store, "Patient/ann")
+    assert new != old
+    assert server.read("Observation", "o1").resource() == OBS  # type: ignore[union-attr]
+    assert {kid for t, i, kid, _ in raw_rows(store) if i in ("ann", "o1")} == {new}
+
+
 def test_rotate_rewraps_while_another_store_keeps_working(store: SqlStore, opened: Any,
                                                           tmp_path: Path) -> None:
     server = opened()  # a running server with its keys cached

@@ -67,9 +67,8 @@ def seal(aead: AESGCM, kid: int, plaintext: bytes, aad: bytes) -> bytes:
 def open_sealed(aead: AESGCM, body: bytes, aad: bytes) -> bytes:
     """The plaintext of a sealed body (SP 800-38D §7.2); ``KeyUnavailable`` when the tag does not
     verify (wrong key, tampered or moved row)."""
-    _, kid, nonce = _HEADER.unpack_from(body)
     try:
-        return aead.decrypt(nonce, body[HEADER_SIZE:], aad)
+        return aead.decrypt(body[12:HEADER_SIZE], body[HEADER_SIZE:], aad)  # nonce, sealed
     except InvalidTag:
-        raise KeyUnavailable(f"a stored body (data key {kid}) failed authentication: wrong key, "
-                             "or the row was altered or moved") from None
+        raise KeyUnavailable(f"a stored body (data key {sealed_kid(body)}) failed "
+                             "authentication: wrong key, or the row was altered or moved") from None

@@ -10,6 +10,12 @@ one, ``keys shred`` deletes the wrapped key for good (``wrapped`` NULL, ``shredd
 (PostgreSQL: ``FOR SHARE``, so a shred waits for the writes already using the key) and keeps
 unwrapped keys in memory by ``kid``. Kids are random rather than sequential so that a key made in
 a transaction that rolled back can never be confused with a later one.
+
+Memory alone never decides that a key may still be used. The statement that reads a version
+also reads its key's row (``store.sql.query.KEY_COLUMNS``): a shredded key reads as erased, and
+``unseal`` opens the body with the key that row names, never with the one the body's header
+names, so no process keeps serving a record from a remembered key that another process has
+shredded or deleted since.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from medarchive.crypto.blind import BlindIndex
 from medarchive.crypto.encryption import BLIND_OWNER, Encryption
-from medarchive.crypto.envelope import Erased, KeyUnavailable, new_key
+from medarchive.crypto.envelope import Erased, KeyUnavailable, new_key, open_sealed, sealed_kid
 from medarchive.store.sql.database import Database
 
 _CACHE_LIMIT = 100_000
@@ -106,6 +112,18 @@ class Keyring:
                 aead = self._aeads[kid] = AESGCM(raw)
             return aead
 
+    def unseal(self, kid: int | None, body: bytes, aad: bytes) -> bytes:
+        """The plaintext of sealed ``body`` under data key ``kid``: the key of the body's row
+        as the statement that read the row joined it (``KEY_COLUMNS``; None when that key's
+        row is missing), already checked not shredded by the caller. A body whose header names
+        another key fails authentication."""
+        aead = self._aeads.get(kid) if kid is not None else None
+        if aead is None:
+            if kid is None:
+                raise KeyUnavailable(_missing(sealed_kid(body)))
+            aead = self.aead(kid)
+        return open_sealed(aead, body, aad)
+
     def aead(self, kid: int) -> AESGCM:
         """The open data key ``kid`` (cached); ``Erased`` when it was shredded."""
         aead = self._aeads.get(kid)
@@ -116,8 +134,7 @@ class Keyring:
                                     "WHERE kid = ?"), (kid,))
             row = cur.fetchone()
         if row is None:
-            raise KeyUnavailable(f"data key {kid} is not in the database: restore the data "
-                                 "keys (docs/encryption.md) before reading this record")
+            raise KeyUnavailable(_missing(kid))
         owner, kek, wrapped, shredded = row
         if shredded is not None or wrapped is None:
             raise Erased(erased_message(owner, shredded))
@@ -128,3 +145,8 @@ class Keyring:
         with self._lock:
             for kid in kids:
                 self._aeads.pop(kid, None)
+
+
+def _missing(kid: int) -> str:
+    return (f"data key {kid} is not in the database: restore the data keys "
+            "(docs/encryption.md) before reading this record")

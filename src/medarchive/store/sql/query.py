@@ -26,14 +26,17 @@ from medarchive.fhir.search.query import (
 from medarchive.store.sql.datesort import date_count_sql, date_sort_sql, sortable
 from medarchive.store.sql.predicates import TABLES, Compiler, plain_index, range_sql
 
-__all__ = ["KEY_JOIN", "SELECT_VERSION", "VERSION_COLUMNS", "count_sql", "include_sql",
-           "matches_sql", "range_sql", "search_sql"]
+__all__ = ["KEY_COLUMNS", "KEY_JOIN", "SELECT_VERSION", "VERSION_COLUMNS", "count_sql",
+           "include_sql", "matches_sql", "range_sql", "search_sql"]
 
-VERSION_COLUMNS = ("r.res_type, r.res_id, v.version, v.last_updated, v.deleted, v.body, v.seq, "
-                   "k.shredded")
-"""The columns every version read selects; ``k.shredded`` (set when the version's data key
-was shredded, docs/encryption.md) comes from ``KEY_JOIN``."""
 KEY_JOIN = " LEFT JOIN data_key k ON k.kid = v.kid"
+KEY_COLUMNS = "k.kid, k.shredded"
+"""The version's data key as the statement that reads the version sees it: its id (NULL for a
+plaintext body, or when the key's row is missing) and when it was shredded (docs/encryption.md).
+The body is opened with the key this row names (``store.sql.crypto.Keyring.unseal``)."""
+VERSION_COLUMNS = ("r.res_type, r.res_id, v.version, v.last_updated, v.deleted, v.body, v.seq, "
+                   f"{KEY_COLUMNS}")
+"""The columns every version read selects; the last two come from ``KEY_JOIN``."""
 SELECT_VERSION = (f"SELECT {VERSION_COLUMNS} FROM resource r JOIN resource_version v "
                   f"ON v.rid = r.rid AND v.version = r.version{KEY_JOIN}")
 _SORT_COLUMNS = {"string": "value", "token": "code", "number": "value", "quantity": "value",

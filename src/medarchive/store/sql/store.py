@@ -61,6 +61,7 @@ from medarchive.store.sql.latest import SOURCES as LATEST_SOURCES
 from medarchive.store.sql.latest import ensure_built
 from medarchive.store.sql.migrations import migrate
 from medarchive.store.sql.query import (
+    KEY_COLUMNS,
     KEY_JOIN,
     SELECT_VERSION,
     VERSION_COLUMNS,
@@ -118,28 +119,39 @@ class SqlStore:
                                              self._indexer(resource))
 
     def _body(self, row: Sequence[Any]) -> bytes | None:
-        """The plaintext body of a (res_type, res_id, version, body, shredded) row; None when
-        its data key was shredded."""
+        """The plaintext body of a (res_type, res_id, version, body, shredded) row (what
+        ``run_reindex`` reads); None when its data key was shredded."""
         res_type, res_id, version, body, shredded = row
-        body = bytes(body)
         if shredded is not None:
             return None
+        body = bytes(body)
         if not is_sealed(body):
             return body
-        if self.keyring is None:
-            raise KeyUnavailable("this database holds encrypted records: open it with "
-                                 "encryption = on and its key manager (docs/encryption.md)")
         try:
-            aead = self.keyring.aead(sealed_kid(body))
+            aead = self._keyring().aead(sealed_kid(body))
         except Erased:
             return None
         return open_sealed(aead, body, body_aad(res_type, res_id, version))
 
+    def _keyring(self) -> Keyring:
+        if self.keyring is None:
+            raise KeyUnavailable("this database holds encrypted records: open it with "
+                                 "encryption = on and its key manager (docs/encryption.md)")
+        return self.keyring
+
     def _open(self, row: Sequence[Any], erased: str = "raise") -> Version | None:
         """The Version of a ``VERSION_COLUMNS`` row. An erased one raises ``Erased``
         (``erased="raise"``), reads as a deletion (``"deleted"``) or is left out (``"skip"``)."""
-        res_type, res_id, version, last_updated, deleted, body, seq, shredded = row
-        plain = self._body((res_type, res_id, version, body, shredded))
+        res_type, res_id, version, last_updated, deleted, body, seq, kid, shredded = row
+        plain: bytes | None = None
+        if shredded is None:
+            plain = bytes(body)
+            if is_sealed(plain):
+                keyring = self.keyring or self._keyring()
+                try:
+                    plain = keyring.unseal(kid, plain, body_aad(res_type, res_id, version))
+                except Erased:  # not remembered, and shredded since the row was read
+                    plain = None
         if plain is None:
             if erased == "raise":
                 raise Erased(erased_message(f"{res_type}/{res_id}", shredded))
@@ -465,16 +477,16 @@ class SqlStore:
             chunk = list(rids[start:start + _CHUNK])
             with self.db.writing() as cur:
                 cur.execute(self._sql(
-                    "SELECT r.rid, r.res_type, r.res_id, r.version, v.body, k.shredded "
-                    "FROM resource r JOIN resource_version v ON v.rid = r.rid "
-                    "AND v.version = r.version LEFT JOIN data_key k ON k.kid = v.kid "
+                    f"SELECT r.rid, {VERSION_COLUMNS} FROM resource r JOIN resource_version v "
+                    f"ON v.rid = r.rid AND v.version = r.version{KEY_JOIN} "
                     f"WHERE r.deleted = ? AND r.rid IN ({', '.join('?' * len(chunk))})"),
                     [False, *chunk])
                 items = []
                 for rid, *row in cur.fetchall():
-                    body = self._body(row)
-                    if body is not None:
-                        items.append((rid, row[0], self._indexer(orjson.loads(body))))
+                    version = self._open(row, "skip")
+                    if version is not None:
+                        items.append((rid, version.resource_type,
+                                      self._indexer(version.resource())))
                 replace_index(cur, self._sql, chunk, items)
                 indexed += len(items)
         return indexed
@@ -508,7 +520,7 @@ class SqlStore:
                 f"WHERE {current} LIMIT 1) r ON TRUE" if self.db.dialect == "postgresql" else
                 f"LEFT JOIN resource r ON {current}")
         sql = ("SELECT r.res_type, r.res_id, v.version, v.last_updated, v.deleted, "
-               "CASE WHEN r.rid IS NULL THEN NULL ELSE v.body END, v.seq, k.shredded FROM "
+               f"CASE WHEN r.rid IS NULL THEN NULL ELSE v.body END, v.seq, {KEY_COLUMNS} FROM "
                "(SELECT seq, rid, version, last_updated, deleted, body, kid FROM "
                "resource_version WHERE seq > ? ORDER BY seq LIMIT ?) v "
                f"{join}{KEY_JOIN}")
