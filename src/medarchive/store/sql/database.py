@@ -5,10 +5,10 @@ how a write transaction starts, and the placeholder style. SQL in this package i
 ``?`` placeholders and rewritten for psycopg once per statement text.
 
 SQLite: one connection per thread, WAL journal, ``synchronous=FULL`` so an acknowledged write
-survives power loss, and writers queued first on a lock per process and then on an ``flock``
-of ``<database>.writelock`` across processes: SQLite's own busy handler sleeps in coarse steps
-(up to 100 ms) and would leave the write lock idle while writers of other server processes
-sleep.
+survives power loss, checkpoints on a thread of their own (``store.sql.checkpoint``), and
+writers queued first on a lock per process and then on an ``flock`` of ``<database>.writelock``
+across processes: SQLite's own busy handler sleeps in coarse steps (up to 100 ms) and would
+leave the write lock idle while writers of other server processes sleep.
 PostgreSQL: a psycopg 3 connection pool.
 """
 
@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
+
+from medarchive.store.sql.checkpoint import BACKSTOP_PAGES, JOURNAL_LIMIT, Checkpointer
 
 
 class Cursor(Protocol):
@@ -55,6 +57,7 @@ class SqliteDatabase:
         self._write_lock = threading.Lock()
         self._lock_file = None if path == ":memory:" else open(path + ".writelock", "a+b")  # noqa: SIM115 - held for the database's lifetime
         self._all: list[sqlite3.Connection] = []
+        self.checkpointer = None if path == ":memory:" else Checkpointer(path, busy_timeout_ms)
         self._all_lock = threading.Lock()
 
     def _connection(self) -> sqlite3.Connection:
@@ -67,6 +70,8 @@ class SqliteDatabase:
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
             conn.execute("PRAGMA cache_size=-65536")
+            conn.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
+            conn.execute(f"PRAGMA journal_size_limit={JOURNAL_LIMIT}")
             self._local.conn = conn
             with self._all_lock:
                 self._all.append(conn)
@@ -101,6 +106,8 @@ class SqliteDatabase:
                     raise
                 else:
                     cursor.execute("COMMIT")
+                    if self.checkpointer is not None:
+                        self.checkpointer.poke()
                 finally:
                     cursor.close()
             finally:
@@ -108,6 +115,8 @@ class SqliteDatabase:
                     fcntl.flock(self._lock_file, fcntl.LOCK_UN)
 
     def close(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.close()
         with self._all_lock:
             for conn in self._all:
                 conn.close()
