@@ -83,3 +83,22 @@ def test_the_thread_ends_when_idle_and_starts_again_at_the_next_commit(
     finally:
         db.close()
     assert not _running(db)
+
+
+def test_a_deleted_database_file_is_not_created_again(tmp_path: Path) -> None:
+    path = tmp_path / "gone.db"
+    db = SqliteDatabase(str(path))
+    try:
+        with db.writing() as cur:
+            cur.execute("CREATE TABLE t (n INTEGER PRIMARY KEY, pad BLOB)")
+        _until(lambda: not _running(db), 1)  # the first checkpoint is under way or done
+        db.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        db = SqliteDatabase(str(path))
+        assert db.checkpointer is not None
+        db.checkpointer.poke()  # as a commit on a connection still open on the old file would
+        _until(lambda: not _running(db))
+        assert not path.exists()
+    finally:
+        db.close()

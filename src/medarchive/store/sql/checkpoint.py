@@ -23,6 +23,7 @@ import logging
 import sqlite3
 import threading
 import time
+from urllib.request import pathname2url
 
 BACKSTOP_PAGES = 16384  # a writer checkpoints itself past this many log pages (64 MB)
 JOURNAL_LIMIT = 64 * 1024 * 1024  # bytes a reset log is truncated to
@@ -72,8 +73,15 @@ class Checkpointer:
             thread.join()
 
     def _run(self) -> None:
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False,
-                               timeout=self._busy_timeout_ms / 1000)
+        try:  # never creates the file: a deleted database stays deleted
+            conn = sqlite3.connect(f"file:{pathname2url(self._path)}?mode=rw", uri=True,
+                                   isolation_level=None, check_same_thread=False,
+                                   timeout=self._busy_timeout_ms / 1000)
+        except sqlite3.Error:
+            log.warning("cannot open %s to checkpoint it", self._path, exc_info=True)
+            with self._lock:
+                self._thread = None
+            return
         try:
             while self._wait():
                 if not self._stopping:
