@@ -442,7 +442,7 @@ def _restore_sqlite(plan: Plan, key: BackupKey, path: str, force: bool,
     replaced = file_tombstones(path) if os.path.exists(path) else {}
     scratch = path + ".restoring"
     _remove(scratch)
-    db = SqliteDatabase(scratch)
+    db = SqliteDatabase(scratch, checkpoints=False)
     try:
         migrate(db)
         with db.reading() as cur:  # a scratch file: nothing to protect until it is complete
@@ -466,7 +466,7 @@ def _restore_sqlite(plan: Plan, key: BackupKey, path: str, force: bool,
         db.close()
         if reindex is not None and (stale is None or stale):
             reindex("sqlite:///" + scratch, stale)
-        db = SqliteDatabase(scratch)
+        db = SqliteDatabase(scratch, checkpoints=False)
         with db.reading() as cur:
             cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         db.close()

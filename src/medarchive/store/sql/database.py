@@ -48,7 +48,10 @@ class SqliteDatabase:
     dialect = "sqlite"
     encryption: Any = None  # set by the SqlStore that encrypts it (stores over it share it)
 
-    def __init__(self, path: str, busy_timeout_ms: int = 30_000) -> None:
+    def __init__(self, path: str, busy_timeout_ms: int = 30_000, *,
+                 checkpoints: bool = True) -> None:
+        """``checkpoints=False`` leaves checkpoints to SQLite's commits (a scratch file whose
+        journal mode is changed needs no other connection on it)."""
         self.path = path
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +60,8 @@ class SqliteDatabase:
         self._write_lock = threading.Lock()
         self._lock_file = None if path == ":memory:" else open(path + ".writelock", "a+b")  # noqa: SIM115 - held for the database's lifetime
         self._all: list[sqlite3.Connection] = []
-        self.checkpointer = None if path == ":memory:" else Checkpointer(path, busy_timeout_ms)
+        self.checkpointer = Checkpointer(path, busy_timeout_ms) \
+            if checkpoints and path != ":memory:" else None
         self._all_lock = threading.Lock()
 
     def _connection(self) -> sqlite3.Connection:
@@ -70,8 +74,9 @@ class SqliteDatabase:
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
             conn.execute("PRAGMA cache_size=-65536")
-            conn.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
-            conn.execute(f"PRAGMA journal_size_limit={JOURNAL_LIMIT}")
+            if self.checkpointer is not None:
+                conn.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
+                conn.execute(f"PRAGMA journal_size_limit={JOURNAL_LIMIT}")
             self._local.conn = conn
             with self._all_lock:
                 self._all.append(conn)
