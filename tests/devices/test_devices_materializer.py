@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 import warnings
 from pathlib import Path
 
@@ -17,9 +18,11 @@ from device_helpers import observations, reading_time
 from starlette.exceptions import StarletteDeprecationWarning
 
 from medarchive.app import Services, build_services, create_app
+from medarchive.devices.materializer import ordered_id
 from medarchive.devices.pipeline import Pipeline, open_pipeline
 from medarchive.devices.raw import lane
 from medarchive.devices.readings import DEVICE_SYSTEM, READING_SYSTEM
+from medarchive.service.repository import ID_PATTERN
 from medarchive.settings import Settings
 
 with warnings.catch_warnings():
@@ -80,6 +83,22 @@ def test_batches_and_redeliveries_make_each_observation_once(services: Services,
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_observations_get_time_ordered_ids(services: Services, pipeline: Pipeline) -> None:
+    land(pipeline, 3)
+    assert pipeline.materializer.run_once().materialized == 3
+    ids = [uuid.UUID(o["id"]) for o in observations(services)]
+    assert [(i.version, i.variant) for i in ids] == [(7, uuid.RFC_4122)] * 3
+
+
+def test_ordered_ids_sort_by_the_millisecond_they_were_made() -> None:
+    """RFC 9562 §5.7: the first 48 bits are Unix milliseconds; the rest is random."""
+    moments = [1_764_000_000_000_000_000 + n * 1_000_000 for n in range(40)]
+    made = [ordered_id(lambda moment=moment: moment) for moment in moments]
+    assert sorted(made) == made and len(set(made)) == len(made)
+    assert all(ID_PATTERN.match(i) for i in made)
+    assert [uuid.UUID(i).int >> 80 for i in made] == [m // 1_000_000 for m in moments]
+
+
 def test_concurrent_materializers_never_make_a_reading_twice(services: Services,
                                                              pipeline: Pipeline) -> None:
     land(pipeline, 400)

@@ -16,7 +16,7 @@ from medarchive.crypto.blind import BlindIndex
 from medarchive.crypto.encryption import compartment_owner
 from medarchive.devices.raw import Row
 from medarchive.devices.readings import KINDS, Reading
-from medarchive.devices.vitals import VitalSigns, check_row
+from medarchive.devices.vitals import VitalSigns, _parsed_row, _plain_row, check_row
 from medarchive.errors import Unprocessable
 from medarchive.fhir.search.index import build_indexer
 from medarchive.fhir.validate import validate_resource
@@ -142,3 +142,44 @@ def test_landed_rows_are_validated_strictly(landed: Row, problem: str) -> None:
     with pytest.raises(Unprocessable) as refused:
         check_row(landed)
     assert any(problem in (i.diagnostics or "") for i in refused.value.issues)
+
+
+@settings(max_examples=80, deadline=None)
+@given(kind=st.sampled_from(sorted(KINDS)), fraction=st.floats(0, 1), moment=MOMENTS,
+       precision=st.sampled_from(["seconds", "milliseconds", "microseconds"]),
+       patient=IDS, device=IDS)
+def test_landed_rows_are_read_directly_as_the_parser_reads_them(
+        kind: str, fraction: float, moment: datetime, precision: str, patient: str,
+        device: str) -> None:
+    """A row as the landing stores it skips the parser (``_plain_row``) and reads the same."""
+    landed = row(kind, sample_values(kind, fraction), moment.isoformat(timespec=precision),
+                 device=device, patient=f"Patient/{patient}", device_ref=f"Device/{device}")
+    assert _plain_row(landed) == _parsed_row(landed) == check_row(landed)
+
+
+ODD_VALUES = st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True),
+                                st.integers(-10, 400).map(float),
+                                st.floats(-10, 400).map(lambda v: round(v, 4))),
+                      min_size=0, max_size=3).map(tuple)
+
+
+@settings(max_examples=200, deadline=None)
+@given(kind=st.sampled_from([*sorted(KINDS), "pulse"]), values=ODD_VALUES,
+       time=st.one_of(MOMENTS.map(datetime.isoformat), st.just("2024-05-01T12:00:00"),
+                      st.just("2024-05-01"), st.text(max_size=30)),
+       device=st.one_of(IDS, st.text(max_size=70)),
+       patient=st.sampled_from(["Patient/p-1", "Device/p-1", "Patient/bad id", "Patient/"]),
+       other_key=st.booleans())
+def test_rows_read_directly_are_only_rows_the_parser_accepts(
+        kind: str, values: tuple[float, ...], time: str, device: str, patient: str,
+        other_key: bool) -> None:
+    """Whatever a row holds, reading it directly gives the parser's reading or nothing (then
+    the parser says what is wrong): the shortcut accepts nothing the parser refuses."""
+    landed = Row(f"{device}/{kind}/{time}" + ("x" if other_key else ""), device, kind, values,
+                 time, 0, patient, "Device/d-1", 0, 1)
+    try:
+        parsed: Reading | None = _parsed_row(landed)
+    except Unprocessable:
+        parsed = None
+    plain = _plain_row(landed)
+    assert plain is None or plain == parsed

@@ -12,8 +12,8 @@ generic indexer's), all before the transaction, then writes the batch in one
 ``SqlStore.write_prepared`` the way the bulk import does (``service/bulk/imports.py``): no Bundle
 machinery, bodies sealed under each patient's data key when encryption is on, index rows
 inserted in bulk. The transaction itself (a
-``SharedTransaction`` group) re-checks which rows are still pending (locking them on
-PostgreSQL), writes their Observations and marks the rows with them, so a crash at any point
+``SharedTransaction`` group) marks the rows still pending with their Observations in one
+update (which locks them; ``Readings.mark``) and writes those Observations, so a crash at any point
 leaves every row either pending with no Observation or materialized with exactly one, and two
 materializers never make the same reading twice. It runs as the system: the security guard's
 check is made, and no AuditEvent per Observation is written (each landed batch was audited).
@@ -21,12 +21,18 @@ Materialized rows older than ``keep_s`` seconds are pruned. Several materializer
 one per core) share the work without preparing the same rows by taking a ``shard`` each: rows
 whose ``lane`` (``devices.raw.lane``: from the patient id) is ``k`` modulo ``n``, so each patient's
 readings are made in the order they landed, by one process.
+
+The Observations get time-ordered ids (``ordered_id``), so a batch adds its keys to the end of
+the resource key index instead of dirtying a page of it per Observation: on SQLite, where one
+writer at a time holds the database and the landing waits for it, that shortens the
+transaction and its commit.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -46,6 +52,17 @@ PRUNE_EVERY = 50  # cycles between prunes of old materialized rows
 # back, past the concurrent landing batches, so none is missed.
 ALERT_OVERLAP = 5000
 ALERT_SHARE = 0.2  # at most this share of the materializer's time goes to NEWS2 passes
+
+
+def ordered_id(clock: Callable[[], int] = time.time_ns) -> str:
+    """A UUID version 7 (RFC 9562 §5.7): 48 bits of Unix milliseconds, then 74 random bits.
+    Ids made one after another sort together, so a batch of new Observations adds its keys to
+    the last pages of the resource key index (random version 4 ids dirty one page each: a
+    fifth of the pages a batch writes on SQLite). ``clock``: nanoseconds since the epoch."""
+    value = (clock() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = value & ~(0xF << 76 | 0x3 << 62) | 0x7 << 76 | 0x2 << 62  # version 7, RFC variant
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +86,10 @@ class Materializer:
                  write: Callable[[Sequence[Change], list[Any], list[str]], Any],
                  vitals: VitalSigns, *, batch: int = 500,
                  keep_s: float = 86_400, alerts: bool = True,
-                 shard: tuple[int, int] = (0, 1), alert_every_s: float = 5.0) -> None:
+                 shard: tuple[int, int] = (0, 1), alert_every_s: float = 5.0,
+                 new_id: Callable[[], str] = ordered_id) -> None:
         self.repository = repository
+        self.new_id = new_id
         self.router = router
         self.readings = readings
         self.transactions = transactions
@@ -94,7 +113,7 @@ class Materializer:
         refused = 0
         for row in rows:
             try:
-                change, found = self.vitals.change(row, self.repository.new_id(), when)
+                change, found = self.vitals.change(row, self.new_id(), when)
             except FhirError as exc:  # the landing's checks make this a bug: keep it pending
                 log.error("device reading %s cannot be materialized: %s", row.key, exc)
                 refused += 1
@@ -114,7 +133,8 @@ class Materializer:
         when = self.repository.now()
         ready, refused = self._prepare(rows, when)
         with self.transactions.group():
-            still = self.readings.claim([row.seq for row, _, _ in ready])
+            still = self.readings.mark([(row.seq, f"Observation/{change.id}")
+                                        for row, change, _ in ready], to_micros(when))
             chosen = [item for item in ready if item[0].seq in still]
             if chosen:
                 changes = [change for _, change, _ in chosen]
@@ -122,8 +142,6 @@ class Materializer:
                     self.repository.guard.check_changes(changes, self.repository.store.read)
                 self.write(changes, [rows for _, _, rows in chosen],
                            [row.patient for row, _, _ in chosen])
-                self.readings.mark([(row.seq, f"Observation/{change.id}")
-                                    for row, change, _ in chosen], to_micros(when))
         self.cycles += 1
         if self.cycles % PRUNE_EVERY == 0:
             self.prune()

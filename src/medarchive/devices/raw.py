@@ -4,7 +4,7 @@ Observations.
 Acknowledging a reading needs it durable, not yet an Observation: one multi-row ``INSERT`` per
 batch costs a few microseconds a reading, where an Observation through the service path costs
 milliseconds. Rows are appended by the landing (``devices.landing``) and, apart from pruning,
-changed once: the materializer (``devices.materializer``) records the Observation it made of a
+changed once: the materializer (``devices.materializer``) records the Observation it makes of a
 row in the transaction that stores that Observation, so a row is pending until then and never
 materialized twice. ``SqlReadings`` works on a plain ``Database`` or on a ``SharedTransaction``
 (inside a group its statements join the group's transaction); ``MemoryReadings`` is its twin for
@@ -22,11 +22,15 @@ from typing import Any, Protocol
 
 from medarchive.crypto.envelope import Erased, KeyUnavailable
 from medarchive.devices.readings import KINDS
+from medarchive.store.sql.rows import rows_query
 
 log = logging.getLogger(__name__)
 _COLUMNS = ("reading_key, device, kind, value, value2, effective, effective_at, patient, "
             "device_ref, received_at, payload")
 _CHUNK = 500
+# The column types of ``_COLUMNS`` (``store.sql.rows``: PostgreSQL gets one array per column).
+_TYPES = ("text", "text", "text", "float8", "float8", "text", "int8", "text", "text", "int8",
+          "bytea")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +71,7 @@ class Readings(Protocol):
 
     def append(self, rows: Sequence[Row]) -> int: ...
     def pending(self, limit: int, shard: tuple[int, int] = (0, 1)) -> list[Row]: ...
-    def claim(self, seqs: Sequence[int]) -> set[int]: ...
-    def mark(self, done: Sequence[tuple[int, str]], at: int) -> None: ...
+    def mark(self, done: Sequence[tuple[int, str]], at: int) -> set[int]: ...
     def patients_since(self, seq: int) -> tuple[set[str], int]: ...
     def latest(self, patient: str) -> dict[str, tuple[int, tuple[float, ...]]]: ...
     def lag(self) -> Lag: ...
@@ -98,31 +101,31 @@ class SqlReadings:
         self.db = db
         self.sealer = sealer
         self._sql = db.sql
-        # PostgreSQL: a second materializer waits for the rows the first is committing and
-        # then sees them marked (READ COMMITTED re-checks the WHERE on the locked row).
-        self._lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
         self._lane = _LANE[db.dialect]
 
     def append(self, rows: Sequence[Row]) -> int:
         """Insert ``rows`` in one transaction, durable on return; a row whose key is already
-        stored is skipped. Returns how many were new."""
+        stored is skipped. Returns how many were new. With a sealer, the blind keys and the
+        plaintexts are made before the transaction: only the data keys' lookup and the
+        encryption need it."""
         added = 0
+        opened = self.sealer.plaintexts(rows) if self.sealer is not None else []
         with self.db.writing() as cur:
             for start in range(0, len(rows), _CHUNK):
                 chunk = rows[start:start + _CHUNK]
-                params: list[Any] = []
+                values: list[tuple[Any, ...]]
                 if self.sealer is None:
-                    for r in chunk:
-                        params += [r.key, r.device, r.kind, r.values[0],
-                                   r.values[1] if len(r.values) > 1 else None, r.effective,
-                                   r.effective_at, r.patient, r.device_ref, r.received_at, None]
+                    values = [(r.key, r.device, r.kind, r.values[0],
+                               r.values[1] if len(r.values) > 1 else None, r.effective,
+                               r.effective_at, r.patient, r.device_ref, r.received_at, None)
+                              for r in chunk]
                 else:
-                    for r, (key, payload) in zip(chunk, self.sealer.seal(cur, chunk),
-                                                 strict=True):
-                        params += [key, None, r.kind, None, None, None, r.effective_at,
-                                   r.patient, None, r.received_at, payload]
-                marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
-                cur.execute(self._sql(f"INSERT INTO device_reading ({_COLUMNS}) VALUES {marks} "
+                    sealed = self.sealer.seal(cur, chunk, opened[start:start + _CHUNK])
+                    values = [(key, None, r.kind, None, None, None, r.effective_at, r.patient,
+                               None, r.received_at, payload)
+                              for r, (key, payload) in zip(chunk, sealed, strict=True)]
+                rows_sql, params = rows_query(self.db.dialect, values, _TYPES)
+                cur.execute(self._sql(f"INSERT INTO device_reading ({_COLUMNS}) {rows_sql} "
                                       "ON CONFLICT (reading_key) DO NOTHING RETURNING seq"),
                             params)
                 added += len(cur.fetchall())
@@ -147,7 +150,7 @@ class SqlReadings:
 
     def pending(self, limit: int, shard: tuple[int, int] = (0, 1)) -> list[Row]:
         """The oldest ``limit`` pending rows whose patient's ``lane`` is ``shard[0]`` modulo
-        ``shard[1]`` (a plain read: claim them before writing). Sealed rows are opened; those
+        ``shard[1]`` (a plain read: ``mark`` claims them). Sealed rows are opened; those
         of a patient whose data key was shredded are deleted (they can never be read)."""
         where, params = "", [limit]
         if shard[1] > 1:
@@ -177,34 +180,28 @@ class SqlReadings:
                 cur.execute(self._sql("DELETE FROM device_reading WHERE seq IN "
                                       f"({', '.join('?' * len(chunk))})"), chunk)
 
-    def claim(self, seqs: Sequence[int]) -> set[int]:
-        """Which of ``seqs`` are still pending, locked for the open transaction (call inside
-        the materializer's group)."""
+    def mark(self, done: Sequence[tuple[int, str]], at: int) -> set[int]:
+        """Record the Observation to be made of each row that is still pending, and return
+        those rows' seqs; the others were materialized meanwhile (call inside the
+        materializer's group, then write the Observations of the rows returned). The update
+        is the claim: it locks the rows it changes until the transaction ends, and a second
+        materializer's update of the same rows waits for it and then finds them marked
+        (PostgreSQL's READ COMMITTED checks the WHERE again on the committed row). One
+        statement per ``_CHUNK`` rows (a round trip each on PostgreSQL), and no separate
+        ``SELECT ... FOR UPDATE``: on PostgreSQL that locked each row, writing it once more."""
         found: set[int] = set()
         with self.db.writing() as cur:
-            for start in range(0, len(seqs), _CHUNK):
-                chunk = list(seqs[start:start + _CHUNK])
-                marks = ", ".join("?" * len(chunk))
-                cur.execute(self._sql(f"SELECT seq FROM device_reading WHERE seq IN ({marks}) "
-                                      f"AND observation IS NULL{self._lock}"), chunk)
+            for start in range(0, len(done), _CHUNK):
+                rows_sql, params = rows_query(self.db.dialect, done[start:start + _CHUNK],
+                                              ("int8", "text"))
+                cur.execute(self._sql(
+                    f"WITH made (seq, observation) AS ({rows_sql}) "
+                    "UPDATE device_reading SET observation = made.observation, "
+                    "materialized_at = ? FROM made WHERE device_reading.seq = made.seq "
+                    "AND device_reading.observation IS NULL RETURNING device_reading.seq"),
+                    [*params, at])
                 found.update(int(r[0]) for r in cur.fetchall())
         return found
-
-    def mark(self, done: Sequence[tuple[int, str]], at: int) -> None:
-        """Record the Observation made of each row (call inside the materializer's group):
-        one statement per ``_CHUNK`` rows, not one per row (a round trip each on PostgreSQL)."""
-        with self.db.writing() as cur:
-            for start in range(0, len(done), _CHUNK):
-                chunk = done[start:start + _CHUNK]
-                params: list[Any] = []
-                for seq, observation in chunk:
-                    params += [seq, observation]
-                values = ", ".join(["(?, ?)"] * len(chunk))
-                cur.execute(self._sql(
-                    f"WITH made (seq, observation) AS (VALUES {values}) "
-                    "UPDATE device_reading SET observation = made.observation, "
-                    "materialized_at = ? FROM made WHERE device_reading.seq = made.seq"),
-                    [*params, at])
 
     def patients_since(self, seq: int) -> tuple[set[str], int]:
         """The patients of rows after ``seq``, and the highest ``seq`` seen."""
@@ -283,17 +280,16 @@ class MemoryReadings:
         return [r for r in self._all() if r.observation is None
                 and lane(r.patient) % shard[1] == shard[0]][:limit]
 
-    def claim(self, seqs: Sequence[int]) -> set[int]:
-        wanted = set(seqs)
-        return {r.seq for r in self._all() if r.seq in wanted and r.observation is None}
-
-    def mark(self, done: Sequence[tuple[int, str]], at: int) -> None:
+    def mark(self, done: Sequence[tuple[int, str]], at: int) -> set[int]:
         made = dict(done)
+        found: set[int] = set()
         with self._lock:
             for key, row in list(self._rows.items()):
-                if row.seq in made:
+                if row.seq in made and row.observation is None:
                     self._rows[key] = replace(row, observation=made[row.seq])
                     self._materialized_at[row.seq] = at
+                    found.add(row.seq)
+        return found
 
     def patients_since(self, seq: int) -> tuple[set[str], int]:
         rows = list(self._all())

@@ -39,16 +39,22 @@ class RowSealer:
         """The blind index of a reading key (deterministic: duplicates still collide)."""
         return str(self.keyring.blind.digest("k", "device_reading", key))
 
-    def seal(self, cur: Any, rows: Sequence[Row]) -> list[tuple[str, bytes]]:
-        """(stored key, sealed payload) of each row; the patients' data keys are found or made
-        inside ``cur``'s write transaction, once per patient of the batch."""
+    def plaintexts(self, rows: Sequence[Row]) -> list[tuple[str, bytes]]:
+        """(stored key, plaintext to seal) of each row: what needs no data key, so the
+        landing makes it before its write transaction."""
+        return [(self.stored_key(row.key),
+                 orjson.dumps([row.key, row.device, row.values, row.effective, row.device_ref]))
+                for row in rows]
+
+    def seal(self, cur: Any, rows: Sequence[Row],
+             plaintexts: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+        """(stored key, sealed payload) of each row, from its ``plaintexts`` entry; the
+        patients' data keys are found or made inside ``cur``'s write transaction, once per
+        patient of the batch."""
         keys = self.keyring.keys_for(cur, {row.patient for row in rows})
         sealed = []
-        for row in rows:
+        for row, (stored, plain) in zip(rows, plaintexts, strict=True):
             kid, aead = keys[row.patient]
-            stored = self.stored_key(row.key)
-            plain = orjson.dumps([row.key, row.device, row.values, row.effective,
-                                  row.device_ref])
             sealed.append((stored, seal(aead, kid, plain, _aad(stored))))
         return sealed
 

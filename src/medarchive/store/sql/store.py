@@ -71,6 +71,7 @@ from medarchive.store.sql.query import (
     matches_sql,
     search_sql,
 )
+from medarchive.store.sql.rows import rows_query
 
 _CHUNK = 200
 _FROM_DB: Any = object()
@@ -260,13 +261,12 @@ class SqlStore:
         created = [change for change in changes if change.expected_version == 0]
         for start in range(0, len(created), _CHUNK):
             chunk = created[start:start + _CHUNK]
-            params: list[Any] = []
-            for change in chunk:
-                params += [change.resource_type, change.id, change.version_id,
-                           to_micros(change.last_updated), change.deleted]
+            rows, params = rows_query(self.db.dialect, [
+                (change.resource_type, change.id, change.version_id,
+                 to_micros(change.last_updated), change.deleted) for change in chunk],
+                ("text", "text", "int4", "int8", "bool"))
             cur.execute(self._sql(
-                "INSERT INTO resource (res_type, res_id, version, last_updated, deleted) VALUES "
-                f"{', '.join(['(?, ?, ?, ?, ?)'] * len(chunk))} "
+                f"INSERT INTO resource (res_type, res_id, version, last_updated, deleted) {rows} "
                 "ON CONFLICT (res_type, res_id) DO NOTHING RETURNING rid, res_type, res_id"),
                 params)
             rids.update(((res_type, res_id), rid) for rid, res_type, res_id in cur.fetchall())
@@ -307,14 +307,13 @@ class SqlStore:
         for start in range(0, len(changes), _CHUNK):
             chunk = list(zip(changes[start:start + _CHUNK], rids[start:start + _CHUNK],
                              sealed[start:start + _CHUNK], strict=True))
-            values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk))
-            params: list[Any] = []
-            for change, rid, (body, kid) in chunk:
-                params += [rid, change.version_id, to_micros(change.last_updated),
-                           change.deleted, body, kid]
-            cur.execute(self._sql(f"INSERT INTO resource_version "
-                                  f"(rid, version, last_updated, deleted, body, kid) "
-                                  f"VALUES {values} RETURNING rid, seq"), params)
+            rows, params = rows_query(self.db.dialect, [
+                (rid, change.version_id, to_micros(change.last_updated), change.deleted, body,
+                 kid) for change, rid, (body, kid) in chunk],
+                ("int8", "int4", "int8", "bool", "bytea", "int8"))
+            cur.execute(self._sql("INSERT INTO resource_version "
+                                  f"(rid, version, last_updated, deleted, body, kid) {rows} "
+                                  "RETURNING rid, seq"), params)
             by_rid = dict(cur.fetchall())
             seqs += [by_rid[rid] for _, rid, _ in chunk]
         return seqs
