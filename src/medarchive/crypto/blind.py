@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -44,7 +45,6 @@ BLIND_DATES = frozenset({"birthdate"})
 MAX_PREFIX = 64
 DIGEST_CACHE = 65536  # digests remembered per key (about 10 MB when full)
 PREFIX_CACHE = 16384  # texts whose prefix digests are remembered (about 10 MB when full)
-_BLOCK = 64  # SHA-256's block size, for HMAC's inner and outer pads (RFC 2104)
 _NONE: Mapping[str, tuple[str, ...]] = MappingProxyType({})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -111,12 +111,9 @@ class BlindIndex:
         self.max_prefix = max_prefix
         self._spec: Any = None
         self._covers: dict[str, Mapping[str, tuple[str, ...]]] = {}
-        # HMAC-SHA256 (RFC 2104) from its two padded-key states: the prefixes of one text
-        # extend one inner hash a character at a time instead of hashing each from the start.
-        padded = (hashlib.sha256(key).digest() if len(key) > _BLOCK else key).ljust(_BLOCK,
-                                                                                    b"\0")
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
+        # Keyed once; each digest continues a copy, and the prefixes of one text extend one
+        # HMAC a character at a time instead of hashing each from the start.
+        self._hmac = hmac.new(key, digestmod=hashlib.sha256)
         # Prefixes of names and words, codes and systems repeat across resources: remembered
         # (per instance, so per key), a write blinds each of them once per process.
         self._remembered = lru_cache(maxsize=DIGEST_CACHE)(self._digest)
@@ -141,15 +138,10 @@ class BlindIndex:
         """``HMAC(key, kind | param | value)``, truncated to 128 bits, base64url."""
         return self._remembered(kind, param, value)
 
-    def _mac(self, inner: Any) -> str:
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return base64.urlsafe_b64encode(outer.digest()[:16]).decode()[:22]
-
     def _digest(self, kind: str, param: str, value: str) -> str:
-        inner = self._inner.copy()
-        inner.update(f"{kind}\x1f{param}\x1f{value}".encode())
-        return self._mac(inner)
+        mac = self._hmac.copy()
+        mac.update(f"{kind}\x1f{param}\x1f{value}".encode())
+        return _text(mac.digest())
 
     def prefix(self, param: str, text: str) -> str:
         return self.digest("p", param, text)
@@ -159,12 +151,12 @@ class BlindIndex:
         return self._prefixes(param, text[:self.max_prefix])
 
     def _all_prefixes(self, param: str, text: str) -> tuple[str, ...]:
-        inner = self._inner.copy()
-        inner.update(f"p\x1f{param}\x1f".encode())
+        mac = self._hmac.copy()
+        mac.update(f"p\x1f{param}\x1f".encode())
         found = []
         for char in text:
-            inner.update(char.encode())
-            found.append(self._mac(inner.copy()))
+            mac.update(char.encode())
+            found.append(_text(mac.digest()))  # digest() leaves the HMAC open for more
         return tuple(found)
 
     def exact(self, param: str, text: str) -> str:
@@ -216,6 +208,11 @@ class BlindIndex:
                             numbers=found.numbers, quantities=found.quantities,
                             uris=found.uris, params=found.params,
                             composites=found.composites)
+
+
+def _text(mac: bytes) -> str:
+    """An HMAC truncated to 128 bits, as 22 base64url characters."""
+    return base64.urlsafe_b64encode(mac[:16]).decode()[:22]
 
 
 def _uncovered(strings: Sequence[StringEntry], covers: Mapping[str, tuple[str, ...]]
