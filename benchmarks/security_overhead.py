@@ -19,13 +19,19 @@ Off and on alternate block by block for ``--rounds`` rounds and the medians are 
 shared machine's changing load falls on both sides of each ratio. Also printed: the process
 CPU time per interaction (ms, both sides), the mean AuditEvents per group commit, the measured
 fsync latency of the disk (a durable commit cannot be cheaper than one fsync per group), and
-the cost of an access-token check with and without the verified-signature cache. SQLite
+the cost of an access-token check with and without the verified-signature cache.
+``--request-thread`` measures instead the thread CPU of the part of a request the worker
+thread runs over HTTP (``web.fhir_api._handle_deferred``: the bearer token's check, the
+guard, the interaction, building and queueing the AuditEvent), one call at a time in this
+thread with the audit writer running beside it (its CPU not counted), off and on alternating
+(no HTTP, no event loop: what security adds on the worker thread alone). SQLite
 always; PostgreSQL too when ``--postgres URL`` (or ``MEDARCHIVE_TEST_POSTGRES_URL``) is given,
 each run in its own schema. Prints one JSON object; ``*_ratio_pct`` = on/off x 100.
 
     python benchmarks/security_overhead.py [--reads 2000] [--searches 300] [--rounds 3]
                                            [--modes threads,async] [--callers 1,8,64]
                                            [--audit-read-commit wait|group] [--postgres URL]
+                                           [--request-thread]
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ from medarchive.security.actor import Actor
 from medarchive.security.scopes import parse_scopes
 from medarchive.service.request import FhirRequest
 from medarchive.settings import Settings
-from medarchive.web.fhir_api import handle_durably
+from medarchive.web.fhir_api import _handle_deferred, handle_durably
 
 PATIENTS = 200
 CALLERS = (1, 8, 64)
@@ -185,6 +191,49 @@ def measure(urls: dict[str, str], modes: list[str], callers_list: list[int], rea
     return result
 
 
+def request_thread_us(urls: dict[str, str], reads: int, searches: int, rounds: int,
+                      read_commit: str = "wait") -> dict[str, Any]:
+    """Median thread CPU (µs) per call of the worker thread's part of a request, security
+    off and on (a records clerk's bearer token, checked as the FHIR route checks it), calls
+    one at a time in this thread; off and on alternate ``rounds`` times per request kind."""
+    setups = {auth: Setup(url, auth, read_commit) for auth, url in urls.items()}
+    security = setups["on"].services.security
+    token = security.tokens.issue("clerk", kind="user", role="records_clerk",
+                                  scope="user/*.cruds")["access_token"]
+    headers: dict[str, dict[str, str]] = {"off": {}, "on": {"authorization": f"Bearer {token}"}}
+    check: dict[str, Any] = {"off": None, "on": lambda request, address: security.oauth.actor_for(
+        request.header("authorization"), address)}
+    samples: dict[str, list[float]] = {}
+    try:
+        for _ in range(rounds):
+            for what, n in (("reads", reads), ("searches", searches)):
+                for auth, setup in setups.items():
+                    router = setup.services.router
+                    requests = [Setup.request(what, i) for i in range(n)]
+                    requests = [FhirRequest(r.method, r.path, r.query, headers[auth])
+                                for r in requests]
+                    for request in requests[:50]:  # warm caches
+                        _handle_deferred(router, request, None, check[auth], "127.0.0.1")
+                    started = time.thread_time()
+                    for request in requests:
+                        response, _ = _handle_deferred(router, request, None, check[auth],
+                                                       "127.0.0.1")
+                        assert response.status == 200
+                    samples.setdefault(f"{what}.{auth}", []).append(
+                        (time.thread_time() - started) / n * 1e6)
+    finally:
+        for setup in setups.values():
+            setup.services.close()
+    result: dict[str, Any] = {}
+    for what in ("reads", "searches"):
+        off = statistics.median(samples[f"{what}.off"])
+        on = statistics.median(samples[f"{what}.on"])
+        result[what] = {"off_us": round(off, 1), "on_us": round(on, 1),
+                        "added_us": round(on - off, 1),
+                        "on_by_round": [round(v, 1) for v in samples[f"{what}.on"]]}
+    return result
+
+
 def token_check_us(rounds: int = 300) -> dict[str, float]:
     """Microseconds per ``TokenService.verify`` of one token: the first check (RS256
     signature) against later ones (remembered signature; expiry checked, the revocation
@@ -245,6 +294,8 @@ def main() -> None:
                         help="the audit_read_commit setting of the security-on side")
     parser.add_argument("--postgres", default=os.environ.get("MEDARCHIVE_TEST_POSTGRES_URL"),
                         help="also measure PostgreSQL (a database this run may add schemas to)")
+    parser.add_argument("--request-thread", action="store_true",
+                        help="the worker thread's CPU per request instead (request_thread_us)")
     args = parser.parse_args()
     audit.GATHER_S = args.gather_ms / 1000
     modes = [m for m in args.modes.split(",") if m]
@@ -262,6 +313,11 @@ def main() -> None:
         for backend in backends:
             with database(backend, folder, f"{backend}-off", args.postgres) as off, \
                     database(backend, folder, f"{backend}-on", args.postgres) as on:
+                if args.request_thread:
+                    result[backend] = request_thread_us({"off": off, "on": on}, args.reads,
+                                                        args.searches, args.rounds,
+                                                        args.audit_read_commit)
+                    continue
                 result[backend] = measure({"off": off, "on": on}, modes, callers,
                                           args.reads, args.searches, args.rounds,
                                           args.audit_read_commit)
