@@ -16,8 +16,13 @@ from typing import Any
 from medarchive.crypto.blind import BlindIndex, blinded
 from medarchive.errors import BadRequest
 from medarchive.fhir.search.query import (
+    AllOf,
+    AnyOf,
+    Chain,
     Clause,
+    Compartment,
     Include,
+    OfType,
     Predicate,
     SearchQuery,
     SortKey,
@@ -136,8 +141,22 @@ def _driven(compiler: Compiler, query: SearchQuery, driver: Predicate) -> tuple[
     others = [c for c in query.predicates if c is not driver]
     if not others:
         return f"FROM ({source}) d", "d.rid"
+    if all(map(_on_rid, others)):  # no join with resource per candidate row
+        conditions = " AND ".join(compiler.clause(c, "d", query.resource_type) for c in others)
+        return f"FROM ({source}) d WHERE {conditions}", "d.rid"
     conditions = " AND ".join(compiler.clause(c, "r", query.resource_type) for c in others)
     return f"FROM ({source}) d JOIN resource r ON r.rid = d.rid WHERE {conditions}", "d.rid"
+
+
+def _on_rid(clause: Clause) -> bool:
+    """Whether ``clause`` is a condition on its resource's rid alone (index lookups, chains,
+    compartments, groups, the label narrowing), not on another column of ``resource``
+    (``_id``, ``_lastUpdated``, and ``_has`` and ``_list``, which match ``res_id``)."""
+    if isinstance(clause, Predicate):
+        return clause.kind not in ("id", "lastUpdated")
+    if isinstance(clause, AllOf):
+        return all(map(_on_rid, clause.clauses))
+    return isinstance(clause, Chain | Compartment | AnyOf | OfType)
 
 
 def search_sql(query: SearchQuery, dialect: str = "sqlite",
