@@ -30,7 +30,8 @@ from urllib.parse import quote
 from proc_cpu import pg_backends_cpu
 
 from medarchive.security.actor import Actor
-from medarchive.security.audit import AuditTrail, Ticket, audit_event
+from medarchive.security.audit import AuditTrail, Ticket
+from medarchive.security.audit_events import audit_event
 from medarchive.store.sql.database import open_database
 from medarchive.store.sql.migrations import migrate
 

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from medarchive.security.actor import Actor
-from medarchive.security.audit import audit_event
+from medarchive.security.audit_events import audit_event
 from medarchive.security.service import Security
 
 WHO = Actor("user", "alice", "physician", (), address="10.0.0.7")

@@ -15,7 +15,8 @@ from typer.testing import CliRunner, Result
 
 from medarchive.cli.main import app
 from medarchive.security.actor import Actor
-from medarchive.security.audit import GENESIS, AuditTrail, audit_event, chain_hash
+from medarchive.security.audit import GENESIS, AuditTrail, chain_hash
+from medarchive.security.audit_events import audit_event
 from medarchive.store.sql.database import Database, open_database
 from medarchive.store.sql.migrations import migrate
 

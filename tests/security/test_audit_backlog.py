@@ -23,8 +23,9 @@ from medarchive.backup.snapshot import create_backup
 from medarchive.fhir.search.index import build_indexer
 from medarchive.security import audit
 from medarchive.security.actor import Actor
-from medarchive.security.audit import AuditTrail, audit_event
+from medarchive.security.audit import AuditTrail
 from medarchive.security.audit_backlog import behind, catch_up
+from medarchive.security.audit_events import audit_event
 from medarchive.security.audit_index import index_rows, parse_audit_search
 from medarchive.store import open_store
 from medarchive.store.sql.database import Database, open_database
@@ -39,7 +40,8 @@ import os, signal, sys
 from datetime import UTC, datetime, timedelta
 from medarchive.security import audit
 from medarchive.security.actor import Actor
-from medarchive.security.audit import AuditTrail, audit_event
+from medarchive.security.audit import AuditTrail
+from medarchive.security.audit_events import audit_event
 from medarchive.store.sql.database import open_database
 from medarchive.store.sql.migrations import migrate
 

@@ -18,7 +18,7 @@ import pytest
 from http_env import Env, bearer, open_env
 
 from medarchive.security.actor import Actor
-from medarchive.security.audit import audit_event
+from medarchive.security.audit_events import audit_event
 from medarchive.security.scopes import parse_scopes
 from medarchive.service.request import FhirRequest
 from medarchive.web.fhir_api import handle_durably

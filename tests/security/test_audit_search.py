@@ -20,7 +20,8 @@ from medarchive.errors import BadRequest, Forbidden
 from medarchive.fhir.search.dates import date_range
 from medarchive.fhir.search.values import split_values
 from medarchive.security.actor import Actor
-from medarchive.security.audit import audit_event, chain_hash
+from medarchive.security.audit import chain_hash
+from medarchive.security.audit_events import audit_event
 from medarchive.security.audit_index import (
     index_rows,
     parse_audit_search,

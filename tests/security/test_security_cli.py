@@ -10,7 +10,8 @@ from typer.testing import CliRunner, Result
 
 from medarchive.cli.main import app
 from medarchive.security.actor import Actor
-from medarchive.security.audit import AuditTrail, audit_event
+from medarchive.security.audit import AuditTrail
+from medarchive.security.audit_events import audit_event
 from medarchive.store.sql.database import open_database
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)

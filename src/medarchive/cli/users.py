@@ -49,7 +49,8 @@ def audit_admin(db: object, detail: str) -> None:
 
     from medarchive.app import utc_now
     from medarchive.security.actor import Actor
-    from medarchive.security.audit import AuditTrail, audit_event
+    from medarchive.security.audit import AuditTrail
+    from medarchive.security.audit_events import audit_event
     who = Actor("system", f"cli:{getpass.getuser()}", "administrator", ())
     trail = AuditTrail(db, utc_now)  # type: ignore[arg-type]
     try:

@@ -87,7 +87,7 @@ class Landing:
     def _audit(self, actor: Any, status: int, detail: str) -> None:
         if self.guard is None or actor is None:
             return
-        from medarchive.security.audit import audit_event
+        from medarchive.security.audit_events import audit_event
         self.guard.trail.record(audit_event(actor, "create", self.guard.trail.now(),
                                             status=status, detail=detail))
 

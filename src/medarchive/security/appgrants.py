@@ -20,7 +20,8 @@ from medarchive.errors import FhirError
 from medarchive.security.accounts import Accounts, Client, User
 from medarchive.security.actor import Actor
 from medarchive.security.apps import App, Apps
-from medarchive.security.audit import AuditTrail, audit_event
+from medarchive.security.audit import AuditTrail
+from medarchive.security.audit_events import audit_event
 from medarchive.security.authcode import (
     AuthCodes,
     AuthorizeError,

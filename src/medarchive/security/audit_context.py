@@ -21,7 +21,8 @@ from typing import Any
 import orjson
 
 from medarchive.security.actor import Actor, current_actor
-from medarchive.security.audit import AuditTrail, audit_event, settle_deferred
+from medarchive.security.audit import AuditTrail, settle_deferred
+from medarchive.security.audit_events import audit_event
 from medarchive.security.authz import patient_refs
 from medarchive.store.base import Change, Version
 

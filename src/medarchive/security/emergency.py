@@ -17,7 +17,7 @@ from medarchive.errors import FhirError, Forbidden, NotFound
 from medarchive.security.abac import BTG
 from medarchive.security.access import BreakGlass
 from medarchive.security.actor import Actor
-from medarchive.security.audit import audit_event
+from medarchive.security.audit_events import audit_event
 from medarchive.security.authz import RELATIONSHIP_ROLES, purpose_concept
 
 

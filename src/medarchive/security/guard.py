@@ -28,7 +28,8 @@ from medarchive.fhir.search.parse import parse_search
 from medarchive.fhir.search.query import Compartment, SearchQuery
 from medarchive.security import audit_context
 from medarchive.security.actor import SYSTEM, Actor, bind, bound_actor, current_actor, unbind
-from medarchive.security.audit import AuditTrail, audit_event, defer
+from medarchive.security.audit import AuditTrail, defer
+from medarchive.security.audit_events import audit_event
 from medarchive.security.authz import (
     InsufficientScope,
     Policy,

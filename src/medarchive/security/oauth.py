@@ -27,7 +27,8 @@ import jwt
 from medarchive.errors import FhirError, TooManyRequests, Unauthorized
 from medarchive.security.accounts import Accounts, Client
 from medarchive.security.actor import Actor
-from medarchive.security.audit import AuditTrail, audit_event
+from medarchive.security.audit import AuditTrail
+from medarchive.security.audit_events import audit_event
 from medarchive.security.authz import InsufficientScope, purpose_allowed
 from medarchive.security.scopes import grant, parse_scopes
 from medarchive.security.tokens import TokenService

@@ -141,7 +141,7 @@ def audit_search(security: Security, actor: Actor, params: list[tuple[str, str]]
     ``_after``. The search is itself audited."""
     from urllib.parse import urlencode
 
-    from medarchive.security.audit import audit_event
+    from medarchive.security.audit_events import audit_event
     from medarchive.security.audit_index import parse_audit_search
 
     status, found, total = 200, 0, None
@@ -183,7 +183,7 @@ def audit_read(security: Security, actor: Actor, parts: list[str]) -> dict[str, 
     the trail by its record number (``security/audit_reads.py``), for actors allowed to read
     AuditEvent (auditors); 404 for an unknown or malformed id or another version. Audited."""
     from medarchive.security import audit_reads
-    from medarchive.security.audit import audit_event
+    from medarchive.security.audit_events import audit_event
 
     status = 200
     try:

@@ -25,7 +25,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from medarchive.security.actor import Actor
-from medarchive.security.audit import DICOM, audit_event
+from medarchive.security.audit_events import DICOM, audit_event
 
 log = logging.getLogger(__name__)
 

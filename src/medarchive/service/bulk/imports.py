@@ -408,7 +408,7 @@ class BulkImport:
         """One AuditEvent per source with its counts (security on)."""
         guard = self.repository.guard
         if guard is not None:
-            from medarchive.security.audit import audit_event
+            from medarchive.security.audit_events import audit_event
             status = 200 if report.ok else (422 if not report.stored else 207)
             detail = (f"bulk import {report.source[:200]}: {report.stored} stored, "
                       f"{report.skipped} committed before, {len(report.errors)} refused")

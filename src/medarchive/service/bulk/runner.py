@@ -223,7 +223,7 @@ class BulkExports:
         guard = self.repository.guard
         if guard is None:
             return
-        from medarchive.security.audit import audit_event
+        from medarchive.security.audit_events import audit_event
         guard.trail.record(audit_event(actor, kind, self.repository.now(), status=status,
                                        detail=detail, count=count))
 

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from medarchive.security.audit import audit_event
+from medarchive.security.audit_events import audit_event
 from medarchive.web.auth_routes import audit_search
 from medarchive.web.ui.clinic import Clinic, UiError
 from medarchive.web.ui.pages import Ui, durably, render
