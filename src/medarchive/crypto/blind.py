@@ -5,11 +5,14 @@ types that describe a person in the patient's circle (``BLIND_TYPES``) these ind
 replaced, never kept beside the plaintext:
 
 - every string row (names, address parts, ``_content``/``_text`` words, ``:text`` rows): one
-  row per normalised prefix, ``HMAC(key, "p" | param | prefix)``, for prefixes of 1 to
-  ``MAX_PREFIX`` characters; the longest also carries ``HMAC("e" | param | exact text)`` for
-  ``:exact``. A prefix search is then one equality lookup. A row that a parameter covering
-  this one holds as well (``family``'s for ``name``, ``crypto.covering``) is left out, and the
-  search reads that parameter's rows too;
+  row whose value is the text's prefix chain: for each of its first 1 to ``MAX_PREFIX``
+  normalised characters, ``HMAC(key, "c" | param | prefix)`` truncated to 48 bits (8 base64url
+  characters), concatenated. The chain of a prefix is a prefix of the chain of every text that
+  starts with it, so a prefix search is one range scan of the index, as on plaintext, and a
+  text costs one row, as on plaintext (no longer one row per prefix). The row also carries
+  ``HMAC("e" | param | exact text)`` for ``:exact``. A row that a parameter covering this one
+  holds as well (``family``'s for ``name``, ``crypto.covering``) is left out, and the search
+  reads that parameter's rows too;
 - token rows of ``BLIND_TOKENS`` (identifier values, phone numbers, e-mail addresses): the code
   becomes ``HMAC("t" | param | code)``; the system stays readable so ``system|`` still works.
   Identifiers are blinded on every resource type, not only these: a visit number or an
@@ -21,7 +24,11 @@ replaced, never kept beside the plaintext:
 
 What cannot be answered from an HMAC is refused with 400 (see ``refusal``): ``:contains``,
 sorting on these parameters, date comparisons other than ``eq``, and prefixes longer than
-``MAX_PREFIX``. HMAC-SHA256 (RFC 2104) truncated to 128 bits, base64url: 22 characters.
+``MAX_PREFIX``. HMAC-SHA256 (RFC 2104); token, date and exact digests are truncated to 128 bits,
+base64url (22 characters), chain links to 48 bits (a search for a prefix of L characters
+matches another stored prefix only if L' >= 1 links of 48 bits all collide: below 10^-6
+false matches per search in a database of 10^8 texts). What the chain reveals is what one row
+per prefix revealed: which texts share a prefix of which length, and each text's length.
 """
 
 from __future__ import annotations
@@ -43,8 +50,10 @@ BLIND_TYPES = frozenset({"Patient", "Person", "RelatedPerson"})
 BLIND_TOKENS = frozenset({"identifier", "identifier:of-type", "telecom", "phone", "email"})
 BLIND_DATES = frozenset({"birthdate"})
 MAX_PREFIX = 64
+DIGEST_CHARS = 22  # a token, date or exact digest: 128 bits, base64url
+LINK = 6  # bytes of HMAC per character in a prefix chain: 8 base64url characters
 DIGEST_CACHE = 65536  # digests remembered per key (about 10 MB when full)
-PREFIX_CACHE = 16384  # texts whose prefix digests are remembered (about 10 MB when full)
+PREFIX_CACHE = 16384  # texts whose prefix chains are remembered (about 10 MB when full)
 _NONE: Mapping[str, tuple[str, ...]] = MappingProxyType({})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -117,7 +126,7 @@ class BlindIndex:
         # Prefixes of names and words, codes and systems repeat across resources: remembered
         # (per instance, so per key), a write blinds each of them once per process.
         self._remembered = lru_cache(maxsize=DIGEST_CACHE)(self._digest)
-        self._prefixes = lru_cache(maxsize=PREFIX_CACHE)(self._all_prefixes)
+        self._chains = lru_cache(maxsize=PREFIX_CACHE)(self._chain)
 
     def cover(self, spec: Any) -> None:
         """Leave out the rows that parameters covering theirs hold, and let searches read
@@ -143,21 +152,19 @@ class BlindIndex:
         mac.update(f"{kind}\x1f{param}\x1f{value}".encode())
         return _text(mac.digest())
 
-    def prefix(self, param: str, text: str) -> str:
-        return self.digest("p", param, text)
+    def chain(self, param: str, text: str) -> str:
+        """The prefix chain of ``text``'s first ``max_prefix`` characters: what a text's row
+        stores, and what a prefix search looks for the start of."""
+        return self._chains(param, text[:self.max_prefix])
 
-    def prefixes(self, param: str, text: str) -> tuple[str, ...]:
-        """The prefix digests of ``text``'s first 1, 2, ... ``max_prefix`` characters."""
-        return self._prefixes(param, text[:self.max_prefix])
-
-    def _all_prefixes(self, param: str, text: str) -> tuple[str, ...]:
+    def _chain(self, param: str, text: str) -> str:
         mac = self._hmac.copy()
-        mac.update(f"p\x1f{param}\x1f".encode())
-        found = []
+        mac.update(f"c\x1f{param}\x1f".encode())
+        links = []
         for char in text:
             mac.update(char.encode())
-            found.append(_text(mac.digest()))  # digest() leaves the HMAC open for more
-        return tuple(found)
+            links.append(mac.digest()[:LINK])  # digest() leaves the HMAC open for more
+        return base64.urlsafe_b64encode(b"".join(links)).decode()
 
     def exact(self, param: str, text: str) -> str:
         return self.digest("e", param, text)
@@ -183,13 +190,10 @@ class BlindIndex:
                                 composites=found.composites)
         strings: dict[tuple[str, str, str], StringEntry] = {}
         for entry in _uncovered(found.strings, self.covering(resource_type)):
-            param = entry.param
-            digests = self.prefixes(param, entry.value)
-            for digest in digests[:-1]:
-                strings[(param, digest, "")] = StringEntry(param, digest, "")
-            if digests:
-                row = StringEntry(param, digests[-1], self.exact(param, entry.exact))
-                strings[(param, row.value, row.exact)] = row
+            chain = self.chain(entry.param, entry.value)
+            if chain:
+                row = StringEntry(entry.param, chain, self.exact(entry.param, entry.exact))
+                strings[(row.param, row.value, row.exact)] = row
         dates = []
         for date in found.dates:
             if date.param not in BLIND_DATES:
@@ -212,7 +216,7 @@ class BlindIndex:
 
 def _text(mac: bytes) -> str:
     """An HMAC truncated to 128 bits, as 22 base64url characters."""
-    return base64.urlsafe_b64encode(mac[:16]).decode()[:22]
+    return base64.urlsafe_b64encode(mac[:16]).decode()[:DIGEST_CHARS]
 
 
 def _uncovered(strings: Sequence[StringEntry], covers: Mapping[str, tuple[str, ...]]

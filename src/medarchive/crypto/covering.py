@@ -1,17 +1,17 @@
 """Blinded string parameters whose rows other parameters already hold ("covering").
 
 Every blind-index row is a random key in the search index: a Patient's registration writes one
-per prefix of every name, address and full-text word (``crypto.blind``), and each of them costs
-the commit an index page. Several official R4 string parameters of the blinded types hold rows
-another parameter holds too, prefixes included:
+(a prefix chain, ``crypto.blind``) for every name, address and full-text word, and each of them
+costs the commit an index page. Several official R4 string parameters of the blinded types
+hold rows another parameter holds too:
 
 - ``name`` (``Patient.name``: every part of a name) holds the rows of ``family``
   (``Patient.name.family``) and ``given``; ``address`` those of ``address-city``,
   ``address-state``, ``address-postalcode`` and ``address-country``;
 - ``phonetic`` has the same expression as ``name`` (MedArchive matches it like ``name``), so
   it holds exactly ``name``'s rows;
-- ``_content`` holds a row per prefix of every word of the human-readable texts, so the
-  prefixes of a one-word name, city, state or country.
+- ``_content`` holds a row for every word of the human-readable texts, so the row of a
+  one-word name, city, state or country.
 
 Parameter Q *covers* P when Q's values are always among P's: every branch of Q's expression is a
 branch of P's, or one of its parts (``.family``, ``.given``, ``.text``, an address part), where
@@ -24,7 +24,7 @@ texts (``fhir.search.text``): simple paths whose last step is a human-readable e
 row (the same text, normalised and as written; for ``_content``, a word equal to a covering
 value), and a search on P reads its own rows and those of every parameter covering it,
 transitively (``covering``): exactly the resources P's full rows would find. Rows written
-before are still read, so no reindex is needed. Only official R4 parameters take part, as for
+before covering are still read, so no reindex is needed. Only official R4 parameters take part, as for
 union parameters (``fhir.search.unions``).
 """
 

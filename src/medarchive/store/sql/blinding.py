@@ -1,9 +1,10 @@
 """Search conditions on blind-index rows (``crypto.blind``): the SQL twin of the memory
 store's matching for the values encryption at rest keeps only as HMACs.
 
-A blinded string prefix, ``:exact`` text, token code or ``eq`` birth date is one equality on the
-HMAC the write stored; everything an HMAC cannot answer is refused with 400 and a message that
-says why, never answered wrongly.
+A blinded string prefix is a range on the prefix chains the write stored (the rows whose chain
+starts with the search text's); an ``:exact`` text, token code or ``eq`` birth date is one
+equality on the HMAC the write stored; everything an HMAC cannot answer is refused with 400
+and a message that says why, never answered wrongly.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from medarchive.fhir.search.query import (
     Value,
 )
 
+_AFTER = "~"  # sorts after every base64url character: the end of a chain's range
 _WHY = "with encryption at rest its values are kept only as blind indexes (docs/encryption.md)"
 
 
@@ -44,7 +46,8 @@ def prefix_sql(blind: BlindIndex, param: str, text: str) -> tuple[str, list[Any]
     if len(text) > blind.max_prefix:
         raise BadRequest(f"{param}: search text longer than {blind.max_prefix} characters is "
                          f"not supported: {_WHY}")
-    return "value = ?", [blind.prefix(param, text)]
+    chain = blind.chain(param, text)
+    return "(value >= ? AND value < ?)", [chain, chain + _AFTER]
 
 
 def _token_sql(blind: BlindIndex, param: str, value: TokenValue) -> tuple[str, list[Any]]:

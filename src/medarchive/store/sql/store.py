@@ -46,6 +46,7 @@ from medarchive.store.base import (
     from_micros,
     to_micros,
 )
+from medarchive.store.sql.chains import ensure_chained
 from medarchive.store.sql.crypto import Keyring, erased_message
 from medarchive.store.sql.database import Database
 from medarchive.store.sql.datesort import PROBE, probe_query, range_rows_sql, sortable
@@ -98,6 +99,10 @@ class SqlStore:
         if self.keyring is not None:
             self.keyring.blind.cover(getattr(indexer, "spec", None))
         self._indexer = indexer if self.keyring is None else self._blinding(indexer)
+        if run_migrations and self.keyring is not None:
+            ensure_chained(db, lambda job, types: run_reindex(
+                db, self._indexer, job=job, batch=500, restart=False, progress=None,
+                open_body=self._body, types=types))
         self.date_index = True
         """Date sorts and date-only counts read ``idx_date_sort`` (docs/search.md); False
         sorts every match as before (the same-run reference of benchmarks/search.py)."""
