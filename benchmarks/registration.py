@@ -1,7 +1,7 @@
 """The cost of encryption at rest on Patient registrations (docs/performance.md, issue 5).
 
 A Patient is the resource encryption costs most to write: its names, address, telecom and
-full-text words are kept as blind indexes, one HMAC row per prefix (docs/encryption.md). This
+full-text words are kept as blind indexes, HMAC prefix chains (docs/encryption.md). This
 registers the demo generator's Patients (a full name, an address, two identifiers, two phone
 numbers, marital status, language: what a registration desk records) one ``POST Patient`` at
 a time through the service path (``Router.handle``: validation, indexing, sealing, commit; no
