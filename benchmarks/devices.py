@@ -299,6 +299,9 @@ def split_rounds(url: str, folder: Path, args: argparse.Namespace) -> dict[str, 
     materializer._prepare = timed("prepare", materializer._prepare)  # type: ignore[method-assign]
     materializer.write = timed("write", materializer.write)
     materializer.transactions.group = committing
+    settle = getattr(materializer, "settle", None)  # what ``run`` does first (absent before
+    if settle is not None:  # session 10: the before/after runs put older trees on PYTHONPATH)
+        settle()
     try:
         began = time.process_time()
         done = materializer.drain()

@@ -30,6 +30,7 @@ transaction and its commit.
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import os
@@ -173,9 +174,21 @@ class Materializer:
             if cycle.materialized == 0:
                 return done
 
+    @staticmethod
+    def settle() -> None:
+        """Collect once, then freeze what the process holds (the R4 definitions, the
+        templates, the caches: objects kept for its life) out of the cyclic collector's view
+        (``gc.freeze``). Each batch makes tens of thousands of objects that live until its
+        commit, so full collections come every few batches, and each walked all of those too
+        (40-50 ms; about a tenth of a materializer's CPU, most of it inside the write
+        transaction: docs/performance.md, issue 6, session 10). ``run`` calls it first."""
+        gc.collect()
+        gc.freeze()
+
     def run(self, idle_s: float = 0.2) -> None:
-        """Cycle until ``stop``; sleeps ``idle_s`` when nothing is pending. A failing cycle is
-        logged and retried (its readings stay pending)."""
+        """Cycle until ``stop`` (after ``settle``); sleeps ``idle_s`` when nothing is pending.
+        A failing cycle is logged and retried (its readings stay pending)."""
+        self.settle()
         while not self._stop.is_set():
             try:
                 cycle = self.run_once()

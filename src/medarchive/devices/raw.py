@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from medarchive.crypto.envelope import Erased, KeyUnavailable
+from medarchive.devices.appends import GroupCommit
 from medarchive.devices.readings import KINDS
 from medarchive.store.sql.rows import rows_query
 
@@ -102,33 +103,45 @@ class SqlReadings:
         self.sealer = sealer
         self._sql = db.sql
         self._lane = _LANE[db.dialect]
+        # A ``SharedTransaction``'s writes may be savepoints of a group that commits later:
+        # no other thread's batch may join one (it would return before its commit).
+        self._group: GroupCommit[tuple[Sequence[Row], list[Any]]] | None = \
+            None if hasattr(db, "savepoint") else GroupCommit(db)
 
     def append(self, rows: Sequence[Row]) -> int:
         """Insert ``rows`` in one transaction, durable on return; a row whose key is already
         stored is skipped. Returns how many were new. With a sealer, the blind keys and the
         plaintexts are made before the transaction: only the data keys' lookup and the
-        encryption need it."""
-        added = 0
+        encryption need it. Batches appended at the same time by other threads may share the
+        transaction (``devices.appends``: group commit), each with its own statements."""
         opened = self.sealer.plaintexts(rows) if self.sealer is not None else []
-        with self.db.writing() as cur:
-            for start in range(0, len(rows), _CHUNK):
-                chunk = rows[start:start + _CHUNK]
-                values: list[tuple[Any, ...]]
-                if self.sealer is None:
-                    values = [(r.key, r.device, r.kind, r.values[0],
-                               r.values[1] if len(r.values) > 1 else None, r.effective,
-                               r.effective_at, r.patient, r.device_ref, r.received_at, None)
-                              for r in chunk]
-                else:
-                    sealed = self.sealer.seal(cur, chunk, opened[start:start + _CHUNK])
-                    values = [(key, None, r.kind, None, None, None, r.effective_at, r.patient,
-                               None, r.received_at, payload)
-                              for r, (key, payload) in zip(chunk, sealed, strict=True)]
-                rows_sql, params = rows_query(self.db.dialect, values, _TYPES)
-                cur.execute(self._sql(f"INSERT INTO device_reading ({_COLUMNS}) {rows_sql} "
-                                      "ON CONFLICT (reading_key) DO NOTHING RETURNING seq"),
-                            params)
-                added += len(cur.fetchall())
+        if self._group is None:
+            with self.db.writing() as cur:
+                return self._insert(cur, (rows, opened))
+        return self._group.run((rows, opened), self._insert)
+
+    def _insert(self, cur: Any, batch: tuple[Sequence[Row], list[Any]]) -> int:
+        """Insert one batch (rows, their plaintexts when sealing) in the open transaction."""
+        rows, opened = batch
+        added = 0
+        for start in range(0, len(rows), _CHUNK):
+            chunk = rows[start:start + _CHUNK]
+            values: list[tuple[Any, ...]]
+            if self.sealer is None:
+                values = [(r.key, r.device, r.kind, r.values[0],
+                           r.values[1] if len(r.values) > 1 else None, r.effective,
+                           r.effective_at, r.patient, r.device_ref, r.received_at, None)
+                          for r in chunk]
+            else:
+                sealed = self.sealer.seal(cur, chunk, opened[start:start + _CHUNK])
+                values = [(key, None, r.kind, None, None, None, r.effective_at, r.patient,
+                           None, r.received_at, payload)
+                          for r, (key, payload) in zip(chunk, sealed, strict=True)]
+            rows_sql, params = rows_query(self.db.dialect, values, _TYPES)
+            cur.execute(self._sql(f"INSERT INTO device_reading ({_COLUMNS}) {rows_sql} "
+                                  "ON CONFLICT (reading_key) DO NOTHING RETURNING seq"),
+                        params)
+            added += len(cur.fetchall())
         return added
 
     def _open(self, key: str, payload: bytes) -> tuple[str, str, tuple[float, ...], str, str]:
