@@ -92,12 +92,14 @@ class Ticket:
     ``wait`` blocks the calling thread; ``wait_async`` suspends a coroutine instead (the
     HTTP layer's), so no worker thread is held while the commit runs."""
 
-    __slots__ = ("_cond", "_wakers", "body", "done", "early", "error", "event", "queued",
+    __slots__ = ("_cond", "_wakers", "body", "done", "early", "error", "queued", "recorded",
                  "seq")
 
     def __init__(self, event: dict[str, Any], cond: threading.Condition) -> None:
-        self.event = event  # indexed by the writer (audit_index), off the request's thread
+        # only the encoded body is kept: an event's dozens of nested dicts and lists, alive
+        # until its group commits, made the garbage collector run every few requests
         self.body = orjson.dumps(event, option=orjson.OPT_SORT_KEYS).decode()
+        self.recorded = {"recorded": event.get("recorded")}  # for audit_index.recorded_us
         self.seq = 0
         self.done = False
         self.early = False  # acknowledged before it is durable (audit_read_commit = "group")
@@ -443,7 +445,7 @@ class AuditTrail:
             seq += 1
             digest = chain_hash(prev, seq, item.body)
             rows.append((seq, recorded, item.body, prev, digest,
-                         recorded_us(item.event, recorded)))
+                         recorded_us(item.recorded, recorded)))
             item.seq, prev = int(seq), digest
         if self.db.dialect == "postgresql":  # the rows and the new head in one statement
             cur.execute(APPEND_PG, (orjson.dumps(rows).decode(), seq, prev))

@@ -30,6 +30,7 @@ from medarchive.errors import (
     PayloadTooLarge,
 )
 from medarchive.service.request import FhirResponse, error_response
+from medarchive.web.routing import RouteIndex
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,8 @@ def build_asgi(routes: Sequence[BaseRoute], *, max_request_bytes: int,
                on_shutdown: Callable[[], Any] | None = None,
                worker_threads: int | None = None,
                on_startup: Callable[[], Any] | None = None) -> Starlette:
-    """The ASGI app serving ``routes`` with the limits and error rendering above.
+    """The ASGI app serving ``routes`` (looked up by path prefix, ``web.routing``) with the
+    limits and error rendering above.
 
     ``worker_threads`` caps the threads that run blocking store calls: a few per core keep
     tail latency low, where the default of 40 lets requests queue behind each other's I/O.
@@ -129,7 +131,7 @@ def build_asgi(routes: Sequence[BaseRoute], *, max_request_bytes: int,
             on_shutdown()
 
     return Starlette(
-        routes=list(routes),
+        routes=[RouteIndex(routes)],
         middleware=[Middleware(BodyLimit, max_bytes=max_request_bytes)],
         exception_handlers={HTTPException: _http_error, FhirError: _fhir_error,
                             Exception: _bug},

@@ -26,7 +26,6 @@ from medarchive.security.oauth import OAuthError
 from medarchive.security.service import TOKEN_PATH, Security
 from medarchive.service.request import FhirRequest
 from medarchive.service.router import Router
-from medarchive.web.edge import is_api_path
 from medarchive.web.fhir_api import fhir_routes
 
 FORM = "application/x-www-form-urlencoded"
@@ -250,42 +249,3 @@ def protected_fhir_routes(router: Router, security: Security,
         Route(prefix + "/AuditEvent/{id:int}/_history/{version}", audit_event_by_id,
               methods=["GET"])]
     return audit_route + fhir_routes(router, prefix, authenticate=authenticate)
-
-
-SECURITY_HEADERS = [
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
-]
-HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
-
-
-class SecurityHeaders:
-    """Adds the usual security headers to every HTTP response (OWASP Secure Headers), and
-    HSTS (RFC 6797) when the request came over TLS. Pure ASGI middleware. The APIs get a
-    deny-all CSP; the web UI's paths get the UI's own (its scripts, styles and images)."""
-
-    def __init__(self, app: Any) -> None:
-        from medarchive.web.ui.pages import CSP
-        self.app = app
-        self.ui_headers = [(b"x-content-type-options", b"nosniff"),
-                           (b"x-frame-options", b"DENY"),
-                           (b"referrer-policy", b"same-origin"),
-                           (b"content-security-policy", CSP.encode())]
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        base = SECURITY_HEADERS if is_api_path(scope["path"]) else self.ui_headers
-        extra = base + ([HSTS] if scope.get("scheme") == "https" else [])
-
-        async def sending(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                message["headers"] = list(message.get("headers", [])) + [
-                    (name, value) for name, value in extra if name not in present]
-            await send(message)
-
-        await self.app(scope, receive, sending)

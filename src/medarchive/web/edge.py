@@ -1,15 +1,17 @@
-"""The HTTP edge in front of every route: size limits, rate limits, refusal audit and CORS.
+"""The HTTP edge in front of every route: security headers, CORS, size limits, rate limits and
+refusal audit.
 
-``EdgeGuard`` (pure ASGI middleware) refuses, before any route runs, a request target longer
-than ``max_url_bytes`` (414, RFC 9110 §15.5.15) and request headers larger than
-``max_header_bytes`` (431, RFC 6585 §5); then takes a token from the source address's bucket
-and, for a request carrying a valid access token (``Authorization: Bearer`` or the web UI's
-session cookie), from its client's or user's bucket (``ratelimit``): an empty bucket answers
-429 with ``Retry-After`` and an OperationOutcome. Refused requests (those 429s, and the
-resource server's 401s, recognised by ``WWW-Authenticate: Bearer``; failed logins at
-``/auth/*`` and ``/login`` are audited by the OAuth server itself) become aggregated
-AuditEvents (``refusals``). ``ApiCors`` applies Starlette's CORS middleware to the
-API paths only: the web UI is same-origin by design (SameSite=Strict cookies, CSRF tokens).
+``EdgeGuard`` (one pure ASGI middleware) adds the security headers to every response (with
+security on), applies Starlette's CORS middleware to the API paths only (the web UI is
+same-origin by design: SameSite=Strict cookies, CSRF tokens), then refuses, before any route
+runs, a request target longer than ``max_url_bytes`` (414, RFC 9110 §15.5.15) and request
+headers larger than ``max_header_bytes`` (431, RFC 6585 §5); then takes a token from the
+source address's bucket and, for a request carrying a valid access token (``Authorization:
+Bearer`` or the web UI's session cookie), from its client's or user's bucket
+(``ratelimit``): an empty bucket answers 429 with ``Retry-After`` and an OperationOutcome.
+Refused requests (those 429s, and the resource server's 401s, recognised by
+``WWW-Authenticate: Bearer``; failed logins at ``/auth/*`` and ``/login`` are audited by the
+OAuth server itself) become aggregated AuditEvents (``refusals``).
 """
 
 from __future__ import annotations
@@ -160,18 +162,47 @@ def credential(scope: Scope) -> str | None:
     return None
 
 
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+)
+HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+
+
+def security_headers() -> dict[tuple[bool, bool], tuple[tuple[bytes, bytes], ...]]:
+    """The headers every response gets (OWASP Secure Headers), by (API path, over TLS): the
+    APIs a deny-all CSP, the web UI its own (its scripts, styles and images); HSTS (RFC 6797)
+    only when the request came over TLS."""
+    from medarchive.web.ui.pages import CSP
+    ui = ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+          (b"referrer-policy", b"same-origin"), (b"content-security-policy", CSP.encode()))
+    return {(api, tls): (SECURITY_HEADERS if api else ui) + ((HSTS,) if tls else ())
+            for api in (True, False) for tls in (True, False)}
+
+
 class EdgeGuard:
-    """Size limits, rate limits and refusal audit (see the module docstring)."""
+    """The edge as one pure ASGI middleware, outermost first: the security headers (when
+    ``headers``), CORS on the API paths (when ``origins``), then size limits, rate limits
+    and refusal audit (see the module docstring). One middleware instead of three, so a
+    request passes one wrapper of ``send`` instead of three."""
 
     def __init__(self, app: ASGIApp, *, max_url_bytes: int, max_header_bytes: int,
                  buckets: Buckets | None = None, per_address: Rate | None = None,
                  per_client: Rate | None = None,
                  identify: Callable[[Scope], Awaitable[str | None]] | None = None,
-                 refusals: RefusalLog | None = None) -> None:
+                 refusals: RefusalLog | None = None, headers: bool = False,
+                 origins: list[str] | None = None) -> None:
         self.app = app
         self.max_url_bytes, self.max_header_bytes = max_url_bytes, max_header_bytes
         self.buckets, self.per_address, self.per_client = buckets, per_address, per_client
         self.identify, self.refusals = identify, refusals
+        self.headers = security_headers() if headers else None
+        self.cors = CORSMiddleware(self.guard, allow_origins=origins,
+                                   allow_methods=CORS_METHODS, allow_headers=CORS_HEADERS,
+                                   expose_headers=CORS_EXPOSED, allow_credentials=False,
+                                   max_age=600) if origins else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan" and self.buckets is not None:
@@ -180,12 +211,49 @@ class EdgeGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = scope["path"]
+        inner: ASGIApp = self.guard
+        if self.cors is not None and under(path, CORS_PREFIXES):
+            inner = self.cors
+        extra = None if self.headers is None else \
+            self.headers[is_api_path(path), scope.get("scheme") == "https"]
+        watch = self.refusals is not None
+        if extra is None and not watch:
+            await inner(scope, receive, send)
+            return
+        bearer_refused = False
+
+        async def sending(message: Message) -> None:
+            nonlocal bearer_refused
+            if message["type"] == "http.response.start":
+                headers = message.get("headers", ())
+                if watch and message["status"] == 401:
+                    bearer_refused = any(name.lower() == b"www-authenticate"
+                                         and value[:6].lower() == b"bearer"
+                                         for name, value in headers)
+                if extra is not None:
+                    present = {name.lower() for name, _ in headers}
+                    message["headers"] = [*headers, *(header for header in extra
+                                                      if header[0] not in present)]
+            await send(message)
+
+        await inner(scope, receive, sending)
+        if bearer_refused:
+            assert self.refusals is not None
+            await self.refusals.refused(scope["client"][0] if scope.get("client") else None,
+                                        401, "anonymous",
+                                        f"{scope['method']} {scope['path'][:200]}")
+
+    async def guard(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Size limits and rate limits, then the app (CORS preflights never get here)."""
         problem = self.oversized(scope)
         if problem is not None:
             await render_error(problem)(scope, receive, send)
             return
+        if self.buckets is None:
+            await self.app(scope, receive, send)
+            return
         address = scope["client"][0] if scope.get("client") else None
-        request = f"{scope['method']} {scope['path'][:200]}"
         wait, who = await self.charge(scope, address)
         if wait > 0:
             response = render_error(TooManyRequests(
@@ -193,24 +261,10 @@ class EdgeGuard:
             response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
             await response(scope, receive, send)
             if self.refusals is not None:
-                await self.refusals.refused(address, 429, who or "anonymous", request)
+                await self.refusals.refused(address, 429, who or "anonymous",
+                                            f"{scope['method']} {scope['path'][:200]}")
             return
-        if self.refusals is None:
-            await self.app(scope, receive, send)
-            return
-        bearer_refused = False
-
-        async def watching(message: Message) -> None:
-            nonlocal bearer_refused
-            if message["type"] == "http.response.start" and message["status"] == 401:
-                bearer_refused = any(name.lower() == b"www-authenticate"
-                                     and value[:6].lower() == b"bearer"
-                                     for name, value in message.get("headers", ()))
-            await send(message)
-
-        await self.app(scope, receive, watching)
-        if bearer_refused:
-            await self.refusals.refused(address, 401, "anonymous", request)
+        await self.app(scope, receive, send)
 
     def closing(self, send: Send) -> Send:
         """``send`` that closes the buckets (Redis connections) as the server shuts down."""
@@ -252,26 +306,10 @@ class EdgeGuard:
         return await self.buckets.take(who, self.per_client), who
 
 
-class ApiCors:
-    """Starlette's CORSMiddleware (Fetch standard §3.2) for the API paths only."""
-
-    def __init__(self, app: ASGIApp, origins: list[str]) -> None:
-        self.app = app
-        self.cors = CORSMiddleware(app, allow_origins=origins, allow_methods=CORS_METHODS,
-                                   allow_headers=CORS_HEADERS, expose_headers=CORS_EXPOSED,
-                                   allow_credentials=False, max_age=600)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and under(scope["path"], CORS_PREFIXES):
-            await self.cors(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
-
-
 def install_edge(app: Any, settings: Any, security: Any) -> None:
-    """Add the edge to ``app`` (outside the body limit, inside the security headers). Rate
-    limits and refusal audit need security on (``auth = off`` is loopback-only development);
-    size limits and CORS apply always."""
+    """Add the edge to ``app`` (outside the body limit). Security headers, rate limits and
+    refusal audit need security on (``auth = off`` is loopback-only development); size
+    limits and CORS apply always."""
     origins = parse_origins(settings.cors_origins)
     buckets: Buckets | None = None
     options: dict[str, Any] = {}
@@ -282,8 +320,6 @@ def install_edge(app: Any, settings: Any, security: Any) -> None:
             buckets = open_buckets(settings.rate_limit_url, settings.public_base())
         options = {"buckets": buckets, "per_address": per_address, "per_client": per_client,
                    "identify": TokenIdentity(security.tokens) if per_client else None,
-                   "refusals": RefusalLog(security.trail.record)}
+                   "refusals": RefusalLog(security.trail.record), "headers": True}
     app.add_middleware(EdgeGuard, max_url_bytes=settings.max_url_bytes,
-                       max_header_bytes=settings.max_header_bytes, **options)
-    if origins:
-        app.add_middleware(ApiCors, origins=origins)
+                       max_header_bytes=settings.max_header_bytes, origins=origins, **options)
