@@ -9,6 +9,9 @@ queued by then** — the ones that arrived while it waited for the lock — and 
 that one transaction, each with its own statements (so each learns its own count), and commits.
 Only after that commit does any of them return: nothing is acknowledged before it is durable.
 
+Used on SQLite (``devices.raw``), where write transactions take turns anyway; on PostgreSQL
+concurrent landings keep transactions of their own, which the server runs at once.
+
 If the shared transaction fails, nothing of it was stored, and the leader writes each batch of
 the group again in a transaction of its own, so one batch that cannot be written (for example a
 patient whose data key is unavailable) fails alone and the others are stored as before. Inside

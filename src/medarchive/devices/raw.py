@@ -103,17 +103,20 @@ class SqlReadings:
         self.sealer = sealer
         self._sql = db.sql
         self._lane = _LANE[db.dialect]
-        # A ``SharedTransaction``'s writes may be savepoints of a group that commits later:
-        # no other thread's batch may join one (it would return before its commit).
+        # Group commit on SQLite only, where write transactions take turns anyway (PostgreSQL
+        # runs concurrent landings' transactions at once: not measured grouped). Never over a
+        # ``SharedTransaction``: its writes may be savepoints of a group that commits later,
+        # which no other thread's batch may join (it would return before that commit).
         self._group: GroupCommit[tuple[Sequence[Row], list[Any]]] | None = \
-            None if hasattr(db, "savepoint") else GroupCommit(db)
+            GroupCommit(db) if db.dialect == "sqlite" and not hasattr(db, "savepoint") else None
 
     def append(self, rows: Sequence[Row]) -> int:
         """Insert ``rows`` in one transaction, durable on return; a row whose key is already
         stored is skipped. Returns how many were new. With a sealer, the blind keys and the
         plaintexts are made before the transaction: only the data keys' lookup and the
-        encryption need it. Batches appended at the same time by other threads may share the
-        transaction (``devices.appends``: group commit), each with its own statements."""
+        encryption need it. On SQLite, batches appended at the same time by other threads may
+        share the transaction (``devices.appends``: group commit), each with its own
+        statements."""
         opened = self.sealer.plaintexts(rows) if self.sealer is not None else []
         if self._group is None:
             with self.db.writing() as cur:
