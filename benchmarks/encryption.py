@@ -6,10 +6,14 @@ indexes, commit), then reads every resource back by id (ten passes) at the store
 passes) through the service path a REST read takes (``Router.handle`` of a ``GET``: the
 store read, the response body; no HTTP). Prints resources per second for each and the cost of
 encryption as a percentage (target: under 20 %), and the reads' CPU time per read in
-microseconds (process CPU: less disturbed than the rates by other work on the machine).
+microseconds (process CPU, on PostgreSQL with the server processes' CPU for this benchmark's
+connections: less disturbed than the rates by other work on the machine), with the cost of
+each alternating pair of runs so the spread between runs shows.
 
     python benchmarks/encryption.py --patients 10 --rounds 3
     python benchmarks/encryption.py --postgresql postgresql://postgres@127.0.0.1:5432/test
+
+On PostgreSQL the spread between runs is wide: give it ``--rounds 8`` or more.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from proc_cpu import pg_backends_cpu
+
 from medarchive.app import build_services
 from medarchive.demo import generate, reference_bundle
 from medarchive.service.request import FhirRequest
@@ -31,6 +37,7 @@ from medarchive.settings import Settings
 
 READ_PASSES = 10  # reads by id over every loaded resource, to time more than noise
 SERVICE_PASSES = 3  # the same through the router (each read costs several times more)
+APP = "bench_encryption"  # the PostgreSQL connections' name, to find their server processes
 
 
 def _url(base: str | None, folder: Path, name: str) -> tuple[str, Any]:
@@ -45,17 +52,22 @@ def _url(base: str | None, folder: Path, name: str) -> tuple[str, Any]:
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
     sep = "&" if "?" in base else "?"
-    return f"{base}{sep}options={quote(f'-csearch_path={schema}')}", drop
+    return f"{base}{sep}options={quote(f'-csearch_path={schema}')}&application_name={APP}", drop
 
 
 def run_once(encryption: str, bundles: list[dict[str, Any]], base: str | None,
              folder: Path, spec: Any) -> tuple[float, float, float, float, float, int]:
     """(ingested resources/s, store reads/s, service reads/s, CPU µs per store read, per
-    service read, resources) for one fresh database."""
+    service read, resources) for one fresh database; on PostgreSQL the CPU includes the
+    server's."""
     url, drop = _url(base, folder, f"{encryption}-{uuid.uuid4().hex[:6]}")
     settings = Settings(database_url=url, auth="off", encryption=encryption,
                         encryption_key_file=str(folder / "bench.kek"))
     services = build_services(settings, spec=spec)
+
+    def cpu() -> float:
+        server = sum(pg_backends_cpu(base, APP).values()) if base is not None else 0.0
+        return time.process_time() + server
     try:
         services.submit(reference_bundle())
         count, keys = 0, []
@@ -66,19 +78,19 @@ def run_once(encryption: str, bundles: list[dict[str, Any]], base: str | None,
             keys += [entry["response"]["location"].split("/_history")[0].split("/")[-2:]
                      for entry in reply["entry"]]
         ingest = count / (time.perf_counter() - started)
-        started, cpu = time.perf_counter(), time.process_time()
+        started, used = time.perf_counter(), cpu()
         for _ in range(READ_PASSES):
             for rtype, rid in keys:
                 assert services.store.read(rtype, rid) is not None
         reads = READ_PASSES * len(keys) / (time.perf_counter() - started)
-        read_cpu = (time.process_time() - cpu) * 1e6 / (READ_PASSES * len(keys))
-        started, cpu = time.perf_counter(), time.process_time()
+        read_cpu = (cpu() - used) * 1e6 / (READ_PASSES * len(keys))
+        started, used = time.perf_counter(), cpu()
         for _ in range(SERVICE_PASSES):
             for rtype, rid in keys:
-                reply = services.router.handle(FhirRequest("GET", f"{rtype}/{rid}"), None)
-                assert reply.status == 200 and reply.content()
+                answer = services.router.handle(FhirRequest("GET", f"{rtype}/{rid}"), None)
+                assert answer.status == 200 and answer.content()
         served = SERVICE_PASSES * len(keys) / (time.perf_counter() - started)
-        served_cpu = (time.process_time() - cpu) * 1e6 / (SERVICE_PASSES * len(keys))
+        served_cpu = (cpu() - used) * 1e6 / (SERVICE_PASSES * len(keys))
         return ingest, reads, served, read_cpu, served_cpu, count
     finally:
         services.close()
@@ -127,6 +139,11 @@ def main() -> None:
            for mode in ("off", "on")},
         **{f"{name}_cpu_cost_pct": round(
             100 * (1 - med["off"][f"{kind}_cpu"] / med["on"][f"{kind}_cpu"]), 1)
+           for name, kind in (("read", "read"), ("service_read", "service"))},
+        **{f"{name}_cpu_cost_pct_by_pair": [
+            round(100 * (1 - off / on), 1)
+            for off, on in zip(rates["off"][f"{kind}_cpu"], rates["on"][f"{kind}_cpu"],
+                               strict=True)]
            for name, kind in (("read", "read"), ("service_read", "service"))}}))
 
 

@@ -2,11 +2,14 @@
 
 Starts `medarchive serve` (2 worker processes, one per core) on a fresh SQLite database (or the
 database URL given), measures the time from process start to the first answered request, loads
-patients, then drives read-by-id and create with wrk. The reference is the same uvicorn +
+patients, then drives read-by-id and create with wrk, and reports the server's CPU time (its
+processes' user + system, from /proc) per request of each: on a shared machine a steadier
+figure than the rates. The reference is the same uvicorn +
 Starlette stack with no database (benchmarks/reference_app.py) under the same load: the ratio is
 what MedArchive's own work costs. Prints one JSON object. Needs `wrk` (apt-get install wrk).
 
     python benchmarks/http_throughput.py [--seconds 10] [--connections 32] [--database-url URL]
+    python benchmarks/http_throughput.py --no-reference   # MedArchive alone (A/B pairs)
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from proc_cpu import tree_cpu, used
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -58,6 +63,7 @@ def wrk(url: str, seconds: int, connections: int, script: str | None = None) -> 
         command += ["-s", script]
     out = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     def latency(p: str) -> float:
         match = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
@@ -66,7 +72,17 @@ def wrk(url: str, seconds: int, connections: int, script: str | None = None) -> 
         scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)]
         return round(float(match.group(1)) * scale, 3)
     return {"requests_per_s": round(rate, 1), "p50_ms": latency("50"), "p99_ms": latency("99"),
-            "non_2xx": int(errors.group(1)) if errors else 0}
+            "non_2xx": int(errors.group(1)) if errors else 0, "requests": done}
+
+
+def measured(pid: int, url: str, seconds: int, connections: int,
+             script: str | None = None) -> dict[str, float]:
+    """``wrk``'s figures and the CPU time the server process ``pid`` and its workers used per
+    request (µs)."""
+    before = tree_cpu(pid)
+    found = wrk(url, seconds, connections, script)
+    cpu = used(before, tree_cpu(pid))
+    return {**found, "server_cpu_us": round(1e6 * cpu / max(found["requests"], 1), 1)}
 
 
 def lua_read(ids: list[str], folder: Path) -> str:
@@ -115,6 +131,8 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--no-reference", action="store_true",
+                        help="skip the bare-stack reference (before/after pairs)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
@@ -132,13 +150,18 @@ def main() -> None:
     try:
         results["startup_to_first_request_s"] = round(startup, 3)
         ids = [str(post(f"{base}/fhir/Patient", PATIENT)["id"]) for _ in range(args.patients)]
-        results["read"] = wrk(base, args.seconds, args.connections, lua_read(ids, folder))
-        results["create"] = wrk(f"{base}/fhir/Patient", args.seconds, args.connections,
-                                lua_create(folder))
+        results["read"] = measured(server.pid, base, args.seconds, args.connections,
+                                   lua_read(ids, folder))
+        results["create"] = measured(server.pid, f"{base}/fhir/Patient", args.seconds,
+                                     args.connections, lua_create(folder))
         with urllib.request.urlopen(f"{base}/fhir/Patient/{ids[0]}") as response:
             sample = response.read().decode()
     finally:
         stop(server)
+    if args.no_reference:
+        shutil.rmtree(folder, ignore_errors=True)
+        print(json.dumps(results, indent=2))
+        return
     ref_port = free_port()
     ref_base = f"http://127.0.0.1:{ref_port}"
     reference, _ = serve([str(BIN / "uvicorn"), "reference_app:app", "--app-dir",

@@ -9,7 +9,11 @@ one, ``keys shred`` deletes the wrapped key for good (``wrapped`` NULL, ``shredd
 ``Keyring`` finds or creates the owners' keys inside the write transaction that seals with them
 (PostgreSQL: ``FOR SHARE``, so a shred waits for the writes already using the key) and keeps
 unwrapped keys in memory by ``kid``. Kids are random rather than sequential so that a key made in
-a transaction that rolled back can never be confused with a later one.
+a transaction that rolled back can never be confused with a later one. Work that needs no lock
+is done before the transaction (``draft``): a Patient's new key is made and wrapped there (with
+Vault, a network call), and bodies are sealed with the key each owner is expected to have; the
+transaction then only stores the new key, or reads the owner's active one, and seals again the
+rare body whose owner turned out to have another key.
 
 Memory alone never decides that a key may still be used. The statement that reads a version
 also reads its key's row (``store.sql.query.KEY_COLUMNS``): a shredded key reads as erased, and
@@ -23,7 +27,8 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -51,6 +56,18 @@ def erased_message(what: str, shredded: int | None) -> str:
             "(medarchive keys shred); the record can no longer be read")
 
 
+@dataclass(frozen=True)
+class Draft:
+    """An owner's data key as chosen before the write transaction, so that bodies can be
+    sealed before it starts; ``Keyring.keys_for`` says inside it which key the owner has."""
+
+    kid: int
+    aead: AESGCM
+    row: tuple[str, bytes] | None = None
+    """(KEK version, wrapped key) of a key made for this write, to be inserted; None: the
+    owner's active key when this process last read or made it."""
+
+
 class Keyring:
     """The data keys of one database, opened through the KEK manager."""
 
@@ -59,58 +76,111 @@ class Keyring:
         self.encryption = encryption
         self.kek = encryption.kek
         self._aeads: dict[int, AESGCM] = {}
+        self._owners: dict[str, int] = {}  # owner -> kid last seen active here: a guess only
         self._lock = threading.Lock()
         self._share = " FOR SHARE" if db.dialect == "postgresql" else ""
         self.blind = BlindIndex(self._blind_key(), encryption.max_prefix)
 
     def _blind_key(self) -> bytes:
+        """The blind-index key itself (an HMAC key, not an AEAD), made at the first start."""
         with self.db.writing() as cur:
-            _kid, raw = self._active(cur, [BLIND_OWNER]).get(BLIND_OWNER) or \
-                self._create(cur, BLIND_OWNER)
-        return raw
+            rows = self._rows(cur, [BLIND_OWNER])
+            if not rows:
+                raw = new_key()
+                if self._insert(cur, BLIND_OWNER, self._draft(BLIND_OWNER, raw)):
+                    return raw
+                rows = self._rows(cur, [BLIND_OWNER])  # another process made it first
+            owner, kid, kek, wrapped = rows[0]
+            return self.kek.unwrap(kek, bytes(wrapped), key_context(int(kid), owner))
 
-    def _active(self, cur: Any, owners: Iterable[str]) -> dict[str, tuple[int, bytes]]:
-        """(kid, raw key) of the owners' active keys that exist."""
+    def _rows(self, cur: Any, owners: Iterable[str]) -> list[tuple[str, Any, str, Any]]:
+        """(owner, kid, kek, wrapped) of the owners' active keys that exist."""
         owners = sorted(set(owners))
-        found: dict[str, tuple[int, bytes]] = {}
+        rows: list[tuple[str, Any, str, Any]] = []
         for start in range(0, len(owners), 500):
             chunk = owners[start:start + 500]
             cur.execute(self.db.sql(
                 f"SELECT owner, kid, kek, wrapped FROM data_key WHERE owner IN "
                 f"({', '.join('?' * len(chunk))}) AND retired IS NULL{self._share}"), chunk)
-            for owner, kid, kek, wrapped in cur.fetchall():
-                found[owner] = (int(kid), self.kek.unwrap(kek, bytes(wrapped),
-                                                          key_context(int(kid), owner)))
-        return found
+            rows += cur.fetchall()
+        return rows
 
-    def _create(self, cur: Any, owner: str) -> tuple[int, bytes]:
-        raw = new_key()
+    def _draft(self, owner: str, raw: bytes | None = None) -> Draft:
+        """A new data key for ``owner``, wrapped under the current KEK, not stored yet."""
+        raw = raw or new_key()
         kid = secrets.randbits(62) + 1
-        kek, wrapped = self.kek.wrap(raw, key_context(kid, owner))
+        return Draft(kid, AESGCM(raw), self.kek.wrap(raw, key_context(kid, owner)))
+
+    def _insert(self, cur: Any, owner: str, draft: Draft) -> bool:
+        """Store ``draft`` as ``owner``'s active key; False when the owner has one already
+        (made by a concurrent writer, or before this write was drafted)."""
+        assert draft.row is not None
+        kek, wrapped = draft.row
         cur.execute(self.db.sql(
             "INSERT INTO data_key (kid, owner, kek, wrapped, created) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (owner) WHERE retired IS NULL DO NOTHING RETURNING kid"),
-            (kid, owner, kek, wrapped, now_micros()))
-        if cur.fetchone() is None:  # a concurrent writer made this owner's key first
-            return self._active(cur, [owner])[owner]
-        return kid, raw
+            (draft.kid, owner, kek, wrapped, now_micros()))
+        return cur.fetchone() is not None
 
-    def keys_for(self, cur: Any, owners: Iterable[str]) -> dict[str, tuple[int, AESGCM]]:
-        """Each owner's active key, created when it has none yet (inside ``cur``'s write)."""
+    def draft(self, owners: Iterable[str], fresh: Collection[str]) -> dict[str, Draft]:
+        """Before a write transaction, the keys to seal with early: a new one for each owner
+        in ``fresh`` (owners whose own record the write creates: they have no key yet, as a
+        rule), the key this process last saw active for the others it remembers. Nothing is
+        stored or trusted here: ``keys_for`` settles each owner's key inside the
+        transaction."""
+        drafts: dict[str, Draft] = {}
+        for owner in owners:
+            if owner in fresh:
+                drafts[owner] = self._draft(owner)
+                continue
+            kid = self._owners.get(owner)
+            aead = self._aeads.get(kid) if kid is not None else None
+            if kid is not None and aead is not None:
+                drafts[owner] = Draft(kid, aead)
+        return drafts
+
+    def keys_for(self, cur: Any, owners: Iterable[str],
+                 drafts: Mapping[str, Draft] | None = None) -> dict[str, tuple[int, AESGCM]]:
+        """Each owner's active key as ``cur``'s write transaction reads it, created when the
+        owner has none yet: first from the new keys of ``drafts``. A remembered key is used
+        only when the transaction reads that it is still the owner's active one; it is not
+        unwrapped again."""
         wanted = set(owners)
-        found = self._active(cur, wanted)
+        found: dict[str, tuple[int, AESGCM]] = {}
+        for owner, draft in (drafts or {}).items():
+            if draft.row is not None and owner in wanted and self._insert(cur, owner, draft):
+                found[owner] = (draft.kid, self._keep(owner, draft.kid, draft.aead))
+        for owner, kid, kek, wrapped in self._rows(cur, wanted - found.keys()):
+            found[owner] = self._opened(owner, int(kid), kek, wrapped)
         for owner in sorted(wanted - found.keys()):
-            found[owner] = self._create(cur, owner)
-        return {owner: (kid, self._remember(kid, raw)) for owner, (kid, raw) in found.items()}
+            draft = self._draft(owner)
+            if self._insert(cur, owner, draft):
+                found[owner] = (draft.kid, self._keep(owner, draft.kid, draft.aead))
+            else:  # a concurrent writer made this owner's key first
+                _, kid, kek, wrapped = self._rows(cur, [owner])[0]
+                found[owner] = self._opened(owner, int(kid), kek, wrapped)
+        return found
 
-    def _remember(self, kid: int, raw: bytes) -> AESGCM:
+    def _opened(self, owner: str, kid: int, kek: str, wrapped: Any) -> tuple[int, AESGCM]:
+        """Active key ``kid`` of ``owner`` as its row reads: unwrapped unless remembered."""
+        aead = self._aeads.get(kid)
+        if aead is None:
+            aead = AESGCM(self.kek.unwrap(kek, bytes(wrapped), key_context(kid, owner)))
+        return kid, self._keep(owner, kid, aead)
+
+    def _keep(self, owner: str | None, kid: int, aead: AESGCM) -> AESGCM:
+        """Remember open key ``kid`` (and that it is ``owner``'s active key)."""
         with self._lock:
-            aead = self._aeads.get(kid)
-            if aead is None:
+            known = self._aeads.get(kid)
+            if known is None:
                 if len(self._aeads) >= _CACHE_LIMIT:
                     self._aeads.clear()
-                aead = self._aeads[kid] = AESGCM(raw)
-            return aead
+                known = self._aeads[kid] = aead
+            if owner is not None and self._owners.get(owner) != kid:
+                if len(self._owners) >= _CACHE_LIMIT:
+                    self._owners.clear()
+                self._owners[owner] = kid
+            return known
 
     def unseal(self, kid: int | None, body: bytes, aad: bytes) -> bytes:
         """The plaintext of sealed ``body`` under data key ``kid``: the key of the body's row
@@ -138,7 +208,8 @@ class Keyring:
         owner, kek, wrapped, shredded = row
         if shredded is not None or wrapped is None:
             raise Erased(erased_message(owner, shredded))
-        return self._remember(kid, self.kek.unwrap(kek, bytes(wrapped), key_context(kid, owner)))
+        return self._keep(None, kid, AESGCM(self.kek.unwrap(kek, bytes(wrapped),
+                                                            key_context(kid, owner))))
 
     def forget(self, kids: Iterable[int]) -> None:
         """Drop keys from memory (after a shred or re-encryption in this process)."""

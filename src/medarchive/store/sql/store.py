@@ -18,9 +18,10 @@ is left out of search results.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from medarchive.crypto.encryption import Encryption
 from medarchive.crypto.envelope import (
@@ -47,7 +48,7 @@ from medarchive.store.base import (
     to_micros,
 )
 from medarchive.store.sql.chains import ensure_chained
-from medarchive.store.sql.crypto import Keyring, erased_message
+from medarchive.store.sql.crypto import Draft, Keyring, erased_message
 from medarchive.store.sql.database import Database
 from medarchive.store.sql.datesort import PROBE, probe_query, range_rows_sql, sortable
 from medarchive.store.sql.indexing import (
@@ -76,6 +77,8 @@ from medarchive.store.sql.rows import rows_query
 
 _CHUNK = 200
 _FROM_DB: Any = object()
+Sealed = tuple[bytes, int | None]
+"""A version's body as stored (sealed or not) and the data key that sealed it."""
 
 
 class SqlStore:
@@ -222,11 +225,12 @@ class SqlStore:
         if self.keyring is not None and any(c.body and o is None
                                             for c, o in zip(changes, owners, strict=True)):
             raise ValueError("encrypting: every body needs its data-key owner")
+        drafts, early = self._seal_early(changes, owners)
         with self.db.writing() as cur:
             if idempotency_key is not None:
                 self._record_key(cur, idempotency_key, changes)
             rids = self._claim(cur, changes)
-            sealed = self._seal(cur, changes, owners)
+            sealed = self._seal(cur, changes, owners, drafts, early)
             seqs = self._insert_versions(cur, changes, rids, sealed)
             insert_index(cur, self._sql, [rid for change, rid in zip(changes, rids, strict=True)
                                           if change.expected_version],
@@ -290,24 +294,52 @@ class SqlStore:
             rids[(change.resource_type, change.id)] = row[0]
         return [rids[(change.resource_type, change.id)] for change in changes]
 
-    def _seal(self, cur: Any, changes: Sequence[Change], owners: Sequence[str | None]
-              ) -> list[tuple[bytes, int | None]]:
-        """(stored body, kid) per change: sealed under its owner's data key when encrypting."""
+    def _seal_early(self, changes: Sequence[Change], owners: Sequence[str | None]
+                    ) -> tuple[dict[str, Draft], list[Sealed | None]]:
+        """Before the write transaction (no lock held): the owners' drafted keys
+        (``Keyring.draft``; a Patient created here gets its new key) and the bodies sealed
+        with them, None where an owner has no draft."""
+        if self.keyring is None:
+            return {}, []
+        fresh = {o for c, o in zip(changes, owners, strict=True)
+                 if c.expected_version == 0 and o == f"{c.resource_type}/{c.id}"}
+        drafts = self.keyring.draft({o for o in owners if o is not None}, fresh)
+        return drafts, self._sealed(changes, owners, {o: (d.kid, d.aead)
+                                                      for o, d in drafts.items()})
+
+    def _seal(self, cur: Any, changes: Sequence[Change], owners: Sequence[str | None],
+              drafts: dict[str, Draft], early: list[Sealed | None]) -> list[Sealed]:
+        """(stored body, kid) per change: sealed under its owner's data key when encrypting,
+        as the transaction settles it (``Keyring.keys_for``); sealed early when that is the
+        drafted key."""
         if self.keyring is None:
             return [(change.body, None) for change in changes]
-        keys = self.keyring.keys_for(cur, {o for o in owners if o is not None})
-        sealed: list[tuple[bytes, int | None]] = []
-        for change, name in zip(changes, owners, strict=True):
+        keys = self.keyring.keys_for(cur, {o for o in owners if o is not None}, drafts)
+        sealed = self._sealed(changes, owners, keys, early)
+        assert None not in sealed  # keys_for gives every owner a key
+        return cast(list[Sealed], sealed)
+
+    def _sealed(self, changes: Sequence[Change], owners: Sequence[str | None],
+                keys: dict[str, tuple[int, AESGCM]], early: list[Sealed | None] | None = None
+                ) -> list[Sealed | None]:
+        """Each change's (stored body, kid) under its owner's key in ``keys`` (None when
+        ``keys`` has none), taken from ``early`` when sealed there under the same key."""
+        sealed: list[Sealed | None] = []
+        for i, (change, name) in enumerate(zip(changes, owners, strict=True)):
             if name is None or not change.body:
                 sealed.append((change.body, None))
-                continue
-            kid, aead = keys[name]
-            aad = body_aad(change.resource_type, change.id, change.version_id)
-            sealed.append((seal(aead, kid, change.body, aad), kid))
+            elif (key := keys.get(name)) is None:
+                sealed.append(None)
+            elif early and (done := early[i]) is not None and done[1] == key[0]:
+                sealed.append(done)
+            else:
+                kid, aead = key
+                aad = body_aad(change.resource_type, change.id, change.version_id)
+                sealed.append((seal(aead, kid, change.body, aad), kid))
         return sealed
 
     def _insert_versions(self, cur: Any, changes: Sequence[Change], rids: list[int],
-                         sealed: list[tuple[bytes, int | None]]) -> list[int]:
+                         sealed: list[Sealed]) -> list[int]:
         seqs: list[int] = []
         for start in range(0, len(changes), _CHUNK):
             chunk = list(zip(changes[start:start + _CHUNK], rids[start:start + _CHUNK],
