@@ -1,7 +1,8 @@
 """Which data key a write seals with (store/sql/crypto.py ``Keyring.draft`` and ``keys_for``), on
 SQLite and PostgreSQL: keys made or remembered before the write transaction are only used once
 the transaction reads that they are the owner's active key; a remembered key is not unwrapped
-again; a new Patient's key is made and wrapped before the write lock is taken."""
+again; a new key is wrapped inside the write transaction (a KEK rotation's rewrap batches wait
+for it)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def observation(id: str, patient: str) -> dict[str, Any]:
 
 
 class CountingKeyFile(LocalKeyFile):
-    """A key file that counts wraps and unwraps, and notes wraps made inside a write."""
+    """A key file that counts wraps and unwraps, and wraps made inside a write."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
@@ -123,11 +124,11 @@ def test_a_remembered_key_is_used_only_while_it_is_the_active_one(opened: Any) -
     assert reader.read("Observation", "o3") is not None
 
 
-def test_keys_are_made_before_the_write_and_not_unwrapped_again(opened: Any) -> None:
+def test_keys_are_wrapped_in_the_write_and_not_unwrapped_again(opened: Any) -> None:
     store, kek = opened()
     kek.wraps = kek.unwraps = 0  # the blind-index key, made at the first start
     put(store, ANN)
-    assert (kek.wraps, kek.wrapped_inside) == (1, 0)  # ann's, outside the transaction
+    assert (kek.wraps, kek.wrapped_inside) == (1, 1)  # ann's, in the transaction
     for n in range(3):
         put(store, observation(f"o{n}", "ann"))
     assert (kek.wraps, kek.unwraps) == (1, 0)

@@ -10,10 +10,12 @@ one, ``keys shred`` deletes the wrapped key for good (``wrapped`` NULL, ``shredd
 (PostgreSQL: ``FOR SHARE``, so a shred waits for the writes already using the key) and keeps
 unwrapped keys in memory by ``kid``. Kids are random rather than sequential so that a key made in
 a transaction that rolled back can never be confused with a later one. Work that needs no lock
-is done before the transaction (``draft``): a Patient's new key is made and wrapped there (with
-Vault, a network call), and bodies are sealed with the key each owner is expected to have; the
-transaction then only stores the new key, or reads the owner's active one, and seals again the
-rare body whose owner turned out to have another key.
+is done before the transaction (``draft``): a Patient's new key is made there, and bodies are
+sealed with the key each owner is expected to have; the transaction then wraps and stores the
+new key, or reads the owner's active one, and seals again the rare body whose owner turned out
+to have another key. Wrapping stays inside: a key wrapped before the transaction could be
+wrapped under a KEK version that ``keys rotate`` retires before the row is committed (on
+SQLite, a rotation's rewrap batches wait for the write transactions already holding the lock).
 
 Memory alone never decides that a key may still be used. The statement that reads a version
 also reads its key's row (``store.sql.query.KEY_COLUMNS``): a shredded key reads as erased, and
@@ -63,9 +65,9 @@ class Draft:
 
     kid: int
     aead: AESGCM
-    row: tuple[str, bytes] | None = None
-    """(KEK version, wrapped key) of a key made for this write, to be inserted; None: the
-    owner's active key when this process last read or made it."""
+    raw: bytes | None = None
+    """A key made for this write, to be wrapped and stored; None: the owner's active key when
+    this process last read or made it."""
 
 
 class Keyring:
@@ -87,7 +89,7 @@ class Keyring:
             rows = self._rows(cur, [BLIND_OWNER])
             if not rows:
                 raw = new_key()
-                if self._insert(cur, BLIND_OWNER, self._draft(BLIND_OWNER, raw)):
+                if self._insert(cur, BLIND_OWNER, self._draft(raw)):
                     return raw
                 rows = self._rows(cur, [BLIND_OWNER])  # another process made it first
             owner, kid, kek, wrapped = rows[0]
@@ -105,17 +107,17 @@ class Keyring:
             rows += cur.fetchall()
         return rows
 
-    def _draft(self, owner: str, raw: bytes | None = None) -> Draft:
-        """A new data key for ``owner``, wrapped under the current KEK, not stored yet."""
+    def _draft(self, raw: bytes | None = None) -> Draft:
+        """A new data key, not stored yet."""
         raw = raw or new_key()
-        kid = secrets.randbits(62) + 1
-        return Draft(kid, AESGCM(raw), self.kek.wrap(raw, key_context(kid, owner)))
+        return Draft(secrets.randbits(62) + 1, AESGCM(raw), raw)
 
     def _insert(self, cur: Any, owner: str, draft: Draft) -> bool:
-        """Store ``draft`` as ``owner``'s active key; False when the owner has one already
-        (made by a concurrent writer, or before this write was drafted)."""
-        assert draft.row is not None
-        kek, wrapped = draft.row
+        """Wrap ``draft`` under the current KEK and store it as ``owner``'s active key; False
+        when the owner has one already (made by a concurrent writer, or before this write was
+        drafted)."""
+        assert draft.raw is not None
+        kek, wrapped = self.kek.wrap(draft.raw, key_context(draft.kid, owner))
         cur.execute(self.db.sql(
             "INSERT INTO data_key (kid, owner, kek, wrapped, created) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (owner) WHERE retired IS NULL DO NOTHING RETURNING kid"),
@@ -131,7 +133,7 @@ class Keyring:
         drafts: dict[str, Draft] = {}
         for owner in owners:
             if owner in fresh:
-                drafts[owner] = self._draft(owner)
+                drafts[owner] = self._draft()
                 continue
             kid = self._owners.get(owner)
             aead = self._aeads.get(kid) if kid is not None else None
@@ -148,12 +150,12 @@ class Keyring:
         wanted = set(owners)
         found: dict[str, tuple[int, AESGCM]] = {}
         for owner, draft in (drafts or {}).items():
-            if draft.row is not None and owner in wanted and self._insert(cur, owner, draft):
+            if draft.raw is not None and owner in wanted and self._insert(cur, owner, draft):
                 found[owner] = (draft.kid, self._keep(owner, draft.kid, draft.aead))
         for owner, kid, kek, wrapped in self._rows(cur, wanted - found.keys()):
             found[owner] = self._opened(owner, int(kid), kek, wrapped)
         for owner in sorted(wanted - found.keys()):
-            draft = self._draft(owner)
+            draft = self._draft()
             if self._insert(cur, owner, draft):
                 found[owner] = (draft.kid, self._keep(owner, draft.kid, draft.aead))
             else:  # a concurrent writer made this owner's key first
