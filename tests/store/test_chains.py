@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
 from medarchive.crypto.blind import BLIND_TYPES
 from medarchive.crypto.encryption import Encryption, compartment_owner
 from medarchive.crypto.kek import LocalKeyFile

@@ -24,8 +24,8 @@ texts (``fhir.search.text``): simple paths whose last step is a human-readable e
 row (the same text, normalised and as written; for ``_content``, a word equal to a covering
 value), and a search on P reads its own rows and those of every parameter covering it,
 transitively (``covering``): exactly the resources P's full rows would find. Rows written
-before covering are still read, so no reindex is needed. Only official R4 parameters take part, as for
-union parameters (``fhir.search.unions``).
+before covering are still read, so no reindex is needed. Only official R4 parameters take
+part, as for union parameters (``fhir.search.unions``).
 """
 
 from __future__ import annotations
