@@ -36,6 +36,7 @@ import math
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -62,8 +63,7 @@ def ordered_id(clock: Callable[[], int] = time.time_ns) -> str:
     fifth of the pages a batch writes on SQLite). ``clock``: nanoseconds since the epoch."""
     value = (clock() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
     value = value & ~(0xF << 76 | 0x3 << 62) | 0x7 << 76 | 0x2 << 62  # version 7, RFC variant
-    text = f"{value:032x}"
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    return str(uuid.UUID(int=value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +87,8 @@ class Materializer:
                  write: Callable[[Sequence[Change], list[Any], list[str]], Any],
                  vitals: VitalSigns, *, batch: int = 500,
                  keep_s: float = 86_400, alerts: bool = True,
-                 shard: tuple[int, int] = (0, 1), alert_every_s: float = 5.0,
-                 new_id: Callable[[], str] = ordered_id) -> None:
+                 shard: tuple[int, int] = (0, 1), alert_every_s: float = 5.0) -> None:
         self.repository = repository
-        self.new_id = new_id
         self.router = router
         self.readings = readings
         self.transactions = transactions
@@ -114,7 +112,7 @@ class Materializer:
         refused = 0
         for row in rows:
             try:
-                change, found = self.vitals.change(row, self.new_id(), when)
+                change, found = self.vitals.change(row, ordered_id(), when)
             except FhirError as exc:  # the landing's checks make this a bug: keep it pending
                 log.error("device reading %s cannot be materialized: %s", row.key, exc)
                 refused += 1
