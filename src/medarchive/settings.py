@@ -175,6 +175,18 @@ class Settings:
         default=30, metadata={"help": "Raw device readings older than this many days are "
                                       "compacted into per-minute summaries "
                                       "(medarchive devices compact)."})
+    alert_webhook_url: str = field(
+        default="", metadata={"help": "NEWS2 alerts: http(s) URL that receives each alert's "
+                                      "Communication (POST, application/fhir+json), e.g. a "
+                                      "pager gateway; empty: none (docs/ingestion.md)."})
+    alert_mqtt_topic: str = field(
+        default="", metadata={"help": "NEWS2 alerts: MQTT topic on the mqtt_url broker that "
+                                      "each alert's Communication is published to (QoS 1); "
+                                      "empty: none."})
+    alert_delivery_attempts: int = field(
+        default=3, metadata={"help": "NEWS2 alerts: tries per channel (5 s timeout each, "
+                                     "waiting 1, 2, 4... s between) before the failure is "
+                                     "logged and noted on the Communication."})
     # -- backup and restore (issue 5; docs/operations.md) --
     backup_dir: str = field(
         default="var/backups", metadata={"help": "Folder of backups (medarchive backup create "

@@ -43,6 +43,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from medarchive.devices.alerts import check_patients
+from medarchive.devices.notify import Notifier
 from medarchive.devices.raw import Readings, Row
 from medarchive.devices.vitals import VitalSigns
 from medarchive.errors import FhirError
@@ -81,13 +82,15 @@ class Materializer:
     ``transactions`` is the scope shared by ``readings`` and ``write`` (a ``SharedTransaction``
     on SQL, ``NoTransaction`` on the memory store); ``write(changes, rows, owners)`` stores a
     batch of changes with their precomputed index rows and data-key owners; ``vitals`` makes
-    them (``devices.vitals``)."""
+    them (``devices.vitals``); ``notifier`` sends the NEWS2 alerts' Communications out
+    (``devices.notify``)."""
 
     def __init__(self, repository: Any, router: Any, readings: Readings, transactions: Any,
                  write: Callable[[Sequence[Change], list[Any], list[str]], Any],
                  vitals: VitalSigns, *, batch: int = 500,
                  keep_s: float = 86_400, alerts: bool = True,
-                 shard: tuple[int, int] = (0, 1), alert_every_s: float = 5.0) -> None:
+                 shard: tuple[int, int] = (0, 1), alert_every_s: float = 5.0,
+                 notifier: Notifier | None = None) -> None:
         self.repository = repository
         self.router = router
         self.readings = readings
@@ -99,6 +102,7 @@ class Materializer:
         self.alerts = alerts
         self.shard = shard
         self.alert_every_s = alert_every_s
+        self.notifier = notifier
         self.cycles = 0
         self._scored: int | None = None
         self._scored_at = -math.inf
@@ -153,7 +157,7 @@ class Materializer:
         patients, self._scored = self.readings.patients_since(since)
         self._scored_at = began = time.monotonic()
         raised = len(check_patients(self.router, patients, self.repository.now().isoformat(),
-                                    readings=self.readings))
+                                    readings=self.readings, notifier=self.notifier))
         spent = time.monotonic() - began
         self._alert_wait = max(self.alert_every_s, spent * (1 - ALERT_SHARE) / ALERT_SHARE)
         return raised

@@ -6,7 +6,8 @@ store's database, so the materializer's Observations and the marks on their rows
 transaction, and a second ``SqlStore`` over that transaction whose ``write_prepared`` takes the
 index rows the materializer made before the transaction (as the bulk import's pool does); on
 the memory store the in-memory twins. With encryption at rest the raw rows are sealed under
-their patients' data keys by the store's keyring (``devices.sealed``).
+their patients' data keys by the store's keyring (``devices.sealed``). The materializer's NEWS2
+alerts go out through the channels the settings name (``devices.notify.build_notifier``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from medarchive.devices.landing import Landing
 from medarchive.devices.materializer import Materializer
+from medarchive.devices.notify import build_notifier
 from medarchive.devices.raw import MemoryReadings, Readings, SqlReadings
 from medarchive.devices.sealed import RowSealer
 from medarchive.devices.vitals import VitalSigns
@@ -25,7 +27,8 @@ from medarchive.store.base import Change
 
 @dataclass
 class Pipeline:
-    """The parts; ``close`` stops the materializer thread if it was started."""
+    """The parts; ``close`` stops the materializer thread if it was started, then the
+    alert notifier's."""
 
     readings: Readings
     landing: Landing
@@ -33,6 +36,8 @@ class Pipeline:
 
     def close(self) -> None:
         self.materializer.stop()
+        if self.materializer.notifier is not None:
+            self.materializer.notifier.close()
 
 
 def open_pipeline(services: Any, *, batch: int = 500, keep_s: float = 86_400,
@@ -68,5 +73,6 @@ def open_pipeline(services: Any, *, batch: int = 500, keep_s: float = 86_400,
                       assignment_ttl_s=assignment_ttl_s)
     materializer = Materializer(
         repository, services.router, readings if db is None else readings_in_group,
-        transactions, write, vitals, batch=batch, keep_s=keep_s, shard=shard)
+        transactions, write, vitals, batch=batch, keep_s=keep_s, shard=shard,
+        notifier=build_notifier(services.settings, services.router))
     return Pipeline(readings, landing, materializer)
