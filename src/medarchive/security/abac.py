@@ -46,6 +46,7 @@ from medarchive.security.authz import (
     relationship_links,
     require_purpose,
 )
+from medarchive.security.granular import constrained
 from medarchive.security.labels import ACT_CODE, LABELS, hidden_predicate, protected_labels
 from medarchive.security.relations import Relations
 from medarchive.store.base import Change, Version
@@ -142,7 +143,8 @@ class Abac:
     def hides(self) -> bool:
         """True when some stored versions may be invisible to the current actor."""
         decision = self.decision()
-        return decision is not None and bool(decision.hidden or decision.relationship)
+        return decision is not None and bool(decision.hidden or decision.relationship
+                                             or constrained(decision.actor.scopes))
 
     def visible(self, version: Version) -> bool:
         """True when the current actor may see this loaded version."""

@@ -4,7 +4,9 @@ patient compartment for patient-scoped actors.
 An interaction needs one permission letter (SMART v2 ``cruds``: create, read, update, delete,
 search) on a resource type. It is allowed when the actor's role grants the letter on the type
 AND one of the token's scopes does (SMART App Launch 2.0 §3.0.2: scopes only ever narrow what
-the user may do). Patient-scoped actors are further confined to one patient's compartment
+the user may do); a granular scope (``?category=...``) counts when its condition is supported on
+the type, and the guard confines the interaction to the resources it matches
+(``security.granular``). Patient-scoped actors are further confined to one patient's compartment
 (R4 §3.3 Compartments, CompartmentDefinition patient): reads and writes are checked on the
 resource, searches are narrowed by a predicate inside the query (``compartment_params``).
 """
@@ -88,6 +90,9 @@ class Policy:
     """The authorization policy: role table in, allow/deny decisions out."""
 
     roles: Mapping[str, tuple[Grant, ...]] = field(default_factory=lambda: ROLES)
+    # security.granular.Granular: which granular scopes are supported on which types (the
+    # guard installs its own); without one a granular scope grants nothing
+    granular: Any = None
     # (role, scopes, letter, type) -> allowed: a pure function of the key, asked on every
     # request (a lookup is a quarter of working it out); the table starts afresh when full
     _decided: dict[tuple[str, tuple[Scope, ...], str, str | None], bool] = field(
@@ -100,11 +105,19 @@ class Policy:
         if found is None:
             grants = self.roles.get(actor.role, ())
             found = any(g.allows(letter, resource_type) for g in grants) and any(
-                s.allows(letter, resource_type) for s in actor.scopes)
+                s.allows(letter, resource_type) and self._supported(s, resource_type)
+                for s in actor.scopes)
             if len(self._decided) >= MAX_DECIDED:
                 self._decided.clear()
             self._decided[key] = found
         return found
+
+    def _supported(self, scope: Scope, resource_type: str | None) -> bool:
+        """A plain scope, or a granular one whose condition is supported on the type (SMART
+        App Launch 2.0 §3.0.2: a condition the server cannot apply grants nothing)."""
+        if not scope.query:
+            return True
+        return self.granular is not None and bool(self.granular.supports(scope, resource_type))
 
     def require(self, actor: Actor, letter: str, resource_type: str | None) -> None:
         """Raise 403 unless ``allowed`` (SMART: insufficient scope)."""

@@ -10,6 +10,9 @@ from typing import Any
 
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+# SMART defines no capability code for granular scopes (``permission-v2`` is the v2 syntax;
+# SMART App Launch 2.0 §3.0.2 leaves the required search parameters open): the granular scopes
+# below say which constraints this server applies, and docs/security.md names every one.
 CAPABILITIES = [
     "launch-ehr", "launch-standalone", "client-public", "client-confidential-symmetric",
     "client-confidential-asymmetric", "context-ehr-patient", "context-ehr-encounter",
@@ -20,6 +23,17 @@ SCOPES = [
     "openid", "fhirUser", "profile", "launch", "launch/patient", "offline_access",
     "online_access", "patient/*.rs", "patient/*.cruds", "user/*.rs", "user/*.cruds",
     "system/*.rs", "system/*.cruds", "patient/*.read", "user/*.read", "system/*.read"]
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
+GRANULAR = [  # security.granular: any token parameter of the type; these are the usual ones
+    f"{context}/{rtype}.rs?category={system}|{code}"
+    for context in ("patient", "user", "system")
+    for rtype, system, codes in (
+        ("Observation", OBSERVATION_CATEGORY, ("laboratory", "vital-signs", "social-history",
+                                               "survey", "imaging", "exam", "procedure",
+                                               "therapy", "activity")),
+        ("Condition", CONDITION_CATEGORY, ("problem-list-item", "encounter-diagnosis")))
+    for code in codes]
 
 
 def endpoints(base: str) -> dict[str, str]:
@@ -43,7 +57,7 @@ def smart_configuration(base: str, fhir_base: str) -> dict[str, Any]:
         "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic",
                                                   "client_secret_post", "none"],
         "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384", "RS256"],
-        "scopes_supported": SCOPES,
+        "scopes_supported": SCOPES + GRANULAR,
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
         "capabilities": CAPABILITIES,

@@ -10,7 +10,10 @@ makes every later interaction a 500 (``AuditTrail.failed``). Batch entries re-en
 the router and are authorized and audited one by one under the caller's identity. The
 repository calls the instance-level checks: whether a loaded resource is visible to the
 actor, whether changes about to be committed (including transaction entries) are allowed,
-and the compartment predicate narrowing every search.
+and the compartment predicate narrowing every search. Granular scopes (``?category=...``,
+``security.granular``) take part in all three: their condition is ANDed into every search
+(and into its chains and ``_has``), loaded versions outside it are invisible, and changes
+outside it are refused.
 """
 
 from __future__ import annotations
@@ -25,7 +28,16 @@ import orjson
 
 from medarchive.errors import FhirError, Forbidden
 from medarchive.fhir.search.parse import parse_search
-from medarchive.fhir.search.query import Compartment, SearchQuery
+from medarchive.fhir.search.query import (
+    AllOf,
+    AnyOf,
+    Chain,
+    Clause,
+    Compartment,
+    Has,
+    OfType,
+    SearchQuery,
+)
 from medarchive.security import audit_context
 from medarchive.security.actor import SYSTEM, Actor, bind, bound_actor, current_actor, unbind
 from medarchive.security.audit import AuditTrail, defer
@@ -36,6 +48,7 @@ from medarchive.security.authz import (
     compartment_params,
     in_compartment,
 )
+from medarchive.security.granular import NOTHING, Granular, constrained
 from medarchive.store.base import Change, Version
 
 log = logging.getLogger(__name__)
@@ -43,6 +56,8 @@ PUBLIC = frozenset({"metadata", ".well-known"})
 WIDENING = ("_include", "_revinclude", "_has", "_type")
 OLD_VERSIONS = frozenset({"vread", "history"})  # interactions that load non-current versions
 READS = frozenset({"read", "vread", "search", "history"})  # audit_read_commit applies to these
+NESTED = (AnyOf, AllOf, OfType, Chain, Has)  # clauses whose conditions granular scopes confine
+LETTER_NAMES = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +144,9 @@ class Guard:
     """Authorization (``policy``) and audit (``trail``) for one router and repository."""
 
     def __init__(self, policy: Policy, trail: AuditTrail, spec: Any) -> None:
+        self.granular = Granular(spec)
+        if policy.granular is None:  # granular scopes are judged against this spec
+            policy = replace(policy, granular=self.granular, _decided={})
         self.policy = policy
         self.trail = trail
         self.spec = spec
@@ -247,6 +265,9 @@ class Guard:
     def visible(self, version: Version | None) -> bool:
         """True when the current actor may see this loaded version."""
         actor = current_actor()
+        if version is not None and constrained(actor.scopes) \
+                and not self._granted_version(actor, version):
+            return False
         if version is not None and self.abac is not None:
             if not self.abac.visible(version):
                 return False
@@ -262,8 +283,11 @@ class Guard:
     def narrow(self, query: SearchQuery) -> SearchQuery:
         """``query`` confined to the actor's patient compartment, inside the query itself."""
         actor = current_actor()
+        asked = len(query.predicates)  # the abac clauses appended after these stay as they are
         if self.abac is not None:
             query = self.abac.narrow(query)
+        if constrained(actor.scopes):
+            query = self._granted(actor, query, asked)
         if not actor.patient_scoped:
             return query
         if query.resource_type is None:  # $everything, Patient/<id>/*: every type at once
@@ -301,6 +325,8 @@ class Guard:
         for change in changes:
             letter = "d" if change.deleted else ("c" if change.expected_version == 0 else "u")
             self.policy.require(actor, letter, change.resource_type)
+            if constrained(actor.scopes):
+                self._granted_change(actor, letter, change, read)
             if self.abac is not None:
                 self.abac.check_change(change, read)
             if not actor.patient_scoped:
@@ -310,3 +336,90 @@ class Guard:
             if change.expected_version and not self.visible(read(change.resource_type,
                                                                   change.id)):
                 raise Forbidden("patient-scoped actors may only change their own compartment")
+
+    # -- granular scopes (SMART App Launch 2.0 §3.0.2, security.granular) -------------------
+
+    def _granted(self, actor: Actor, query: SearchQuery, asked: int) -> SearchQuery:
+        """``query`` confined to the resources the actor's scopes grant search on: their
+        condition ANDed in (per type for a query over several types, which is then confined
+        to the types the actor may search), and into the conditions of the chains and
+        ``_has`` of its first ``asked`` clauses (the request's), so they never test
+        resources outside it."""
+        if any(isinstance(c, NESTED) for c in query.predicates[:asked]):
+            query = replace(query, predicates=tuple(
+                self._confined(actor, c) if i < asked else c
+                for i, c in enumerate(query.predicates)))
+        if query.resource_type is not None:
+            clause = self.granular.clause(actor.scopes, "s", query.resource_type)
+        else:
+            types = self._searchable(actor, query.types)
+            clause = self.granular.across(actor.scopes, "s", types) if types else NOTHING
+            if clause is not None and types:
+                query = replace(query, types=types)
+        if clause is None:
+            return query
+        return replace(query, predicates=(*query.predicates, clause))
+
+    def _searchable(self, actor: Actor, types: Iterable[str]) -> tuple[str, ...]:
+        """``types`` (none: every type) that the actor may search."""
+        return tuple(t for t in (types or sorted(self.spec.resource_types))
+                     if self.policy.allowed(actor, "s", t))
+
+    def _confined(self, actor: Actor, clause: Clause) -> Clause:
+        """``clause`` with the actor's search grant on the types its chains and ``_has``
+        reach ANDed into their conditions (R4 §3.1.1.5.11-12)."""
+        if isinstance(clause, AnyOf | AllOf):
+            return type(clause)(tuple(self._confined(actor, c) for c in clause.clauses))
+        if isinstance(clause, OfType):
+            return OfType(clause.resource_type, self._confined(actor, clause.clause))
+        if not isinstance(clause, Chain | Has):
+            return clause
+        inner = None if clause.clause is None else self._confined(actor, clause.clause)
+        rtype = clause.target_type if isinstance(clause, Chain) else clause.source_type
+        if rtype is not None:
+            grant = self.granular.clause(actor.scopes, "s", rtype)
+        else:  # _has from any type ($everything's referenced resources)
+            types = self._searchable(actor, ())
+            grant = self.granular.across(actor.scopes, "s", types) if types else NOTHING
+        if grant is not None:
+            inner = grant if inner is None else AllOf((inner, grant))
+        if isinstance(clause, Chain):
+            assert inner is not None
+            return Chain(clause.param, clause.target_type, inner)
+        return Has(clause.source_type, clause.param, inner)
+
+    def _granted_version(self, actor: Actor, version: Version) -> bool:
+        """True when the actor's scopes grant reading ``version``: it matches their read
+        condition and, in a history listing, their search condition on a type the actor may
+        search. A deletion has nothing to match and is hidden from constrained grants."""
+        letters = ["r"]
+        if audit_context.current_name() == "history" \
+                and self.policy.allowed(actor, "s", version.resource_type):
+            letters.append("s")
+        for letter in letters:
+            clause = self.granular.clause(actor.scopes, letter, version.resource_type)
+            if clause is None:
+                continue
+            if version.deleted or not self.granular.matches(clause, version.resource()):
+                return False
+        return True
+
+    def _granted_change(self, actor: Actor, letter: str, change: Change,
+                        read: Callable[[str, str], Version | None]) -> None:
+        """403 (insufficient scope) unless the new content and, for an update or delete, the
+        current version match the condition the actor's scopes put on ``letter``."""
+        clause = self.granular.clause(actor.scopes, letter, change.resource_type)
+        if clause is None:
+            return
+        name = LETTER_NAMES[letter]
+        if change.resource is not None and not self.granular.matches(clause, change.resource):
+            raise InsufficientScope(f"the token's scopes do not allow {name} on this "
+                                    f"{change.resource_type}: it does not match their "
+                                    "search conditions")
+        if change.expected_version:
+            current = read(change.resource_type, change.id)
+            if current is not None and not current.deleted \
+                    and not self.granular.matches(clause, current.resource()):
+                raise InsufficientScope(f"the token's scopes do not allow {name} on "
+                                        f"{change.resource_type}/{change.id}: it does not "
+                                        "match their search conditions")
