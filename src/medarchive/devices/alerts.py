@@ -30,6 +30,7 @@ from medarchive.devices.news2 import News2, alert_communication, alert_flag, ris
 from medarchive.devices.notify import Notifier
 from medarchive.devices.raw import Readings
 from medarchive.devices.readings import KINDS, SYSTOLIC
+from medarchive.fhir.search.parse import parse_search
 from medarchive.service.request import FhirRequest
 from medarchive.service.router import Router
 from medarchive.store.base import to_micros
@@ -37,9 +38,11 @@ from medarchive.store.base import to_micros
 log = logging.getLogger(__name__)
 HEADERS = {"content-type": "application/fhir+json", "accept": "application/fhir+json"}
 ALERT_CODE = "urn:medarchive:alert|news2"
-# R4 Flag has no status search parameter: the newest NEWS2 Flags are read and the active ones
-# kept (each alert sets the ones before it inactive, so the active one is among the newest)
+# R4 Flag has no status search parameter: the patient's last-written NEWS2 Flags are read and
+# the active ones kept (each alert's transaction writes the new Flag and sets the ones before
+# it inactive, so the active one is among the last written)
 RECENT_FLAGS = 10
+CARE_TEAMS = 100  # active CareTeams of one patient read for an alert
 # CareTeam.participant.member types that are told of an alert (the patient is not)
 RECIPIENTS = ("Practitioner/", "PractitionerRole/", "RelatedPerson/", "Organization/",
               "CareTeam/")
@@ -48,12 +51,14 @@ _CODES = {"respiratory_rate": KINDS["respiratory_rate"].loinc, "spo2": KINDS["sp
           "systolic": KINDS["blood_pressure"].loinc}
 
 
-def _search(router: Router, rtype: str, query: tuple[tuple[str, str], ...],
-            actor: Any) -> list[dict[str, Any]]:
-    response = router.handle(FhirRequest("GET", rtype, query=query, headers=HEADERS), actor)
-    content = response.content()
-    bundle = orjson.loads(content) if content else {}
-    return [e["resource"] for e in bundle.get("entry", ()) if "resource" in e]
+def _search(router: Router, rtype: str, params: list[tuple[str, str]],
+            limit: int) -> list[dict[str, Any]]:
+    """At most ``limit`` current resources matching ``params`` (R4 §3.1.1), read from the
+    store as the system, the way ``security.relations`` reads CareTeams: the alert pass runs
+    for every patient with new readings, and a search through the router renders, audits and
+    parses a Bundle each time; what it finds only leaves in what the pass writes."""
+    parsed = parse_search(router.spec, rtype, params, default_count=limit, max_count=limit)
+    return [version.resource() for version in router.repository.store.search(parsed.query)]
 
 
 def _observed_at(observation: dict[str, Any]) -> int:
@@ -124,14 +129,14 @@ def _ended(participant: dict[str, Any], when: str) -> bool:
     return stop.replace(tzinfo=stop.tzinfo or UTC) < now.replace(tzinfo=now.tzinfo or UTC)
 
 
-def care_team(router: Router, patient: str, when: str, actor: Any = None) -> list[str]:
+def care_team(router: Router, patient: str, when: str) -> list[str]:
     """References of whom to tell of ``patient``'s alert: each active CareTeam of the patient
     (``CareTeam?subject=...&status=active``, one search) and the members of its participants
     whose period has not ended at ``when`` — the same CareTeam participation that relates a
     practitioner to a patient for access (``security.relations``), narrowed to active teams
     and current members; Patient members are left out."""
-    teams = _search(router, "CareTeam", (("subject", patient), ("status", "active"),
-                                         ("_count", "100")), actor)
+    teams = _search(router, "CareTeam", [("subject", patient), ("status", "active")],
+                    CARE_TEAMS)
     found: list[str] = []
     for team in teams:
         members = [str((p.get("member") or {}).get("reference", ""))
@@ -153,9 +158,9 @@ def check_patients(router: Router, patients: Iterable[str], when: str,
     for patient in sorted(set(patients)):
         vitals, sources = _latest(router, patient, readings)
         news = score(vitals)
-        active = [flag for flag in _search(router, "Flag", (
-            ("subject", patient), ("code", ALERT_CODE), ("_sort", "-date"),
-            ("_count", str(RECENT_FLAGS))), actor) if flag.get("status") == "active"]
+        active = [flag for flag in _search(router, "Flag", [
+            ("subject", patient), ("code", ALERT_CODE), ("_sort", "-_lastUpdated")],
+            RECENT_FLAGS) if flag.get("status") == "active"]
         if any(_flag_risk(flag) == risk_rank(news.risk) for flag in active):
             continue  # already alerted at this level
         flag = alert_flag(news, patient, when)
@@ -170,7 +175,7 @@ def check_patients(router: Router, patients: Iterable[str], when: str,
             entries.append({"fullUrl": flag_url, "resource": flag,
                             "request": {"method": "POST", "url": "Flag"}})
             if risk_rank(news.risk) > max(map(_flag_risk, active), default=0):
-                recipients = care_team(router, patient, when, actor)
+                recipients = care_team(router, patient, when)
                 communication = alert_communication(news, patient, flag_url, when, vitals,
                                                     recipients, sources)
                 entries.append({"resource": communication,
