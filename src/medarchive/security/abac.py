@@ -141,7 +141,8 @@ class Abac:
                             "relationship with the patient")
 
     def hides(self) -> bool:
-        """True when some stored versions may be invisible to the current actor."""
+        """True when some stored versions may be invisible to the current actor (labels,
+        relationships, or granular scopes, ``security.granular``)."""
         decision = self.decision()
         return decision is not None and bool(decision.hidden or decision.relationship
                                              or constrained(decision.actor.scopes))
