@@ -39,7 +39,7 @@ def path_rounds(url: str, folder: Path, args: argparse.Namespace) -> dict[str, A
     postgres = url.startswith("postgresql")
     if postgres:
         url += f"&application_name={app}"
-    services = build_services(Settings(database_url=url, auth="off",
+    services = build_services(Settings(database_url=url, auth=args.auth,
                                        encryption_key_file=str(folder / "medarchive.kek")))
     pipeline = build_devices(services)
     pipeline.materializer.batch = args.materialize_batch
@@ -101,8 +101,12 @@ def main() -> None:
     parser.add_argument("--no-alerts", action="store_true",
                         help="NEWS2 passes off (on a fresh PostgreSQL database, before its "
                              "statistics exist, their searches can take seconds each)")
+    parser.add_argument("--auth", default="off", choices=["off", "on"],
+                        help="security on: the materializer's transactions are audited "
+                             "(devices.audit); the landing is called without an actor")
     args = parser.parse_args()
     out: dict[str, Any] = {"benchmark": "device_path_cpu", "backend": args.backend,
+                           "auth": args.auth,
                            "load_average_before": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as tmp, throwaway_url(args.backend) as url:
         out["path"] = path_rounds(url, Path(tmp), args)

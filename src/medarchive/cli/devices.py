@@ -11,6 +11,7 @@ cron or a systemd timer.
 
 from __future__ import annotations
 
+import functools
 import signal
 import threading
 from datetime import UTC, datetime, timedelta
@@ -138,6 +139,7 @@ def listen(ctx: typer.Context,
            ) -> None:
     """Subscribe to device readings over MQTT and materialize them, until interrupted."""
     from medarchive.app import build_devices, build_services
+    from medarchive.devices.audit import subscriber_actor
     from medarchive.devices.mqtt import DeviceSubscriber, MqttOptions
 
     settings = state(ctx).settings(**({"mqtt_url": mqtt_url} if mqtt_url else {}))
@@ -153,7 +155,9 @@ def listen(ctx: typer.Context,
                             batch_size=settings.device_batch_size,
                             batch_ms=settings.device_batch_ms,
                             client_id=settings.mqtt_client_id,
-                            connections=settings.mqtt_connections), pipeline.landing.land)
+                            connections=settings.mqtt_connections),
+                functools.partial(pipeline.landing.land, actor=subscriber_actor(
+                    settings.mqtt_url, settings.mqtt_topic, settings.mqtt_client_id)))
             subscriber.start()
             typer.echo(f"listening on {settings.mqtt_url} topic {settings.mqtt_topic}")
             _until_signalled().wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Annotated, Any
 
@@ -114,14 +115,16 @@ def _start_mqtt(settings: Settings) -> Any:
     in the raw readings table; the server's materializer (or ``medarchive devices
     materialize`` beside a multi-worker server) turns them into Observations."""
     from medarchive.app import build_devices, build_services
+    from medarchive.devices.audit import subscriber_actor
     from medarchive.devices.mqtt import DeviceSubscriber, MqttOptions
 
     pipeline = build_devices(build_services(settings))
-    subscriber = DeviceSubscriber(
+    actor = subscriber_actor(settings.mqtt_url, settings.mqtt_topic, settings.mqtt_client_id)
+    subscriber = DeviceSubscriber(  # each landed batch audited as the subscriber's
         MqttOptions(settings.mqtt_url, topic=settings.mqtt_topic,
                     batch_size=settings.device_batch_size, batch_ms=settings.device_batch_ms,
                     client_id=settings.mqtt_client_id, connections=settings.mqtt_connections),
-        pipeline.landing.land)
+        functools.partial(pipeline.landing.land, actor=actor))
     subscriber.start()
     console.print(f"  Devices:    MQTT {settings.mqtt_url} topic {settings.mqtt_topic}")
     return subscriber

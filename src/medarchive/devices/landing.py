@@ -11,8 +11,11 @@ time) is accepted and not stored twice. The Observations are made later by
 ``devices.materializer``.
 
 With security on, the caller needs permission to create Observations (patient-scoped actors may
-not feed devices), and each landed batch is one AuditEvent; the materializer's writes are
-audited as the system's.
+not feed devices), and each landed batch is one AuditEvent (``devices.audit``) naming the caller
+(over MQTT the subscriber, ``devices.audit.subscriber_actor``), the Devices and the patients of
+its readings; it is written after the readings' commit and before the acknowledgement, so a
+batch whose event cannot be written is not acknowledged (MQTT redelivers it, HTTP answers 500)
+and is held once. Each materializer transaction is audited as well, inside that transaction.
 """
 
 from __future__ import annotations
@@ -84,12 +87,15 @@ class Landing:
         if actor.patient_scoped:
             raise Forbidden("patient-scoped actors may not submit device readings")
 
-    def _audit(self, actor: Any, status: int, detail: str) -> None:
+    def _audit(self, actor: Any, status: int, detail: str, rows: list[Row]) -> None:
         if self.guard is None or actor is None:
             return
+        from medarchive.devices.audit import patient_ids
         from medarchive.security.audit_events import audit_event
-        self.guard.trail.record(audit_event(actor, "create", self.guard.trail.now(),
-                                            status=status, detail=detail))
+        self.guard.trail.record(audit_event(
+            actor, "create", self.guard.trail.now(), status=status, detail=detail,
+            entities=sorted({row.device_ref for row in rows}),
+            patients=patient_ids(row.patient for row in rows)))
 
     def land(self, items: Iterable[Any], actor: Any = None) -> Landed:
         """Validate ``items`` and append the valid ones durably; raises (nothing stored) when
@@ -121,5 +127,5 @@ class Landing:
                         "; ".join(refusal.reasons))
         self._audit(actor, 202 if accepted else 422,
                     f"device readings: {accepted} accepted ({added} new), {len(refused)} "
-                    "refused")
+                    "refused", batch)
         return Landed(accepted, tuple(refused), duplicates=accepted - added)

@@ -16,7 +16,8 @@ inserted in bulk. The transaction itself (a
 update (which locks them; ``Readings.mark``) and writes those Observations, so a crash at any point
 leaves every row either pending with no Observation or materialized with exactly one, and two
 materializers never make the same reading twice. It runs as the system: the security guard's
-check is made, and no AuditEvent per Observation is written (each landed batch was audited).
+check is made, and with security on ``write`` appends one AuditEvent inside each transaction
+(naming the patients of its Observations; ``devices.audit``), none per Observation.
 Materialized rows older than ``keep_s`` seconds are pruned. Several materializers (processes,
 one per core) share the work without preparing the same rows by taking a ``shard`` each: rows
 whose ``lane`` (``devices.raw.lane``: from the patient id) is ``k`` modulo ``n``, so each patient's

@@ -8,6 +8,8 @@ index rows the materializer made before the transaction (as the bulk import's po
 the memory store the in-memory twins. With encryption at rest the raw rows are sealed under
 their patients' data keys by the store's keyring (``devices.sealed``). The materializer's NEWS2
 alerts go out through the channels the settings name (``devices.notify.build_notifier``).
+With security on, each materializer transaction records one AuditEvent inside it
+(``devices.audit.audited_write``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from medarchive.devices.audit import audited_write
 from medarchive.devices.landing import Landing
 from medarchive.devices.materializer import Materializer
 from medarchive.devices.notify import build_notifier
@@ -69,6 +72,9 @@ def open_pipeline(services: Any, *, batch: int = 500, keep_s: float = 86_400,
         vitals = VitalSigns(indexer, keyring.blind if keyring is not None else None)
         readings_in_group = SqlReadings(transactions, sealer)
     guard = services.security.guard if services.security is not None else None
+    if guard is not None:  # one AuditEvent per materializer transaction, committed with it
+        write = audited_write(write, guard.trail,
+                              shared=db is not None and db is guard.trail.db)
     landing = Landing(readings, services.router, guard=guard, now=repository.now,
                       assignment_ttl_s=assignment_ttl_s)
     materializer = Materializer(
