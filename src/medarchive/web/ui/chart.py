@@ -187,7 +187,9 @@ def load_chart(clinic: Clinic, patient_id: str, today: date) -> Chart:
     chart.problems = clinic.search("Condition", ref)
     chart.medications = clinic.search("MedicationRequest", ref)
     chart.allergies = clinic.search("AllergyIntolerance", ref)
-    chart.alerts = clinic.search("Flag", ref)
+    # R4 Flag has no status search parameter: the search returns every Flag, and the chart
+    # shows the active ones (each NEWS2 threshold crossing leaves an inactive one behind)
+    chart.alerts = [f for f in clinic.search("Flag", ref) if f.get("status") == "active"]
     vitals = clinic.search("Observation", [*ref, ("category", "vital-signs"), ("_sort", "date")])
     chart.vitals, chart.vital_units, chart.latest_vitals = series_of(vital_points(vitals))
     labs = clinic.search("Observation", [*ref, ("category", "laboratory"), ("_sort", "date")])
