@@ -217,3 +217,16 @@ def test_charts_escape_text_and_scale() -> None:
     assert str(line_chart("empty", [])) == ""
     bars = str(bar_chart("b", [("a", 1.0), ("<", 3.0)]))
     assert bars.count("<rect") == 2 and "&lt;" in bars
+
+
+def test_the_consent_page_names_a_granular_scope_condition() -> None:
+    from medarchive.web.ui.authorize import describe
+    lab = ("patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/"
+           "observation-category|laboratory,vital-signs")
+    english = describe(lab, i18n.translations("en").gettext)
+    assert english == ("read, search Observation of the selected patient, only those where "
+                       "category = laboratory / vital-signs")
+    assert describe("patient/Observation.rs", i18n.translations("en").gettext) \
+        == "read, search Observation of the selected patient"
+    chinese = describe(lab, i18n.translations("zh").gettext)
+    assert "category = laboratory / vital-signs" in chinese and "仅限" in chinese

@@ -59,17 +59,30 @@ CONTEXT_WORDS = {
 PATIENT_SCOPE = N_("%(actions)s %(types)s of the selected patient")
 USER_SCOPE = N_("%(actions)s %(types)s that you may access")
 ALL_TYPES = N_("all kinds of records")
+ONLY_WHERE = N_("%(scope)s, only those where %(conditions)s")
+
+
+def code(value: str) -> str:
+    """A token value as a person reads it: the code without its system."""
+    return value.rpartition("|")[2]
 
 
 def describe(word: str, gettext: Callable[[str], str]) -> str:
-    """A scope in words the user understands, in their language."""
+    """A scope in words the user understands, in their language; a granular scope's search
+    condition is named (``category = laboratory``), so the grant never reads wider than it
+    is."""
     scope = parse_scope(word)
     if scope is None:
         return gettext(CONTEXT_WORDS.get(word, word))
     actions = ", ".join(gettext(LETTERS[c]) for c in "cruds" if c in scope.permissions)
     types = gettext(ALL_TYPES) if scope.resource_type == "*" else scope.resource_type
     template = PATIENT_SCOPE if scope.context == "patient" else USER_SCOPE
-    return gettext(template) % {"actions": actions, "types": types}
+    text = gettext(template) % {"actions": actions, "types": types}
+    if not scope.query:
+        return text
+    conditions = "; ".join(f"{name} = {' / '.join(code(v) for v in value.split(','))}"
+                           for name, value in scope.query)
+    return gettext(ONLY_WHERE) % {"scope": text, "conditions": conditions}
 
 
 def form_source(uri: str) -> str:
