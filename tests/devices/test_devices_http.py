@@ -66,3 +66,35 @@ def test_endpoint_needs_a_token_when_security_is_on() -> None:
             {"device": "MON-1", "kind": "spo2", "value": 97, "time": T}])
     assert response.status_code == 401
     assert "Bearer" in response.headers["www-authenticate"]
+
+
+def test_a_granular_scope_admits_only_readings_whose_observation_matches_it() -> None:
+    from medarchive.app import build_services
+    from medarchive.settings import Settings
+
+    services = build_services(Settings(database_url="memory://", auth="on"))
+    services.submit({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:11111111-1111-4111-8111-111111111111",
+         "resource": {"resourceType": "Patient", "name": [{"family": "Bed"}]},
+         "request": {"method": "POST", "url": "Patient"}},
+        {"resource": {"resourceType": "Device", "identifier": [
+            {"system": "urn:medarchive:device", "value": "MON-1"}],
+            "patient": {"reference": "urn:uuid:11111111-1111-4111-8111-111111111111"}},
+         "request": {"method": "POST", "url": "Device"}}]})
+    category = "http://terminology.hl7.org/CodeSystem/observation-category|"
+    reading = {"device": "MON-1", "kind": "spo2", "value": 97, "time": T}
+    answers = {}
+    with TestClient(create_app(services.settings, services=services)) as secured:
+        for name, scope in (("lab", f"system/Observation.c?category={category}laboratory"),
+                            ("vitals", f"system/Observation.c?category={category}vital-signs"),
+                            ("plain", "system/Observation.c")):
+            token = services.security.tokens.issue(f"dev-{name}", kind="client", role="device",
+                                                   scope=scope, client_id=f"dev-{name}")
+            answers[name] = secured.post(
+                "/devices/readings", json=[{**reading, "value": 90 + len(answers)}],
+                headers={"Authorization": f"Bearer {token['access_token']}"})
+    assert answers["lab"].status_code == 422
+    assert "search conditions" in answers["lab"].json()["refused"][0]["reasons"][0]
+    assert answers["vitals"].status_code == 202 and answers["vitals"].json()["accepted"] == 1
+    assert answers["plain"].status_code == 202 and answers["plain"].json()["accepted"] == 1
+    services.close()

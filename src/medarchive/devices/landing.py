@@ -30,7 +30,7 @@ from typing import Any
 
 from medarchive.devices.batch import BatchResult, Refusal, device_assignment
 from medarchive.devices.raw import Readings, Row
-from medarchive.devices.readings import parse_reading
+from medarchive.devices.readings import parse_reading, to_observation
 from medarchive.errors import FhirError, Forbidden
 from medarchive.service.router import Router
 from medarchive.store.base import to_micros
@@ -80,12 +80,16 @@ class Landing:
         self.now = now
         self.assignments = Assignments(router, assignment_ttl_s)
 
-    def _authorize(self, actor: Any) -> None:
+    def _authorize(self, actor: Any) -> Any:
+        """Raise unless ``actor`` may submit readings; the search condition its granular
+        scopes put on creating Observations (None: none), which every reading's Observation
+        must then match, as a direct create would (``Guard.check_changes``)."""
         if self.guard is None or actor is None:
-            return
+            return None
         self.guard.policy.require(actor, "c", "Observation")
         if actor.patient_scoped:
             raise Forbidden("patient-scoped actors may not submit device readings")
+        return self.guard.granular.clause(actor.scopes, "c", "Observation")
 
     def _audit(self, actor: Any, status: int, detail: str, rows: list[Row]) -> None:
         if self.guard is None or actor is None:
@@ -100,7 +104,7 @@ class Landing:
     def land(self, items: Iterable[Any], actor: Any = None) -> Landed:
         """Validate ``items`` and append the valid ones durably; raises (nothing stored) when
         the caller may not submit readings or the table cannot be written."""
-        self._authorize(actor)
+        condition = self._authorize(actor)
         received = to_micros(self.now())
         rows: dict[str, Row] = {}
         refused: list[Refusal] = []
@@ -115,6 +119,12 @@ class Landing:
             if assigned is None:
                 refused.append(Refusal(index, (f"device {reading.device} is unknown or not "
                                                "assigned to a patient",)))
+                continue
+            if condition is not None and not self.guard.granular.matches(
+                    condition, to_observation(reading, assigned[1], assigned[0])):
+                refused.append(Refusal(index, ("the token's scopes do not allow creating this "
+                                               "Observation: it does not match their search "
+                                               "conditions",)))
                 continue
             effective = to_micros(datetime.fromisoformat(reading.time))
             rows[reading.key] = Row(reading.key, reading.device, reading.kind, reading.values,
