@@ -173,8 +173,14 @@ class Settings:
                                       "they were materialized (the Observation stays)."})
     device_retention_days: int = field(
         default=30, metadata={"help": "Raw device readings older than this many days are "
-                                      "compacted into per-minute summaries "
-                                      "(medarchive devices compact)."})
+                                      "compacted into per-minute summaries, by the server "
+                                      "every device_retention_every or by medarchive devices "
+                                      "compact; 0: kept raw, no compaction."})
+    device_retention_every: str = field(
+        default="1h", metadata={"help": "How often the server runs the device retention "
+                                        "policy (15m, 1h, 1d; one process at a time however "
+                                        "many share the database); empty: never (run "
+                                        "medarchive devices compact yourself)."})
     alert_webhook_url: str = field(
         default="", metadata={"help": "NEWS2 alerts: http(s) URL that receives each alert's "
                                       "Communication (POST, application/fhir+json), e.g. a "

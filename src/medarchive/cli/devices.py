@@ -4,9 +4,10 @@
 runs the materializer in the foreground (beside a server with several worker processes), in
 ``--workers`` processes (one per core; each takes the patients of one lane, so a patient's
 readings are made in order) or as one shard of them (``--shard k/n``); ``listen`` runs the MQTT
-subscriber with its materializer; ``compact`` applies the retention policy: raw readings older
-than ``device_retention_days`` become per-minute summaries (``devices.retention``); run it from
-cron or a systemd timer.
+subscriber with its materializer; ``compact`` applies the retention policy now: raw readings
+older than ``device_retention_days`` become per-minute summaries (``devices.retention``), as the
+server does every ``device_retention_every`` (``devices.compaction``; the same claim, so the two
+never run at once).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import functools
 import signal
 import threading
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -172,17 +172,22 @@ def compact(ctx: typer.Context,
             days: Annotated[int | None, typer.Option(
                 help="Keep raw readings this many days (default: device_retention_days).")
             ] = None) -> None:
-    """Replace raw readings older than the retention period with per-minute summaries."""
+    """Replace raw readings older than the retention period with per-minute summaries now
+    (the server also does it every device_retention_every)."""
     from medarchive.app import build_services
-    from medarchive.devices.retention import compact as compact_readings
+    from medarchive.devices.compaction import AlreadyRunning, open_runs, run_compaction
 
     settings = state(ctx).settings()
     keep = settings.device_retention_days if days is None else days
-    cutoff = (datetime.now(UTC) - timedelta(days=keep)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if keep <= 0:
+        fail("no retention age: device_retention_days is 0 (pass --days N)", 2)
     with reported():
         services = build_services(settings)
         try:
-            done = compact_readings(services.router, cutoff)
+            done = run_compaction(services, open_runs(services.store), keep)
+        except AlreadyRunning as exc:
+            fail(str(exc))
         finally:
             services.close()
-    typer.echo(f"compacted {done} readings older than {cutoff}")
+    typer.echo(f"compacted {done.readings} readings older than {done.cutoff} into "
+               f"{done.summaries} summaries")

@@ -63,6 +63,7 @@ def serve(
     listener = _start_mllp(settings) if settings.mllp_port else None
     subscriber = _start_mqtt(settings) if settings.mqtt_url else None
     backups = _start_backups(settings) if settings.backup_schedule else None
+    retention = _start_retention(settings)
     uvicorn.run("medarchive.app:asgi_factory", factory=True, host=settings.host,
                 port=settings.port, workers=settings.workers if settings.workers > 1 else None,
                 log_level=settings.log_level, access_log=False, server_header=False,
@@ -75,6 +76,9 @@ def serve(
         subscriber.stop()
     if backups is not None:
         backups.stop()
+    if retention is not None:
+        retention.stop()
+        retention.services.close()
 
 
 def _check_edge(settings: Settings) -> str:
@@ -142,4 +146,28 @@ def _start_backups(settings: Settings) -> Any:
         raise typer.Exit(2) from None
     schedule.start()
     console.print(f"  Backups:    every {settings.backup_schedule} into {settings.backup_dir}")
+    return schedule
+
+
+def _start_retention(settings: Settings) -> Any:
+    """The device retention policy in this (main) process, beside uvicorn, when
+    ``device_retention_days`` and ``device_retention_every`` are set (docs/ingestion.md
+    "Retention"); None otherwise, and on ``memory://`` (each app's store is its own). Its
+    services are closed with it."""
+    from medarchive.app import build_services
+    from medarchive.devices.compaction import RetentionSchedule, parse_every
+
+    try:
+        every = parse_every(settings.device_retention_every)
+    except ValueError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    if every <= 0 or settings.device_retention_days <= 0 or \
+            settings.database_url.startswith("memory:"):
+        return None
+    schedule = RetentionSchedule(build_services(settings), settings.device_retention_days,
+                                 every)
+    schedule.start()
+    console.print(f"  Retention:  device readings older than {settings.device_retention_days} "
+                  f"days compacted every {settings.device_retention_every}")
     return schedule

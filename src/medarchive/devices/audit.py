@@ -24,6 +24,7 @@ from medarchive.security.audit_events import audit_event
 from medarchive.store.base import Change
 
 MATERIALIZER = Actor("system", "device materializer", "system", SYSTEM.scopes)
+RETENTION = Actor("system", "device retention", "system", SYSTEM.scopes)  # devices.compaction
 Write = Callable[..., Any]
 
 

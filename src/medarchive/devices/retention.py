@@ -5,13 +5,14 @@ period a clinician needs the trend, not every beat. Compaction replaces the raw 
 (patient, device, code, minute) older than the cutoff with one summary Observation (mean value,
 with min, max and count as components) in one transaction, so a crash leaves either the raw
 readings or their summary, never both or neither. Summaries carry the identifier system
-``urn:medarchive:device-summary`` and are never compacted again.
+``urn:medarchive:device-summary`` and are never compacted again. The server runs it on a
+schedule (``devices.compaction``); ``medarchive devices compact`` runs it by hand.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -73,7 +74,12 @@ def summarise(observations: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return summaries
 
 
-def compact(router: Router, cutoff: str, *, actor: Any = None, page: int = 500) -> int:
+Progress = Callable[[int, int], None]
+"""Called after each committed page with (readings compacted, summaries written)."""
+
+
+def compact(router: Router, cutoff: str, *, actor: Any = None, page: int = 500,
+            progress: Progress | None = None) -> int:
     """Replace raw device readings effective before ``cutoff`` (an R4 dateTime) with per-minute
     summaries, one transaction per page and code (R4 §3.1.0.11); returns the readings
     compacted. A page never splits a minute (its last minute waits for the next page), so each
@@ -82,11 +88,12 @@ def compact(router: Router, cutoff: str, *, actor: Any = None, page: int = 500) 
     for kind in KINDS.values():
         if kind is KINDS["blood_pressure"]:
             continue  # panels have components, no single value: kept raw
-        compacted += _compact_code(router, kind.loinc, cutoff, actor, max(page, 2))
+        compacted += _compact_code(router, kind.loinc, cutoff, actor, max(page, 2), progress)
     return compacted
 
 
-def _compact_code(router: Router, loinc: str, cutoff: str, actor: Any, page: int) -> int:
+def _compact_code(router: Router, loinc: str, cutoff: str, actor: Any, page: int,
+                  progress: Progress | None) -> int:
     compacted = 0
     while True:
         request = FhirRequest("GET", "Observation", query=(
@@ -100,9 +107,10 @@ def _compact_code(router: Router, loinc: str, cutoff: str, actor: Any, page: int
         if len(found) == page:
             last = _minute(found[-1]["effectiveDateTime"])
             found = [o for o in found if _minute(o["effectiveDateTime"]) != last] or found
+        summaries = summarise(found)
         entries: list[dict[str, Any]] = [
             {"resource": s, "request": {"method": "POST", "url": "Observation"}}
-            for s in summarise(found)]
+            for s in summaries]
         entries += [{"request": {"method": "DELETE", "url": f"Observation/{o['id']}"}}
                     for o in found]
         bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
@@ -111,3 +119,5 @@ def _compact_code(router: Router, loinc: str, cutoff: str, actor: Any, page: int
         if response.status >= 400:
             raise RuntimeError(f"compaction transaction refused: {response.content()[:500]!r}")
         compacted += len(found)
+        if progress is not None:
+            progress(len(found), len(summaries))
