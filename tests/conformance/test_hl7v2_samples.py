@@ -168,15 +168,16 @@ def test_index_lists_every_sample(hl7v2: Path) -> None:
 
 
 
-def test_every_sample_through_the_gateway_and_store(hl7v2: Path, tmp_path: Path) -> None:
-    """End to end on SQLite (``app.build_gateway``): every message of a supported type is
-    acknowledged AA and stored (the pinned AE excepted), every other type AR, every malformed
-    input refused (AR/AE) with nothing written; each outcome is in the message log."""
+def test_every_sample_through_the_gateway_and_store(hl7v2: Path, sql_url: str) -> None:
+    """End to end on SQLite and PostgreSQL (``app.build_gateway``): every message of a
+    supported type is acknowledged AA and stored (the pinned AE excepted), every other type AR,
+    every malformed input refused (AR/AE) with an ERR segment and nothing written, and kept as
+    a dead letter whose bytes are exactly those received (NUL bytes included, which PostgreSQL
+    text cannot hold); each outcome is in the message log."""
     from medarchive.app import build_gateway
     from medarchive.settings import Settings
 
-    gateway, services = build_gateway(Settings(database_url=f"sqlite:///{tmp_path / 'g.db'}",
-                                               auth="off"))
+    gateway, services = build_gateway(Settings(database_url=sql_url, auth="off"))
     store = services.store
     try:
         problems, handled = [], 0
@@ -197,10 +198,15 @@ def test_every_sample_through_the_gateway_and_store(hl7v2: Path, tmp_path: Path)
                     problems.append((case["file"], outcome.code, entry.error if entry else ""))
         for case in _cases("nhapi/bad-inputs"):
             before = store.last_seq()
-            outcome = gateway.handle((hl7v2 / case["file"]).read_bytes())
+            data = (hl7v2 / case["file"]).read_bytes()
+            outcome = gateway.handle(data)
             handled += 1
-            if outcome.code not in ("AR", "AE") or store.last_seq() != before:
-                problems.append((case["file"], outcome.code, "written"))
+            dead = gateway.log.get(outcome.log_id)
+            ack = parse_message(outcome.ack_bytes()) if outcome.ack else None
+            if outcome.code not in ("AR", "AE") or store.last_seq() != before \
+                    or ack is None or ack.segment("ERR") is None \
+                    or dead is None or dead.status != "dead" or dead.message_bytes() != data:
+                problems.append((case["file"], outcome.code, "written, unlogged or no ERR"))
         assert not problems, problems[:5]
         assert applied >= 70
         assert len(gateway.log.entries(limit=10_000)) == handled

@@ -107,6 +107,8 @@ def test_unknown_or_unsafe_charset_names_fall_back_to_utf8() -> None:
     (b"MSH|^~\\&|A|B|C|D|1||ADT^A01|1|P|2.5\rPID-1\r", "PID", "segment 2"),
     (b"MSH|^~\\&|A|B|C|D|1||ADT^A01|1|P|2.5\rMSH|^~\\&|A\r", "MSH[2]", "second MSH"),
     (b"MSH|^~\\&|A|B|C|D|1||ADT^A01|1|P|2.5\rBHS|^~\\&\r", "BHS", "envelope"),
+    (b"MSH|^~\\&|A|B|C|D|1||ADT^A01|1|P|2.5\rPID|1||7^^^H\x00^MR\r", "PID-3", "NUL byte"),
+    (b"MSH|^~\\&|A\x00|B|C|D|1||ADT^A01|1|P|2.5\r", "MSH-3", "NUL byte"),
 ])
 def test_malformed_input_names_reason_and_position(data: bytes, where: str,
                                                    words: str) -> None:
@@ -149,7 +151,7 @@ def test_split_messages_rejects_segments_before_msh() -> None:
 # --- properties -------------------------------------------------------------------------------
 
 _TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters=(
-    "|^~\\&\r\n")), max_size=12).map(str.strip)
+    "|^~\\&\r\n\x00")), max_size=12).map(str.strip)
 
 
 @settings(max_examples=150, deadline=None)
@@ -179,6 +181,17 @@ def test_random_bytes_never_raise_anything_else(data: bytes) -> None:
 def test_random_bytes_after_a_valid_msh_never_raise_anything_else(data: bytes) -> None:
     with contextlib.suppress(Hl7ParseError):
         parse_message(b"MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5\r" + data)
+
+
+@settings(max_examples=150, deadline=None)
+@given(values=st.lists(_TEXT, min_size=1, max_size=8), at=st.integers(min_value=0))
+def test_a_nul_byte_anywhere_is_refused_as_a_data_type_error(values: list[str], at: int) -> None:
+    """NUL is no HL7 v2 text, and PostgreSQL text cannot hold it: refused (102), never parsed."""
+    data = message(PID, "NTE|1||" + "^".join(values)).encode()
+    at %= len(data) + 1
+    with pytest.raises(Hl7ParseError) as caught:
+        parse_message(data[:at] + b"\x00" + data[at:])
+    assert caught.value.hl7_code == 102 or at < 8  # before MSH-2 is read: the MSH checks
 
 
 @given(st.sampled_from(["", "8859/1", "UNICODE UTF-8", "ASCII"]),

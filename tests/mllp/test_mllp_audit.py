@@ -55,7 +55,7 @@ def test_each_applied_message_has_one_audit_event(secured: Archive) -> None:
     assert problem is None and checked == len(events(secured))
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_duplicates_and_refused_messages_add_no_event(secured: Archive) -> None:
     assert secured.gateway.handle(adt("A1", mrn="P1").encode()).code == "AA"
     before = len(transactions(secured))
@@ -65,7 +65,7 @@ def test_duplicates_and_refused_messages_add_no_event(secured: Archive) -> None:
     assert len(transactions(secured)) == before == 1
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_a40_move_is_audited(secured: Archive) -> None:
     charts(secured)
     before = len(transactions(secured))

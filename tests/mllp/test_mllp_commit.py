@@ -70,7 +70,7 @@ def test_a_failing_message_is_rolled_back_alone(archive: Archive) -> None:
     assert archive.gateway.handle(adt("G2", mrn="A2").encode()).duplicate is False
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_duplicate_inside_one_group_is_applied_once(archive: Archive) -> None:
     outcomes = in_one_group(archive, [adt("D1", family="First"),
                                       adt("D1", family="Second")])
@@ -88,7 +88,7 @@ def test_later_message_sees_the_earlier_one_of_its_group(archive: Archive) -> No
     assert [v for _, v in archive.versions("Patient")] == [1, 2]  # one patient, updated
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_log_failure_undoes_the_message(archive: Archive) -> None:
     record = archive.log.record
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from medarchive.app import build_gateway, build_services
@@ -17,8 +15,8 @@ ORU = "\r".join([
     "OBX|1|NM|GLU^Glucose^L||5.5|mmol/L|||||F"]) + "\r"
 
 
-def test_gateway_translates_with_the_configured_concept_map(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+def test_gateway_translates_with_the_configured_concept_map(sql_url: str) -> None:
+    url = sql_url
     services = build_services(Settings(database_url=url, auth="off"))
     services.submit({"resourceType": "Bundle", "type": "transaction", "entry": [{
         "resource": {"resourceType": "ConceptMap", "url": URL, "status": "active",

@@ -15,7 +15,7 @@ from medarchive.mllp.framing import FrameDecoder, encode_frame
 from medarchive.mllp.server import BackgroundListener, MllpServer, ServerOptions
 
 
-@pytest.mark.parametrize("database_url", ["memory://"])
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_tls_listener_acknowledges(archive: Archive, tmp_path: Path) -> None:
     if shutil.which("openssl") is None:
         pytest.skip("openssl command not available to make a test certificate")

@@ -19,6 +19,7 @@ from medarchive.hl7v2.mapping import (
 from medarchive.hl7v2.message import (
     Message,
     Segment,
+    decode_message,
     encode_message,
     parse_message,
     split_messages,
@@ -27,7 +28,6 @@ from medarchive.hl7v2.message import (
 __all__ = [
     "SUPPORTED", "Hl7Error", "Hl7ParseError", "Location", "MappingConfig", "MappingResult",
     "Message", "Segment", "Separators", "ack_wanted", "build_ack", "build_nak_for_unparseable",
-    "check_message", "concept_map_table", "encode_message", "escape", "map_message",
-    "parse_message",
-    "split_messages", "unescape",
+    "check_message", "concept_map_table", "decode_message", "encode_message", "escape",
+    "map_message", "parse_message", "split_messages", "unescape",
 ]

@@ -175,12 +175,34 @@ def parse_message(data: bytes | str) -> Message:
     if not lines:
         raise Hl7ParseError("empty message: no MSH segment", location=Location("MSH"))
     seps = read_separators(lines[0])
+    if "\x00" in text:
+        _refuse_nul(lines, seps)
     if lines[0].find(seps.field, 4) < 0:
         lines[0] += seps.field  # MSH-2 ends with a field separator, even when it is the last
     for number, line in enumerate(lines[1:], 2):
         _check_segment(line, number, seps)
     raw = "\r".join(lines) + "\r"
     return _message(raw, seps, charset, _segments(lines, seps, charset))
+
+
+def decode_message(data: bytes) -> str:
+    """``data`` as text, decoded as ``parse_message`` decodes it (MSH-18, else UTF-8, else
+    Latin-1), for showing a message that may not parse."""
+    return _decode(data)[0]
+
+
+def _refuse_nul(lines: list[str], seps: Separators) -> None:
+    """NUL (0x00) is no character of HL7 v2 text (§2.7: data values are printable characters,
+    others written as escape sequences) and no FHIR string may hold it; PostgreSQL text cannot
+    store it either, so a message holding one is refused, naming the segment and field."""
+    for number, line in enumerate(lines, 1):
+        if "\x00" in line:
+            before = line[:line.index("\x00")]
+            field = before.count(seps.field) + (number == 1)
+            name = line[:3] if _SEGMENT_ID.fullmatch(line[:3]) else ""
+            raise Hl7ParseError(f"segment {number} holds a NUL byte (0x00), which no HL7 v2 "
+                                "text may contain", location=Location(name, field=field),
+                                hl7_code=102)
 
 
 def version_tuple(version: str) -> tuple[int, ...] | None:

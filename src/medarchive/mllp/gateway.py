@@ -35,7 +35,7 @@ from medarchive.hl7v2 import (
     build_ack,
     build_nak_for_unparseable,
     concept_map_table,
-    encode_message,
+    decode_message,
     map_message,
     parse_message,
 )
@@ -138,13 +138,17 @@ class Gateway:
         return self._handle(data, None)
 
     def replay(self, entry_id: int, fixed: bytes | None = None) -> Outcome:
-        """Apply a dead letter again, as sent or as ``fixed``; on AA it is marked replayed in
-        the same transaction."""
+        """Apply a dead letter again, as received or as ``fixed``, and record the attempt on
+        the dead letter itself (attempts, last outcome and error) in the same transaction: on
+        AA (applied, or found applied already) the message gets a log row of its own and the
+        dead letter is marked replayed, pointing at it; refused again, it stays one dead letter.
+        Raises KeyError for an unknown entry and ValueError for one that is not dead."""
         entry = self.log.get(entry_id)
         if entry is None:
             raise KeyError(f"no HL7 message log entry {entry_id}")
-        return self._handle(fixed if fixed is not None else encode_message(entry.raw),
-                            entry_id)
+        if entry.status != "dead":
+            raise ValueError(f"HL7 message log entry {entry_id} is {entry.status}, not dead")
+        return self._handle(fixed if fixed is not None else entry.message_bytes(), entry_id)
 
     def close(self) -> None:
         """Commit what is queued and stop the writer thread."""
@@ -154,7 +158,7 @@ class Gateway:
         with self.committer.preparing():
             prepared = self.prepare(data)
         future = self.committer.submit(lambda: self._apply(prepared, replaces),
-                                       lambda exc: self._recover(prepared, exc))
+                                       lambda exc: self._recover(prepared, exc, replaces))
         try:
             applied: Applied = future.result()
         except Exception as exc:
@@ -168,7 +172,7 @@ class Gateway:
     def prepare(self, data: bytes) -> Prepared:
         """Parse and map (no I/O): HL7 v2.8 §2.9.2 accept checks, then the mapping."""
         received = self.now().isoformat()
-        raw = data.decode("utf-8", "replace")
+        raw = decode_message(data)
         try:
             message = parse_message(data)
         except Hl7ParseError as exc:
@@ -186,7 +190,7 @@ class Gateway:
         runs ``_recover``."""
         if prepared.result is None:
             assert prepared.error is not None
-            return self._refuse(prepared, prepared.error, ())
+            return self._refuse(prepared, prepared.error, (), replaces)
         result = prepared.result
         with acting(sender(prepared.key)):
             response = self.submit(result.bundle, idempotency_key=prepared.key)
@@ -196,11 +200,16 @@ class Gateway:
             entry = LogEntry(0, prepared.received, prepared.key, "AA", "done", "",
                              written, result.unmapped, prepared.raw)
             log_id = self.log.record(entry)
-            if replaces is not None:
-                self.log.set_status(replaces, "replayed")
+            self._replayed(replaces, log_id)
         return Applied("AA", log_id)
 
-    def _recover(self, prepared: Prepared, failure: Exception) -> Applied:
+    def _replayed(self, replaces: int | None, log_id: int) -> None:
+        if replaces is not None:
+            self.log.attempted(replaces, outcome="AA", status="replayed", error="",
+                               note=f"replayed as log entry {log_id}")
+
+    def _recover(self, prepared: Prepared, failure: Exception, replaces: int | None
+                 ) -> Applied:
         """After ``_apply`` failed and its writes were rolled back: a redelivery is logged as
         a duplicate, anything else as a refusal (a dead letter). A message refused before
         the store (``_apply`` only logs it) failed to log: that failure stands."""
@@ -210,22 +219,30 @@ class Gateway:
         if isinstance(failure, AlreadyApplied):
             entry = LogEntry(0, prepared.received, prepared.key, "AA", "done", "", (),
                              unmapped, prepared.raw, True)
-            return Applied("AA", self.log.record(entry), duplicate=True)
+            log_id = self.log.record(entry)
+            self._replayed(replaces, log_id)
+            return Applied("AA", log_id, duplicate=True)
         if isinstance(failure, Hl7Error):
-            return self._refuse(prepared, failure, unmapped)
+            return self._refuse(prepared, failure, unmapped, replaces)
         if isinstance(failure, FhirError):
             error = Hl7Error(f"refused by the archive: {failure}", hl7_code=207, ack_code="AE")
-            return self._refuse(prepared, error, unmapped)
+            return self._refuse(prepared, error, unmapped, replaces)
         # a store outage must not kill the connection
         log.error("HL7 message %s could not be applied", prepared.key, exc_info=failure)
         error = Hl7Error(f"internal error: {type(failure).__name__}", hl7_code=207,
                          ack_code="AE")
-        return self._refuse(prepared, error, unmapped)
+        return self._refuse(prepared, error, unmapped, replaces)
 
-    def _refuse(self, prepared: Prepared, error: Hl7Error,
-                unmapped: tuple[str, ...]) -> Applied:
+    def _refuse(self, prepared: Prepared, error: Hl7Error, unmapped: tuple[str, ...],
+                replaces: int | None) -> Applied:
+        """Log a refusal: a new dead letter holding the bytes as received, or, for a replay,
+        the attempt on the dead letter replayed."""
+        if replaces is not None:
+            self.log.attempted(replaces, outcome=error.ack_code, status="dead",
+                               error=str(error), note="replay refused")
+            return Applied(error.ack_code, replaces, error)
         entry = LogEntry(0, prepared.received, prepared.key, error.ack_code, "dead", str(error),
-                         (), unmapped, prepared.raw)
+                         (), unmapped, prepared.raw, data=prepared.data)
         return Applied(error.ack_code, self.log.record(entry), error)
 
     def _answer(self, prepared: Prepared, applied: Applied) -> Outcome:

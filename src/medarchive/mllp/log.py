@@ -3,9 +3,15 @@
 "No silent loss" (issue 6) needs a record outside the FHIR store: a message that was refused
 never reaches it, and an accepted one should still say which resources it created or changed and
 which fields were not mapped. Every message gets one row; rows whose outcome is AE or AR are the
-dead letters, listed and replayed by ``medarchive hl7 deadletter``. The tables are created here
-(``CREATE TABLE IF NOT EXISTS``) so the log works beside any store migration level; the memory
-twin defines the semantics for tests.
+dead letters, listed, replayed and discarded by ``medarchive hl7 deadletter``. The tables are
+created here (``CREATE TABLE IF NOT EXISTS``, and columns added since by ``ALTER TABLE``) so the
+log works beside any store migration level; the memory twin defines the semantics for tests.
+
+A refused message may hold bytes no text column can: PostgreSQL text cannot contain NUL (0x00),
+and bytes that are not valid in the message's character set have no text form at all. So a dead
+letter also keeps the bytes exactly as received (``data``: BLOB / BYTEA), which a replay sends
+again; the text columns hold NUL as U+FFFD (the display text of a dead letter is decoded from
+its bytes again when read).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from medarchive.hl7v2 import decode_message, encode_message
 from medarchive.store.sql.database import Database, open_database
 
 DEAD_OUTCOMES = ("AE", "AR")
@@ -27,9 +34,13 @@ DEAD_OUTCOMES = ("AE", "AR")
 class LogEntry:
     """One received message and what became of it.
 
-    ``outcome``: the MSA-1 sent (AA, AE, AR; AA also for a redelivered duplicate, with
-    ``duplicate`` set). ``resources``: ``Type/id`` (with ``/_history/n``) created or changed.
-    ``status``: ``done``, ``dead`` (refused, waiting for a fix) or ``replayed``.
+    ``outcome``: the MSH-1 sent (AA, AE, AR; AA also for a redelivered duplicate, with
+    ``duplicate`` set); for a dead letter replayed since, the outcome of its last attempt.
+    ``resources``: ``Type/id`` (with ``/_history/n``) created or changed. ``status``: ``done``,
+    ``dead`` (refused, waiting for a fix), ``replayed`` or ``discarded``. ``data``: a dead
+    letter's bytes as received (None for other rows: their ``raw`` text is what was applied).
+    ``attempts``: 1 plus the replays tried; ``note``: what became of a dead letter (the entry
+    its replay was logged as, or who discarded it and why).
     """
 
     id: int
@@ -42,13 +53,23 @@ class LogEntry:
     unmapped: tuple[str, ...]
     raw: str
     duplicate: bool = False
+    data: bytes | None = None
+    attempts: int = 1
+    note: str = ""
+
+    def message_bytes(self) -> bytes:
+        """The message to send again: the bytes as received, else the logged text encoded in
+        its declared character set."""
+        return self.data if self.data is not None else encode_message(self.raw)
 
 
 class MessageLog(Protocol):
     def record(self, entry: LogEntry) -> int: ...
     def get(self, entry_id: int) -> LogEntry | None: ...
     def entries(self, *, status: str | None = None, limit: int = 100) -> list[LogEntry]: ...
-    def set_status(self, entry_id: int, status: str) -> None: ...
+    def attempted(self, entry_id: int, *, outcome: str, status: str, error: str,
+                  note: str) -> None: ...
+    def set_status(self, entry_id: int, status: str, note: str) -> None: ...
     def close(self) -> None: ...
 
 
@@ -81,9 +102,18 @@ class MemoryMessageLog:
             rows = [r for r in self._rows if status is None or r.status == status]
         return rows[:limit]
 
-    def set_status(self, entry_id: int, status: str) -> None:
+    def attempted(self, entry_id: int, *, outcome: str, status: str, error: str,
+                  note: str) -> None:
         with self._lock:
-            self._rows[entry_id - 1] = replace(self._rows[entry_id - 1], status=status)
+            row = self._rows[entry_id - 1]
+            self._rows[entry_id - 1] = replace(row, outcome=outcome, status=status,
+                                               error=error, note=note,
+                                               attempts=row.attempts + 1)
+
+    def set_status(self, entry_id: int, status: str, note: str) -> None:
+        with self._lock:
+            self._rows[entry_id - 1] = replace(self._rows[entry_id - 1], status=status,
+                                               note=note)
 
     def close(self) -> None:
         pass
@@ -99,8 +129,13 @@ _SCHEMA = {
         outcome TEXT NOT NULL, status TEXT NOT NULL, error TEXT NOT NULL, resources TEXT NOT NULL,
         unmapped TEXT NOT NULL, raw TEXT NOT NULL, duplicate INTEGER NOT NULL)""",
 }
+# Columns added after the first release of the table: (name, SQLite type, PostgreSQL type).
+_ADDED = (("data", "BLOB", "BYTEA"),
+          ("attempts", "INTEGER NOT NULL DEFAULT 1", "INTEGER NOT NULL DEFAULT 1"),
+          ("note", "TEXT NOT NULL DEFAULT ''", "TEXT NOT NULL DEFAULT ''"))
 _INDEX = "CREATE INDEX IF NOT EXISTS hl7_message_log_status ON hl7_message_log (status, id)"
-_COLUMNS = "id, received, msg_key, outcome, status, error, resources, unmapped, raw, duplicate"
+_COLUMNS = ("id, received, msg_key, outcome, status, error, resources, unmapped, raw, "
+            "duplicate, data, attempts, note")
 
 
 class SqlMessageLog:
@@ -110,18 +145,19 @@ class SqlMessageLog:
         self.db = database
         with self.db.writing() as cur:
             cur.execute(_SCHEMA[database.dialect])
+            _add_columns(cur, database.dialect)
             cur.execute(_INDEX)
 
     def record(self, entry: LogEntry) -> int:
-        values = (entry.received, entry.key, entry.outcome, entry.status, entry.error,
-                  orjson.dumps(entry.resources).decode(), orjson.dumps(entry.unmapped).decode(),
-                  entry.raw,
-                  int(entry.duplicate))
+        values = (entry.received, _text(entry.key), entry.outcome, entry.status,
+                  _text(entry.error), orjson.dumps(entry.resources).decode(),
+                  orjson.dumps(entry.unmapped).decode(), _text(entry.raw),
+                  int(entry.duplicate), entry.data, entry.attempts, _text(entry.note))
         with self._statement() as cur:
             cur.execute(self.db.sql(
                 "INSERT INTO hl7_message_log (received, msg_key, outcome, status, error, "
-                "resources, unmapped, raw, duplicate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "RETURNING id"), values)
+                "resources, unmapped, raw, duplicate, data, attempts, note) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"), values)
             return int(cur.fetchone()[0])
 
     def get(self, entry_id: int) -> LogEntry | None:
@@ -138,10 +174,18 @@ class SqlMessageLog:
                                     "ORDER BY id LIMIT ?"), (*params, limit))
             return [_entry(row) for row in cur.fetchall()]
 
-    def set_status(self, entry_id: int, status: str) -> None:
+    def attempted(self, entry_id: int, *, outcome: str, status: str, error: str,
+                  note: str) -> None:
         with self._statement() as cur:
-            cur.execute(self.db.sql("UPDATE hl7_message_log SET status = ? WHERE id = ?"),
-                        (status, entry_id))
+            cur.execute(self.db.sql(
+                "UPDATE hl7_message_log SET outcome = ?, status = ?, error = ?, note = ?, "
+                "attempts = attempts + 1 WHERE id = ?"),
+                (outcome, status, _text(error), _text(note), entry_id))
+
+    def set_status(self, entry_id: int, status: str, note: str) -> None:
+        with self._statement() as cur:
+            cur.execute(self.db.sql("UPDATE hl7_message_log SET status = ?, note = ? "
+                                    "WHERE id = ?"), (status, _text(note), entry_id))
 
     def _statement(self) -> AbstractContextManager[Any]:
         """A one-statement write: inside the gateway's shared transaction without a savepoint
@@ -153,7 +197,31 @@ class SqlMessageLog:
         self.db.close()
 
 
+def _add_columns(cur: Any, dialect: str) -> None:
+    """Bring a table made by an earlier release up to ``_ADDED`` (in the caller's write
+    transaction: SQLite's is exclusive, and PostgreSQL's ``IF NOT EXISTS`` tolerates a second
+    process doing the same)."""
+    if dialect == "postgresql":
+        for name, _, pg_type in _ADDED:
+            cur.execute(f"ALTER TABLE hl7_message_log ADD COLUMN IF NOT EXISTS {name} {pg_type}")
+        return
+    cur.execute("PRAGMA table_info(hl7_message_log)")
+    present = {row[1] for row in cur.fetchall()}
+    for name, sqlite_type, _ in _ADDED:
+        if name not in present:
+            cur.execute(f"ALTER TABLE hl7_message_log ADD COLUMN {name} {sqlite_type}")
+
+
+def _text(value: str) -> str:
+    """``value`` storable in a text column of either database: NUL, which PostgreSQL text
+    refuses, as U+FFFD (the exact bytes of a dead letter are in ``data``)."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
 def _entry(row: Sequence[Any]) -> LogEntry:
+    data = bytes(row[10]) if row[10] is not None else None
     return LogEntry(id=int(row[0]), received=row[1], key=row[2], outcome=row[3], status=row[4],
                     error=row[5], resources=tuple(orjson.loads(row[6])),
-                    unmapped=tuple(orjson.loads(row[7])), raw=row[8], duplicate=bool(row[9]))
+                    unmapped=tuple(orjson.loads(row[7])),
+                    raw=decode_message(data) if data is not None else row[8],
+                    duplicate=bool(row[9]), data=data, attempts=int(row[11]), note=row[12])
