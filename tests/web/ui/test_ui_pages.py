@@ -67,18 +67,6 @@ def test_wrong_password_is_refused_without_saying_why(site: Site, client: TestCl
 
 
 def test_posts_without_the_csrf_token_or_from_another_site_are_refused(
-def test_the_chart_lists_active_alerts_only(site: Site, doctor: TestClient) -> None:
-    for status, text in (("active", "Falls risk"), ("inactive", "Resolved sepsis alert")):
-        body = orjson.dumps({"resourceType": "Flag", "status": status, "code": {"text": text},
-                             "subject": {"reference": f"Patient/{site.patient_id}"}})
-        created = site.services.router.handle(FhirRequest("POST", "Flag", body=body))
-        assert created.status == 201, created.content()
-    alerts = re.search(r'<p class="alert-flag".*?</p>',
-                       doctor.get(f"/patients/{site.patient_id}").text, re.S)
-    assert alerts and "Falls risk" in alerts.group(0)
-    assert "Resolved sepsis alert" not in alerts.group(0)
-
-
         site: Site, client: TestClient) -> None:
     client.get("/login")
     bare = client.post("/login", data={"username": "doctor", "password": site.password})
@@ -119,6 +107,18 @@ def test_chart_shows_every_section_and_each_read_is_audited(site: Site,
         assert f'id="{section}"' in page.text
     assert "<svg" in page.text and "Heart rate" in page.text
     assert audit_count(site, "doctor", "search") >= searches + 9
+
+
+def test_the_chart_lists_active_alerts_only(site: Site, doctor: TestClient) -> None:
+    for status, text in (("active", "Falls risk"), ("inactive", "Resolved sepsis alert")):
+        body = orjson.dumps({"resourceType": "Flag", "status": status, "code": {"text": text},
+                             "subject": {"reference": f"Patient/{site.patient_id}"}})
+        created = site.services.router.handle(FhirRequest("POST", "Flag", body=body))
+        assert created.status == 201, created.content()
+    alerts = re.search(r'<p class="alert-flag".*?</p>',
+                       doctor.get(f"/patients/{site.patient_id}").text, re.S)
+    assert alerts and "Falls risk" in alerts.group(0)
+    assert "Resolved sepsis alert" not in alerts.group(0)
 
 
 def test_vital_signs_are_checked_before_saving(site: Site, doctor: TestClient) -> None:
