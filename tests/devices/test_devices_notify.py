@@ -11,6 +11,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -22,13 +23,19 @@ from device_helpers import reading_time
 from medarchive.app import Services, build_devices
 from medarchive.devices.alerts import HEADERS, check_patients
 from medarchive.devices.batch import ingest_readings
-from medarchive.devices.notify import MqttTopic, Notifier, Webhook, build_notifier, note_failure
+from medarchive.devices.notify import MqttTopic, Notifier, Webhook, build_notifier
+from medarchive.devices.outbox import Outbox
 from medarchive.service.request import FhirRequest
 
 NORMAL = {"heart_rate": 70, "respiratory_rate": 16, "spo2": 97, "temperature": 37}
 MEDIUM = {**NORMAL, "heart_rate": 135, "respiratory_rate": 26}  # HR 3 + RR 3 = 6
 HIGH = {**MEDIUM, "spo2": 90}  # + SpO2 3 = 9
 BROKER = ("127.0.0.1", 1883)
+
+
+def now() -> str:
+    """The time of an alert raised now (older ones are past the outbox's max age)."""
+    return datetime.now(UTC).isoformat()
 
 
 def send(services: Services, minute: int, values: dict[str, float]) -> str:
@@ -165,7 +172,7 @@ def test_only_a_rise_tells_the_care_team(services: Services) -> None:
     again (told): a notification per threshold crossed upwards, not per reading."""
     patient = the_patient(services)
     add_care_team(services, patient)
-    notifier = Notifier([])
+    notifier = Notifier([], Outbox(services.router))
     risks = []
     for minute, values in enumerate((MEDIUM, HIGH, HIGH, MEDIUM, NORMAL, NORMAL, MEDIUM)):
         send(services, minute, values)
@@ -194,9 +201,9 @@ def test_low_medium_rising_to_medium_is_a_new_alert(services: Services) -> None:
 def test_the_webhook_receives_the_stored_communication(services: Services,
                                                        receiver: Receiver) -> None:
     patient = send(services, 0, MEDIUM)
-    notifier = Notifier([Webhook(receiver.url)])
+    notifier = Notifier([Webhook(receiver.url)], Outbox(services.router))
     try:
-        check_patients(services.router, [patient], "2024-05-01T12:00:30Z", notifier=notifier)
+        check_patients(services.router, [patient], now(), notifier=notifier)
         notifier.wait()
     finally:
         notifier.close()
@@ -206,18 +213,19 @@ def test_the_webhook_receives_the_stored_communication(services: Services,
     sent = orjson.loads(body)
     assert (sent["resourceType"], sent["id"]) == ("Communication", message["id"])
     assert notifier.delivered == 1 and notifier.failed == 0
+    assert message["status"] == "completed"  # out of the outbox
+    assert [n["text"] for n in message["note"]] == [f"Delivered to {notifier.channels[0].name}"]
 
 
 def test_a_failing_webhook_neither_blocks_nor_loses_the_alert(
         services: Services, receiver: Receiver, caplog: pytest.LogCaptureFixture) -> None:
     receiver.status, receiver.hold = 503, True
     patient = send(services, 0, MEDIUM)
-    notifier = Notifier([Webhook(receiver.url)], attempts=3, backoff_s=0,
-                        on_failure=note_failure(services.router))
+    notifier = Notifier([Webhook(receiver.url)], Outbox(services.router), attempts=3,
+                        backoff_s=0)
     try:
         with caplog.at_level(logging.WARNING, "medarchive.devices.notify"):
-            check_patients(services.router, [patient], "2024-05-01T12:00:30Z",
-                           notifier=notifier)
+            check_patients(services.router, [patient], now(), notifier=notifier)
             assert not receiver.answered.is_set()  # returned while the channel hangs
             assert len(current(services, "Flag")) == 1
             assert len(current(services, "Communication")) == 1
@@ -230,6 +238,7 @@ def test_a_failing_webhook_neither_blocks_nor_loses_the_alert(
     [message] = current(services, "Communication")
     [note] = message["note"]
     assert note["text"].startswith("Not delivered to webhook 127.0.0.1:")
+    assert message["status"] == "in-progress"  # still in the outbox: a later scan sends it
 
 
 def test_the_materializer_delivers_to_the_configured_webhook(services: Services,
@@ -244,6 +253,7 @@ def test_the_materializer_delivers_to_the_configured_webhook(services: Services,
     assert pipeline.materializer.run_once().alerts == 1
     assert pipeline.materializer.notifier is not None
     pipeline.materializer.notifier.wait()
+    pipeline.close()
     [(_, body)] = receiver.bodies
     assert orjson.loads(body)["id"] == current(services, "Communication")[0]["id"]
 
@@ -283,11 +293,12 @@ def test_the_mqtt_topic_receives_the_stored_communication(services: Services) ->
                                                          arrived.set())
     listener.connect(*BROKER)
     listener.loop_start()
-    notifier = Notifier([MqttTopic("mqtt://127.0.0.1:1883", topic, f"alerts-{run}")])
+    notifier = Notifier([MqttTopic("mqtt://127.0.0.1:1883", topic, f"alerts-{run}")],
+                        Outbox(services.router))
     try:
         assert subscribed.wait(10)
         patient = send(services, 0, HIGH)
-        check_patients(services.router, [patient], "2024-05-01T12:00:30Z", notifier=notifier)
+        check_patients(services.router, [patient], now(), notifier=notifier)
         notifier.wait()
         assert notifier.delivered == 1
         assert arrived.wait(10)

@@ -11,7 +11,9 @@ reading. When the risk rose, the care team is told: a Communication (category al
 by risk, about the Flag and the Observations scored) addressed to the patient's active
 CareTeams and their members is written in the same transaction Bundle as the Flag (so neither
 exists without the other, both validated and audited on the service path), then, after the
-commit, handed to the ``devices.notify.Notifier`` for the outbound channels. A patient without
+commit, handed to the ``devices.notify.Notifier`` for the outbound channels; with channels it
+is written ``in-progress``, the record's mark that it is still to be delivered
+(``devices.outbox``), else ``completed``. A patient without
 an active CareTeam still gets the Communication, with no recipient and a warning in the log.
 """
 
@@ -178,6 +180,8 @@ def check_patients(router: Router, patients: Iterable[str], when: str,
                 recipients = care_team(router, patient, when)
                 communication = alert_communication(news, patient, flag_url, when, vitals,
                                                     recipients, sources)
+                if notifier is not None and notifier.channels:  # in the outbox till sent
+                    communication["status"] = "in-progress"
                 entries.append({"resource": communication,
                                 "request": {"method": "POST", "url": "Communication"}})
         outcome = _transaction(router, entries, actor)

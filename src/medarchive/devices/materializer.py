@@ -209,6 +209,8 @@ class Materializer:
         self._thread = threading.Thread(target=self.run, name="device-materializer",
                                         daemon=True)
         self._thread.start()
+        if self.notifier is not None and self.alerts and self.shard[0] == 0:
+            self.notifier.start()  # alerts undelivered when a process stopped: outbox scan
 
     def stop(self, timeout: float = 30) -> None:
         self._stop.set()

@@ -1,17 +1,19 @@
 """Delivery of NEWS2 alert Communications to the systems that reach the care team.
 
-The Communication (``devices.alerts``) is already in the record, committed with its Flag; this
-module hands it, after the commit, to outbound channels so a pager gateway or the ward's
-dashboard receives it: an HTTP webhook (``alert_webhook_url``: POST of the Communication as
-``application/fhir+json``) and an MQTT topic (``alert_mqtt_topic`` on the ``mqtt_url`` broker
-the device subscriber uses; QoS 1, paho-mqtt as in ``devices.mqtt``). A ``Notifier`` queues the
-Communications and sends them from its own thread, so the materializer never waits for a
-channel; each channel is tried ``attempts`` times (each with a ``timeout_s`` timeout, waiting
-1, 2, 4... times ``backoff_s`` between tries). A channel that still fails is logged as an
-error and recorded on the Communication itself (a ``note`` saying which channel failed and
-why, written through the service path as the system), where the ward and an audit find it.
-Delivery is at least once and in memory: a Communication queued when the process stops is in
-the record but not re-sent.
+The Communication (``devices.alerts``) is already in the record, committed with its Flag
+(``in-progress`` while it still has to go out); this module hands it, after the commit, to
+outbound channels so a pager gateway or the ward's dashboard receives it: an HTTP webhook
+(``alert_webhook_url``: POST of the Communication as ``application/fhir+json``) and an MQTT
+topic (``alert_mqtt_topic`` on the ``mqtt_url`` broker the device subscriber uses; QoS 1,
+paho-mqtt as in ``devices.mqtt``). A ``Notifier`` sends from its own thread, so the
+materializer never waits for a channel; each channel is tried ``attempts`` times (each with a
+``timeout_s`` timeout, waiting 1, 2, 4... times ``backoff_s`` between tries). The record is the
+queue (``devices.outbox``): each Communication is claimed before it is sent and its outcome
+written back (``completed`` when every channel accepted it; a channel that still fails is
+logged as an error and noted on the Communication, which stays ``in-progress``). At start and
+every ``scan_s`` seconds the Notifier sends what the record says is undelivered (a process
+stopped before sending it, or a channel was down), until ``max_age_s`` after it was sent.
+Delivery is at least once.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -28,17 +31,19 @@ from urllib.parse import urlparse
 import orjson
 import paho.mqtt.client as mqtt
 
-from medarchive.service.request import FhirRequest
+from medarchive.devices.outbox import Outbox, delivered_to
 
 log = logging.getLogger(__name__)
 QUEUE_SIZE = 1000  # Communications waiting for delivery; more are logged and not sent
 FHIR_JSON = "application/fhir+json"
+SCAN = "scan"  # queued by start: scan the outbox first
 
 
 class Channel(Protocol):
     """Where a Communication goes; ``send`` raises when it did not arrive."""
 
     name: str
+    timeout_s: float
 
     def send(self, body: bytes) -> None: ...
 
@@ -119,48 +124,67 @@ class MqttTopic:
 
 
 class Notifier:
-    """Sends queued Communications to ``channels`` from a thread of its own (started at the
-    first ``deliver``); ``on_failure(communication, channel name, error text)`` records a
-    channel that failed every attempt."""
+    """Sends NEWS2 alert Communications to ``channels`` from a thread of its own, taking them
+    through ``outbox`` (``devices.outbox``): those handed over after their commit
+    (``deliver``) and, from ``start`` on, every ``scan_s`` seconds those the record says are
+    still undelivered (written by a process that stopped, or failed here before)."""
 
-    def __init__(self, channels: Sequence[Channel], *, attempts: int = 3,
-                 backoff_s: float = 1.0,
-                 on_failure: Callable[[dict[str, Any], str, str], None] | None = None) -> None:
+    def __init__(self, channels: Sequence[Channel], outbox: Outbox, *, attempts: int = 3,
+                 backoff_s: float = 1.0, scan_s: float = 60.0) -> None:
         self.channels = list(channels)
+        self.outbox = outbox
         self.attempts = max(attempts, 1)
         self.backoff_s = backoff_s
-        self.on_failure = on_failure
+        self.scan_s = scan_s
         self.delivered = 0
         self.failed = 0
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(QUEUE_SIZE)
+        self._queue: queue.Queue[dict[str, Any] | str | None] = queue.Queue(QUEUE_SIZE)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def deliver(self, communication: dict[str, Any]) -> None:
-        """Queue ``communication`` (stored already) for every channel; never waits."""
+    def lease_s(self) -> float:
+        """How long one delivery may take (every attempt timing out, with the waits between,
+        plus a margin): a claim younger than this is left to its process."""
+        waits = self.backoff_s * (2 ** (self.attempts - 1) - 1)
+        tries = sum(2 * channel.timeout_s for channel in self.channels) * self.attempts
+        return 30.0 + tries + waits * len(self.channels)
+
+    def start(self) -> None:
+        """Run the delivery thread, which first scans the outbox (when there are channels)."""
+        if self._begin():
+            self._queue.put(SCAN)
+
+    def _begin(self) -> bool:
         if not self.channels:
-            return
+            return False
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="alert-delivery",
                                                 daemon=True)
                 self._thread.start()
+        return True
+
+    def deliver(self, communication: dict[str, Any]) -> None:
+        """Queue ``communication`` (just committed) for every channel; never waits. One not
+        queued (the queue is full) stays in the outbox for a later scan."""
+        if not self._begin():
+            return
         try:
             self._queue.put_nowait(communication)
         except queue.Full:
-            log.error("alert delivery queue full: Communication/%s is stored but not sent",
-                      communication.get("id"))
+            log.error("alert delivery queue full: Communication/%s is stored and left to the "
+                      "next outbox scan", communication.get("id"))
 
     def wait(self) -> None:
-        """Until every queued Communication was sent or given up (for tests and shutdown)."""
+        """Until everything queued (the start scan included) was handled (tests, shutdown)."""
         self._queue.join()
 
     def close(self, timeout: float = 10.0) -> None:
         """Send what is queued (one attempt each from now on; waiting at most ``timeout`` s),
-        stop, and close the channels."""
+        stop, and close the channels; what is left stays in the outbox."""
         if self._thread is not None:
-            self._stop.set()  # no more waiting between attempts
+            self._stop.set()  # no more waiting between attempts, no more scans
             with contextlib.suppress(queue.Full):
                 self._queue.put(None, timeout=timeout)
             self._thread.join(timeout)
@@ -168,18 +192,66 @@ class Notifier:
             channel.close()
 
     def _run(self) -> None:
+        next_scan = time.monotonic() + self.scan_s
         while True:
-            communication = self._queue.get()
             try:
-                if communication is None:
+                item = self._queue.get(timeout=max(next_scan - time.monotonic(), 0))
+            except queue.Empty:
+                self._guarded(self.scan)
+                next_scan = time.monotonic() + self.scan_s
+                continue
+            try:
+                if item is None:
                     return
-                body = orjson.dumps(communication)
-                for channel in self.channels:
-                    self._send(channel, communication, body)
+                if item == SCAN:
+                    self._guarded(self.scan)
+                    next_scan = time.monotonic() + self.scan_s
+                elif isinstance(item, dict):
+                    self._guarded(self._handle, item)
             finally:
                 self._queue.task_done()
 
-    def _send(self, channel: Channel, communication: dict[str, Any], body: bytes) -> None:
+    def _guarded(self, work: Callable[..., Any], *args: Any) -> None:
+        try:
+            work(*args)
+        except Exception:  # the store or the service path failed: the outbox keeps it
+            log.exception("alert delivery failed; undelivered Communications stay in the "
+                          "outbox for the next scan")
+
+    def scan(self) -> int:
+        """Send the undelivered Communications of the outbox, oldest ``sent`` first, giving
+        up those older than its ``max_age_s``; returns how many were settled here."""
+        settled = 0
+        for communication in self.outbox.due(self.lease_s()):
+            if self._stop.is_set():
+                break
+            settled += self._take(communication)
+        return settled
+
+    def _handle(self, written: dict[str, Any]) -> None:
+        """A Communication handed over at its commit: sent unless another process took it
+        or changed it since (then the outbox has it)."""
+        current = self.outbox.read(str(written["id"]))
+        if current is not None and \
+                current.get("meta", {}).get("versionId") == written["meta"]["versionId"]:
+            self._take(current)
+
+    def _take(self, communication: dict[str, Any]) -> int:
+        if self.outbox.expired(communication):
+            self.outbox.expire(communication)
+            return 0
+        claimed = self.outbox.claim(communication)
+        if claimed is None:
+            return 0  # another process has it
+        body = orjson.dumps(claimed)
+        done = delivered_to(claimed)
+        outcomes = {channel.name: self._send(channel, claimed, body)
+                    for channel in self.channels if channel.name not in done}
+        self.outbox.settle(claimed, outcomes, [channel.name for channel in self.channels])
+        return 1
+
+    def _send(self, channel: Channel, communication: dict[str, Any], body: bytes) -> str:
+        """Try ``channel`` up to ``attempts`` times; "" when it accepted, else the error."""
         error = ""
         for attempt in range(self.attempts):
             if attempt:
@@ -193,43 +265,17 @@ class Notifier:
                             self.attempts, error)
                 continue
             self.delivered += 1
-            return
+            return ""
         self.failed += 1
-        log.error("alert delivery of Communication/%s to %s failed after %d attempts: %s",
-                  communication.get("id"), channel.name, self.attempts, error)
-        if self.on_failure is not None:
-            try:
-                self.on_failure(communication, channel.name, error)
-            except Exception:
-                log.exception("could not record the failed delivery of Communication/%s",
-                              communication.get("id"))
-
-
-def note_failure(router: Any) -> Callable[[dict[str, Any], str, str], None]:
-    """An ``on_failure`` that adds a note (R4 Communication.note) to the stored
-    Communication, through ``router`` as the system: read, append, update."""
-    headers = {"content-type": FHIR_JSON, "accept": FHIR_JSON}
-
-    def record(communication: dict[str, Any], channel: str, error: str) -> None:
-        path = f"Communication/{communication['id']}"
-        response = router.handle(FhirRequest("GET", path, headers=headers))
-        if response.status != 200:
-            raise OSError(f"GET {path}: HTTP {response.status}")
-        current = orjson.loads(response.content())
-        note = {"time": router.repository.now().isoformat(),
-                "text": f"Not delivered to {channel}: {error}"}
-        current["note"] = [*current.get("note", ()), note]
-        response = router.handle(FhirRequest("PUT", path, body=orjson.dumps(current),
-                                             headers=headers))
-        if response.status >= 300:
-            raise OSError(f"PUT {path}: HTTP {response.status}")
-
-    return record
+        log.error("alert delivery of Communication/%s to %s failed after %d attempts: %s; "
+                  "it stays in the outbox", communication.get("id"), channel.name,
+                  self.attempts, error)
+        return error
 
 
 def build_notifier(settings: Any, router: Any) -> Notifier:
-    """The channels ``settings`` name (none: a Notifier that sends nothing), recording
-    failures on the Communication through ``router``."""
+    """The channels ``settings`` name (none: a Notifier that sends nothing), with the outbox
+    in the store of ``router``."""
     channels: list[Channel] = []
     if settings.alert_webhook_url:
         channels.append(Webhook(settings.alert_webhook_url))
@@ -238,5 +284,6 @@ def build_notifier(settings: Any, router: Any) -> Notifier:
             raise ValueError("alert_mqtt_topic needs mqtt_url (the broker to publish to)")
         channels.append(MqttTopic(settings.mqtt_url, settings.alert_mqtt_topic,
                                   f"{settings.mqtt_client_id}-alerts"))
-    return Notifier(channels, attempts=settings.alert_delivery_attempts,
-                    on_failure=note_failure(router))
+    return Notifier(channels, Outbox(router, max_age_s=settings.alert_delivery_max_age_s),
+                    attempts=settings.alert_delivery_attempts,
+                    scan_s=settings.alert_delivery_scan_s)
