@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from medarchive.errors import Issue
 from medarchive.service.repository import Repository, Validator
 from medarchive.service.router import Limits, Router
-from medarchive.settings import Settings, load_settings
+from medarchive.settings import Settings, is_loopback, load_settings
 from medarchive.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -120,9 +120,10 @@ def build_services(settings: Settings, *, store: Store | None = None, spec: Any 
                     limits=Limits.from_settings(settings), capability=capability)
     if security is not None:  # one guard authorizes and audits every interaction
         repository.guard = router.guard = security.guard
-        from medarchive.security.audit_reads import answer
+        from medarchive.security.audit_reads import answer, search
         trail, base = security.trail, security.tokens.issuer
         router.audit_events = lambda parts: answer(trail, base, parts)
+        router.audit_search = lambda params: search(trail, base, params)  # batch entries
     return Services(settings, spec, store, repository, router, security)
 
 
@@ -295,7 +296,7 @@ def asgi_factory() -> Starlette:
     collection, about one every few thousand requests, measured with security on)."""
     settings = load_settings()
     logging.basicConfig(level=settings.log_level.upper())
-    if settings.auth == "off" and settings.host not in ("127.0.0.1", "::1", "localhost"):
+    if settings.auth == "off" and not is_loopback(settings.host):
         raise RuntimeError("MEDARCHIVE_AUTH=off: refusing to serve on a non-loopback address")
     app = create_app(settings)
     gc.collect()

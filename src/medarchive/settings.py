@@ -8,6 +8,7 @@ names), environment variables (``MEDARCHIVE_`` + the name in upper case) and CLI
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -193,15 +194,6 @@ class Settings:
         default=3, metadata={"help": "NEWS2 alerts: tries per channel (5 s timeout each, "
                                      "waiting 1, 2, 4... s between) before the failure is "
                                      "logged and noted on the Communication."})
-    alert_delivery_scan_s: float = field(
-        default=60.0, metadata={"help": "NEWS2 alerts: how often (s) the notifier sends the "
-                                        "alert Communications the record says are undelivered "
-                                        "(in-progress), besides at start (docs/ingestion.md)."})
-    alert_delivery_max_age_s: float = field(
-        default=14_400.0, metadata={"help": "NEWS2 alerts: an alert Communication still "
-                                            "undelivered this many seconds after it was sent "
-                                            "is given up (status stopped, noted, logged as an "
-                                            "error)."})
     # -- backup and restore (issue 5; docs/operations.md) --
     backup_dir: str = field(
         default="var/backups", metadata={"help": "Folder of backups (medarchive backup create "
@@ -269,8 +261,36 @@ class Settings:
                                               "(local[N], spark://HOST:7077, yarn...)."})
 
     def public_base(self) -> str:
+        """``base_url``, else the URL the server listens on (an IPv6 address in brackets)."""
         scheme = "https" if self.tls_cert else "http"
-        return (self.base_url or f"{scheme}://{self.host}:{self.port}").rstrip("/")
+        return (self.base_url or f"{scheme}://{url_host(self.host)}:{self.port}").rstrip("/")
+
+
+def url_host(host: str) -> str:
+    """``host`` as the host part of a URL: an IPv6 literal in brackets (RFC 3986 §3.2.2,
+    a zone id escaped as ``%25``, RFC 6874), anything else as it is."""
+    bare = host.strip("[]")
+    try:
+        address = ipaddress.ip_address(bare)
+    except ValueError:
+        return host
+    if address.version == 6:
+        return "[" + bare.replace("%", "%25") + "]"
+    return bare
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` is ``localhost`` or a loopback address: 127.0.0.0/8 (RFC 1122
+    §3.2.1.3), ``::1`` and IPv4-mapped 127/8 (``::ffff:127.0.0.2``)."""
+    bare = host.strip("[]").lower()
+    if bare == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(bare)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
 def setting_names() -> list[str]:

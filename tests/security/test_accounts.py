@@ -19,7 +19,7 @@ def test_lock_back_off() -> None:
     assert [lock_seconds(n) for n in (1, 4, 5, 6, 7, 20)] == [0, 0, 30, 60, 120, 3600]
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_login_lockout_and_reset(security: Security, clock: Any) -> None:
     accounts = security.accounts
     accounts.add_user("alice", "physician", PASSWORD)
@@ -44,7 +44,7 @@ def test_login_lockout_and_reset(security: Security, clock: Any) -> None:
         accounts.authenticate("nobody", PASSWORD)
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_totp_second_factor(security: Security, clock: Any) -> None:
     accounts = security.accounts
     accounts.add_user("dora", "nurse", PASSWORD)

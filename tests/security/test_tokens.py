@@ -127,12 +127,12 @@ def test_revocation_lookup_is_reused_briefly(security: Security, clock: Any,
     TokenService on the same database) once the window has passed."""
     tokens = security.tokens
     lookups: list[str] = []
-    used = tokens.used
+    revoked = tokens._revoked
 
-    def counting(jti: str, grant_key: str = "") -> bool:
+    def counting(jti: str, claims: dict[str, Any]) -> bool:
         lookups.append(jti)
-        return used(jti, grant_key)
-    monkeypatch.setattr(tokens, "used", counting)
+        return revoked(jti, claims)
+    monkeypatch.setattr(tokens, "_revoked", counting)
     token = _token(security)
     claims = tokens.verify(token)
     tokens.verify(token)

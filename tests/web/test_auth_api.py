@@ -178,6 +178,25 @@ def test_introspection_and_revocation(client: TestClient, services: Services) ->
     assert client.get("/fhir/Patient/p1", headers=bearer(token)).status_code == 401
 
 
+def test_revocation_is_the_api_logout_and_is_audited(client: TestClient,
+                                                     services: Services) -> None:
+    info, secret = services.security.accounts.add_client("lab", "system/*.rs")
+    creds = {"client_id": info.client_id, "client_secret": secret}
+    token = client.post("/auth/token", headers=FORM, data={
+        "grant_type": "client_credentials", **creds}).json()["access_token"]
+    assert client.post("/auth/revoke", headers=FORM, data={
+        "token": token, "client_id": info.client_id, "client_secret": "wrong"}
+                       ).status_code == 401
+    assert client.post("/auth/revoke", headers=FORM,
+                       data={"token": token, **creds}).status_code == 200
+    logouts = [e for _, e in services.security.trail.events(limit=10_000)
+               if e["subtype"][0]["code"] == "110123"]
+    assert [(e["outcome"], e["action"]) for e in logouts] == [("4", "E"), ("0", "E")]
+    assert logouts[1]["agent"][0]["who"]["identifier"]["value"] == info.client_id
+    assert "access token revoked" in logouts[1]["outcomeDesc"]
+    assert logouts[1]["agent"][0]["network"]["address"] == "testclient"
+
+
 def test_expired_token_is_refused_over_http(client: TestClient, services: Services,
                                            clock: Clock) -> None:
     token = client_token(client, services, "system/*.rs")

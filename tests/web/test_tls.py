@@ -148,6 +148,29 @@ def test_refusals_are_audited_with_the_proxied_address(server: int, certs: Path,
     assert refused() == ["203.0.113.9"]
 
 
+def test_ui_session_cookie_is_secure_over_tls(server: int, certs: Path, served: Path) -> None:
+    """Over TLS the session (and CSRF) cookies carry ``Secure``: a browser never sends them
+    over plain HTTP (tests/web/ui/test_ui_sessions.py: not over plain HTTP)."""
+    import re
+    password = "a long enough passphrase"
+    added = CliRunner().invoke(app, ["--database-url", f"sqlite:///{served / 'db.sqlite'}",
+                                     "users", "add", "tlsdoc", "--role", "physician",
+                                     "--password-stdin"], input=password + "\n")
+    assert added.exit_code == 0, added.output
+    with httpx.Client(base_url=f"https://localhost:{server}",
+                      verify=trusting(certs / "ca.pem"), timeout=60) as browser:
+        page = browser.get("/login")
+        assert "secure" in page.headers["set-cookie"].lower()  # the CSRF cookie
+        found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert found
+        login = browser.post("/login", data={"username": "tlsdoc", "password": password,
+                                             "csrf_token": found.group(1)})
+    assert login.status_code == 303, login.text
+    cookie = next(c for c in login.headers.get_list("set-cookie") if c.startswith("ma_session="))
+    attributes = [a.strip().lower() for a in cookie.split(";")]
+    assert "secure" in attributes and "httponly" in attributes and "samesite=strict" in attributes
+
+
 def test_certificate_is_really_checked(server: int, certs: Path) -> None:
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         httpx.get(f"https://localhost:{server}/fhir/metadata",

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from medarchive.cli.context import console, state
-from medarchive.settings import ENV_PREFIX, Settings
+from medarchive.settings import ENV_PREFIX, Settings, is_loopback, url_host
 from medarchive.web.tls import uvicorn_context
 
 
@@ -45,15 +45,15 @@ def serve(
     if cli.config:
         os.environ[ENV_PREFIX + "CONFIG"] = str(cli.config)
     if settings.auth == "off":  # security off is for a developer's own machine only
-        if settings.host not in ("127.0.0.1", "::1", "localhost"):
+        if not is_loopback(settings.host):
             console.print(f"[bold red]error:[/] MEDARCHIVE_AUTH=off: refusing to bind to "
-                          f"{settings.host}; only loopback (127.0.0.1, ::1) is allowed",
+                          f"{settings.host}; only loopback (127.0.0.0/8, ::1) is allowed",
                           highlight=False)
             raise typer.Exit(2)
         console.print("[bold yellow]WARNING:[/] authentication is OFF (MEDARCHIVE_AUTH=off); "
                       "local development only", highlight=False)
     scheme = "https" if tls else "http"
-    base = f"{scheme}://{settings.host}:{settings.port}"
+    base = f"{scheme}://{url_host(settings.host)}:{settings.port}"
     console.print(f"MedArchive on [bold]{base}[/]  (database {settings.database_url})")
     if tls:
         console.print(f"  TLS:        {tls}, certificate {settings.tls_cert}")

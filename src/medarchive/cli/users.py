@@ -1,8 +1,10 @@
 """``medarchive users``: people's accounts (add, list, disable, enable, reset, totp).
 
 Works directly on the security tables of the configured database (migration 0004); the
-server picks changes up on the next login. Passwords are read from stdin, never from the
-command line, where they would end up in shell history and process listings.
+server picks changes up on the next login (a disabled user's tokens at their next revocation
+check). Passwords are read from stdin, never from the command line, where they would end up in
+shell history and process listings. Each change and its AuditEvent are one transaction
+(``admin_change``); a refused change is audited as a failure.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -42,21 +44,81 @@ def accounts(db: object):  # type: ignore[no-untyped-def]
     return Accounts(db, utc_now)  # type: ignore[arg-type]
 
 
+def cli_actor():  # type: ignore[no-untyped-def]
+    """The actor of a command: the local operating-system user, as ``cli:<name>``."""
+    import getpass
+
+    from medarchive.security.actor import Actor
+    return Actor("system", f"cli:{getpass.getuser()}", "administrator", ())
+
+
 def audit_admin(db: object, detail: str) -> None:
     """Record an administrative change in the audit trail (as the local operating-system user);
     raises if it cannot be written, so the command fails loudly."""
-    import getpass
-
     from medarchive.app import utc_now
-    from medarchive.security.actor import Actor
     from medarchive.security.audit import AuditTrail
     from medarchive.security.audit_events import audit_event
-    who = Actor("system", f"cli:{getpass.getuser()}", "administrator", ())
     trail = AuditTrail(db, utc_now)  # type: ignore[arg-type]
     try:
-        trail.record(audit_event(who, "admin", utc_now(), status=200, detail=detail))
+        trail.record(audit_event(cli_actor(), "admin", utc_now(), status=200, detail=detail))
     finally:
         trail.close()  # its writer indexes the event before the database is closed
+
+
+class Joined:
+    """The database ``db`` seen through one open write transaction ``cur``: ``writing`` and
+    ``reading`` both reuse it, so objects written against a Database (Accounts, Access, Apps)
+    make their changes, and see them, inside the caller's transaction. ``detail``: what the
+    change's AuditEvent will say (the block may add to it, e.g. a new client's id)."""
+
+    def __init__(self, db: Any, cur: Any, detail: str) -> None:
+        self.detail = detail
+        self.dialect = db.dialect
+        self.encryption = db.encryption
+        self.sql = db.sql
+        self._cur = cur
+
+    @contextmanager
+    def writing(self) -> Iterator[Any]:
+        yield self._cur
+
+    reading = writing
+
+    def close(self) -> None:
+        """The transaction's owner closes the database."""
+
+
+def refusal_status(exc: BaseException) -> int:
+    """The HTTP-like status an audited refusal records (4xx: the request was wrong)."""
+    from medarchive.errors import FhirError
+    return exc.status if isinstance(exc, FhirError) else 400
+
+
+@contextmanager
+def admin_change(db: Any, interaction: str, detail: str) -> Iterator[Joined]:
+    """One write transaction for an administrative change and its AuditEvent (docs/security.md
+    "Fail closed": no change without its record, no record of a change that did not happen).
+    The block makes its changes through the yielded database; when it raises, they roll back
+    and the refusal is recorded as a failure (outcome 4, the reason in ``outcomeDesc``)
+    before the error goes on. ``interaction``: ``admin`` or ``export``."""
+    from medarchive.app import utc_now
+    from medarchive.security.audit import AuditTrail
+    from medarchive.security.audit_events import audit_event
+    trail = AuditTrail(db, utc_now)
+    try:
+        try:
+            with db.writing() as cur:
+                joined = Joined(db, cur, detail)
+                yield joined
+                trail.append(cur, [audit_event(cli_actor(), interaction, utc_now(),
+                                               status=200, detail=joined.detail)])
+        except Exception as exc:
+            trail.record(audit_event(cli_actor(), interaction, utc_now(),
+                                     status=refusal_status(exc),
+                                     detail=f"{detail} refused: {exc}"))
+            raise
+    finally:
+        trail.close()  # its writer indexes the events before the database is closed
 
 
 def read_password(from_stdin: bool) -> str:
@@ -74,9 +136,9 @@ def add(ctx: typer.Context, username: str,
             help="Patient id a patient user may see.")] = None) -> None:
     """Create a user with a role and a password (argon2id; see the policy in docs)."""
     password = read_password(password_stdin)
-    with reported(), security_db(ctx) as db:
-        user = accounts(db).add_user(username, role, password, patient_id=patient)
-        audit_admin(db, f"users add {username} role={role}")
+    with reported(), security_db(ctx) as db, \
+            admin_change(db, "admin", f"users add {username} role={role}") as joined:
+        user = accounts(joined).add_user(username, role, password, patient_id=patient)
     typer.echo(f"user {user.username} added with role {user.role}")
 
 
@@ -99,19 +161,20 @@ def list_users(ctx: typer.Context,
 
 @app.command("disable")
 def disable(ctx: typer.Context, username: str) -> None:
-    """Refuse all further logins of a user (existing tokens expire on their own)."""
-    with reported(), security_db(ctx) as db:
-        accounts(db).set_disabled(username, True)
-        audit_admin(db, f"users disable {username}")
+    """Refuse further logins of a user and revoke its tokens (UI sessions, access and refresh
+    tokens)."""
+    with reported(), security_db(ctx) as db, \
+            admin_change(db, "admin", f"users disable {username}") as joined:
+        accounts(joined).set_disabled(username, True)
     typer.echo(f"user {username} disabled")
 
 
 @app.command("enable")
 def enable(ctx: typer.Context, username: str) -> None:
     """Allow a disabled user to log in again."""
-    with reported(), security_db(ctx) as db:
-        accounts(db).set_disabled(username, False)
-        audit_admin(db, f"users enable {username}")
+    with reported(), security_db(ctx) as db, \
+            admin_change(db, "admin", f"users enable {username}") as joined:
+        accounts(joined).set_disabled(username, False)
     typer.echo(f"user {username} enabled")
 
 
@@ -120,9 +183,9 @@ def reset(ctx: typer.Context, username: str,
           password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False) -> None:
     """Set a new password and clear the lockout."""
     password = read_password(password_stdin)
-    with reported(), security_db(ctx) as db:
-        accounts(db).reset_password(username, password)
-        audit_admin(db, f"users reset {username}")
+    with reported(), security_db(ctx) as db, \
+            admin_change(db, "admin", f"users reset {username}") as joined:
+        accounts(joined).reset_password(username, password)
     typer.echo(f"password of {username} reset")
 
 
@@ -130,9 +193,9 @@ def reset(ctx: typer.Context, username: str,
 def totp(ctx: typer.Context, username: str) -> None:
     """Enrol a user in two-factor login; prints the otpauth:// URI for an authenticator app."""
     from medarchive.security.totp import provisioning_uri
-    with reported(), security_db(ctx) as db:
-        secret = accounts(db).enroll_totp(username)
-        audit_admin(db, f"users totp {username}")
+    with reported(), security_db(ctx) as db, \
+            admin_change(db, "admin", f"users totp {username}") as joined:
+        secret = accounts(joined).enroll_totp(username)
     typer.echo(provisioning_uri(secret, username))
 
 
@@ -150,13 +213,13 @@ def entitle(ctx: typer.Context, username: str,
             revoke: Annotated[bool, typer.Option(
                 "--revoke", help="Withdraw the labels instead.")] = False) -> None:
     """Entitle a user to see resources carrying security labels (or --revoke)."""
+    detail = f"users entitle {username} {'revoke' if revoke else 'grant'} {','.join(label)}"
     with reported(), security_db(ctx) as db:
-        if revoke:
-            access(db).revoke(username, label)
-        else:
-            access(db).entitle(username, label)
-        audit_admin(db, f"users entitle {username} {'revoke' if revoke else 'grant'} "
-                        f"{','.join(label)}")
+        with admin_change(db, "admin", detail) as joined:
+            if revoke:
+                access(joined).revoke(username, label)
+            else:
+                access(joined).entitle(username, label)
         now = access(db).entitlements(username)
     typer.echo(f"{username} is entitled to: {', '.join(now) or 'no labels'}")
 
@@ -172,8 +235,9 @@ def relate(ctx: typer.Context, username: str,
     with reported(), security_db(ctx) as db:
         for name, values in (("department", department), ("practitioner", practitioner)):
             if values is not None:
-                access(db).set_attribute(username, name, [v for v in values if v])
-                audit_admin(db, f"users relate {username} {name}={','.join(values)}")
+                with admin_change(db, "admin", f"users relate {username} "
+                                               f"{name}={','.join(values)}") as joined:
+                    access(joined).set_attribute(username, name, [v for v in values if v])
         found = access(db).attributes(username)
     for name, values in sorted(found.items()):
         typer.echo(f"{name}\t{','.join(values)}")

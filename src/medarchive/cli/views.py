@@ -3,13 +3,15 @@ views in the record (docs/analytics.md).
 
 ``views run VIEW`` takes a ViewDefinition file, or the name of a view stored in the record
 (``views add``) or shipped in the library; ``--input DIR`` reads a Bulk Data export (or any
-NDJSON) instead of the store. Output goes to ``--out`` or, for CSV and NDJSON, to stdout.
+NDJSON) instead of the store. Output goes to ``--out`` or, for CSV and NDJSON, to stdout. A
+run over the live store is an export AuditEvent, written before any row (``export_audit``).
 """
 
 from __future__ import annotations
 
 import sys
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from medarchive.cli.context import console, fail, reported, state
+from medarchive.cli.export_audit import exporting
 
 app = typer.Typer(help="SQL on FHIR views: run, store, list.", no_args_is_help=True)
 
@@ -84,7 +87,11 @@ def run(
             try:
                 model = parse_view(_load_view(services, view_ref))
                 columns = list(model.column_names)
-                with tempfile.TemporaryDirectory(prefix="medarchive-views-") as tmp:
+                audit = nullcontext() if input is not None else exporting(
+                    services, f"views run {view_ref} --engine {engine} --format {fmt}"
+                    + (f" --out {out}" if out else ""), f"view={view_ref} "
+                    f"resource={model.resource}")  # fail closed: audited before any row
+                with audit, tempfile.TemporaryDirectory(prefix="medarchive-views-") as tmp:
                     if input is not None:
                         paths = _ndjson_files(input)
                     else:

@@ -2,8 +2,9 @@
 
 ``build`` materialises every stored view plus the shipped library (``analytics.warehouse``):
 incrementally into the DuckDB file ``warehouse_path``, or with ``--engine spark`` into Parquet
-datasets (``<warehouse_path>.parquet/<view>/``) on the ``spark_master`` cluster. ``sql`` runs a
-query on the DuckDB warehouse and prints the result as a table (docs/analytics.md).
+datasets (``<warehouse_path>.parquet/<view>/``) on the ``spark_master`` cluster; it is an export
+AuditEvent, written before the build (``export_audit``). ``sql`` runs a query on the DuckDB
+warehouse and prints the result as a table (docs/analytics.md).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from medarchive.cli.context import console, fail, reported, state
+from medarchive.cli.export_audit import exporting
 
 app = typer.Typer(help="The analytics warehouse: build it, query it.", no_args_is_help=True)
 
@@ -54,19 +56,21 @@ def build(
         services = build_services(settings)
         try:
             views = _views(services.repository)
-            try:
-                postgres = settings.database_url.startswith("postgres")
-                reread = window if window is not None else (10_000 if postgres else 0)
-                target = settings.warehouse_path
-                if engine == "spark":
-                    from medarchive.analytics import spark_engine, spark_warehouse
-                    target += ".parquet"
-                    report = spark_warehouse.build_spark(
-                        services.repository, target, views,
-                        spark_engine.session(settings.spark_master), window=reread)
-                else:
-                    report = warehouse.build(services.repository, target, views,
-                                             window=reread)
+            try:  # fail closed: audited before the warehouse is touched
+                with exporting(services, f"warehouse build --engine {engine}",
+                               f"views={','.join(sorted(views))}"):
+                    postgres = settings.database_url.startswith("postgres")
+                    reread = window if window is not None else (10_000 if postgres else 0)
+                    target = settings.warehouse_path
+                    if engine == "spark":
+                        from medarchive.analytics import spark_engine, spark_warehouse
+                        target += ".parquet"
+                        report = spark_warehouse.build_spark(
+                            services.repository, target, views,
+                            spark_engine.session(settings.spark_master), window=reread)
+                    else:
+                        report = warehouse.build(services.repository, target, views,
+                                                 window=reread)
             except (ViewError, CannotCompile) as exc:
                 fail(str(exc))
         finally:

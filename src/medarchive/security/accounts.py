@@ -5,7 +5,9 @@ Users log in with a password (argon2id, ``passwords``) and, when enrolled, a TOT
 §5.2.2 rate limiting): after ``FREE_FAILURES`` failures each further one doubles the lock,
 from 30 s up to one hour; a success resets the count. Clients are OAuth 2.0 confidential
 clients for SMART Backend Services: a client secret (hashed like a password) and/or a JWKS of
-public keys for ``private_key_jwt``, and the scopes they may be granted.
+public keys for ``private_key_jwt``, and the scopes they may be granted. Disabling a user, and
+disabling, removing or re-keying a client, revokes the tokens issued to it so far (access
+tokens through a ``sec_jti`` mark, refresh tokens in ``sec_refresh``) in the same transaction.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Any
 from medarchive.errors import Conflict, NotFound, Unauthorized
 from medarchive.security import passwords, totp
 from medarchive.security.authz import ROLES
+from medarchive.security.refresh import revoke_holder
+from medarchive.security.tokens import REVOKED_CLIENT, REVOKED_USER, revoke_subject
 from medarchive.store.sql.database import Database
 
 FREE_FAILURES = 5
@@ -110,10 +114,16 @@ class Accounts:
         return [self.user(name) for name in names]
 
     def set_disabled(self, username: str, disabled: bool) -> None:
+        """Disable (or enable) a user. Disabling also revokes every token issued to the user
+        so far: access tokens (UI sessions included) are refused from their next check on,
+        refresh tokens at once; enabling again does not bring them back."""
         self.user(username)
         with self.db.writing() as cur:
             cur.execute(self._sql("UPDATE sec_user SET disabled = ? WHERE username = ?"),
                         (int(disabled), username))
+            if disabled:
+                revoke_subject(cur, self._sql, REVOKED_USER + username, self._time())
+                revoke_holder(cur, self._sql, "username", username)
 
     def reset_password(self, username: str, password: str) -> None:
         """New password; also clears failures and lockout."""
@@ -207,6 +217,61 @@ class Accounts:
             cur.execute("SELECT client_id FROM sec_client ORDER BY client_id")
             ids = [row[0] for row in cur.fetchall()]
         return [self.client(i) for i in ids]
+
+    def find_client(self, name_or_id: str) -> Client:
+        """The client with this id, or else the one client with this name; 404 when there is
+        none, ValueError when several clients share the name."""
+        try:
+            return self.client(name_or_id)
+        except NotFound:
+            pass
+        with self.db.reading() as cur:
+            cur.execute(self._sql("SELECT client_id FROM sec_client WHERE name = ?"),
+                        (name_or_id,))
+            ids = [row[0] for row in cur.fetchall()]
+        if not ids:
+            raise NotFound(f"no client {name_or_id!r}")
+        if len(ids) > 1:
+            raise ValueError(f"{len(ids)} clients are named {name_or_id!r}; give the client "
+                             f"id ({', '.join(sorted(ids))})")
+        return self.client(ids[0])
+
+    def _revoke_client_tokens(self, cur: Any, client_id: str) -> None:
+        revoke_subject(cur, self._sql, REVOKED_CLIENT + client_id, self._time())
+        revoke_holder(cur, self._sql, "client_id", client_id)
+
+    def set_client_disabled(self, client_id: str, disabled: bool) -> None:
+        """Disable (or enable) a client; disabling revokes its outstanding tokens (its own and
+        those its app users hold) and keeps it from getting new ones."""
+        self.client(client_id)
+        with self.db.writing() as cur:
+            cur.execute(self._sql("UPDATE sec_client SET disabled = ? WHERE client_id = ?"),
+                        (int(disabled), client_id))
+            if disabled:
+                self._revoke_client_tokens(cur, client_id)
+
+    def remove_client(self, client_id: str) -> None:
+        """Remove a client and its app registration, codes and launches; its outstanding
+        tokens are revoked."""
+        self.client(client_id)
+        with self.db.writing() as cur:
+            for table in ("sec_app", "sec_auth_code", "sec_launch", "sec_client"):
+                cur.execute(self._sql(f"DELETE FROM {table} WHERE client_id = ?"), (client_id,))
+            self._revoke_client_tokens(cur, client_id)
+
+    def rotate_secret(self, client_id: str) -> str:
+        """A new client secret (returned once, stored hashed); the old one stops working and
+        the client's outstanding tokens are revoked. ValueError for a client without secret
+        (``private_key_jwt`` only, or a public app)."""
+        if not self.client(client_id).has_secret:
+            raise ValueError(f"client {client_id} has no secret (it authenticates with "
+                             "private_key_jwt or is a public app)")
+        secret = secrets.token_urlsafe(32)
+        with self.db.writing() as cur:
+            cur.execute(self._sql("UPDATE sec_client SET secret_hash = ? WHERE client_id = ?"),
+                        (passwords.hash_password(secret), client_id))
+            self._revoke_client_tokens(cur, client_id)
+        return secret
 
     def check_client_secret(self, client_id: str, secret: str) -> Client:
         """The client when ``secret`` is its secret; 401 otherwise."""

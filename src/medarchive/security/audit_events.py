@@ -39,6 +39,8 @@ def audit_event(actor: Actor, interaction: str, when: datetime, *, status: int,
     1 (Person), role 1 (Patient) as IHE BALP does (searchable as ``patient``)."""
     subtype = ({"system": DICOM, "code": "110122", "display": "Login"}
                if interaction in ("login", "token") else
+               {"system": DICOM, "code": "110123", "display": "Logout"}
+               if interaction == "logout" else
                {"system": REST, "code": interaction})
     agent: dict[str, Any] = {
         "type": {"text": actor.kind},

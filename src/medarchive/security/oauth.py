@@ -231,22 +231,37 @@ class OAuthServer:
                                                            "client_id", "patient")
                                    if k in claims}, "token_type": "Bearer"}
 
-    def revoke(self, form: Mapping[str, str], headers: Mapping[str, str]) -> None:
+    def revoke(self, form: Mapping[str, str], headers: Mapping[str, str],
+               address: str | None = None) -> None:
         """RFC 7009 §2: revoke an access token, or a refresh token and its grant (any
         ``token_type_hint``: both kinds are looked for); unknown tokens are not an error.
-        Public apps identify themselves by ``client_id`` (RFC 7009 §2.1)."""
-        client = self.app_client(form, headers) if self.apps is not None \
-            else self.authenticate_client(form, headers)
+        Public apps identify themselves by ``client_id`` (RFC 7009 §2.1). This is the API's
+        logout: each call is an AuditEvent (subtype Logout; a refused one as a failure)."""
+        who = Actor("client", form.get("client_id") or "unknown", "none", (), address=address)
+        try:
+            client = self.app_client(form, headers) if self.apps is not None \
+                else self.authenticate_client(form, headers)
+        except FhirError as exc:
+            self._audit(who, "logout", exc.status, f"revocation refused: {exc}")
+            raise
+        who = Actor("client", client.client_id, client.role, (), client_id=client.client_id,
+                    address=address)
         try:
             claims = self.tokens.verify(form.get("token", ""))
         except Unauthorized:
-            if self.apps is not None:
-                self.apps.revoke(client, form.get("token", ""))
+            if self.apps is None or not self.apps.revoke(client, form.get("token", ""),
+                                                         address):
+                self._audit(who, "logout", 200, "revocation of an unknown or inactive token")
             return
+        owner = Actor(str(claims.get("kind", "client")), str(claims["sub"]),
+                      str(claims.get("role", "none")), (), client_id=client.client_id,
+                      address=address)
         if claims.get("client_id") not in (None, client.client_id):
+            self._audit(owner, "logout", 403, "revocation refused: another client's token")
             raise OAuthError("unauthorized_client", "a client may only revoke its own tokens",
                              403)
         self.tokens.revoke(str(claims["jti"]), int(claims["exp"]))
+        self._audit(owner, "logout", 200, "access token revoked")
 
     def app_client(self, form: Mapping[str, str], headers: Mapping[str, str]) -> Client:
         """The client of an app's request: authenticated as usual when it sends credentials;

@@ -144,3 +144,12 @@ class RefreshTokens:
         cur.execute(self._sql(
             "UPDATE sec_refresh SET state = ? WHERE grant_id = ? AND state <> ?"),
             (REVOKED, grant_id, REVOKED))
+
+
+def revoke_holder(cur: Any, sql: Callable[[str], str], column: str, value: str) -> None:
+    """Inside the caller's write transaction: no refresh token of the user (``column`` =
+    ``"username"``) or client (``"client_id"``) ``value`` works any more."""
+    if column not in ("username", "client_id"):
+        raise ValueError(f"no holder column {column!r}")
+    cur.execute(sql(f"UPDATE sec_refresh SET state = ? WHERE {column} = ? AND state <> ?"),
+                (REVOKED, value, REVOKED))

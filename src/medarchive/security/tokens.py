@@ -9,7 +9,9 @@ signature verified is remembered in a bounded LRU (``VerifiedTokens``), so a cli
 requests skip the RSA check. Expiry is checked on every request; a token found unrevoked in
 ``sec_jti`` is not looked up again for ``REVOCATION_RECHECK_S`` (a revocation made by this
 process takes effect at once, one made by another server process within that time, as
-entitlement changes do: ``access.PROFILE_TTL_S``).
+entitlement changes do: ``access.PROFILE_TTL_S``). Disabling a user or a client (``medarchive
+users disable``, ``clients disable|remove|rotate-secret``) revokes every token issued to it so
+far with one ``sec_jti`` row per subject (``revoke_subject``), found by the same lookup.
 """
 
 from __future__ import annotations
@@ -34,6 +36,20 @@ from medarchive.store.sql.database import Database
 ALGORITHM = "RS256"
 GRANT = "grant:"  # sec_jti key of a revoked app grant
 REVOCATION_RECHECK_S = 1  # how long "not revoked" is reused (server clock, seconds)
+REVOKED_USER = "revoked-user:"  # sec_jti key: the user's tokens issued until a cut-off
+REVOKED_CLIENT = "revoked-client:"  # sec_jti key: the client's tokens (its own and its apps')
+# A subject mark's ``expires`` is its cut-off plus this span (longer than any access token
+# lives), so one row holds both when it may be forgotten and which tokens it revokes.
+SUBJECT_SPAN_S = 400 * 86_400
+
+
+def revoke_subject(cur: Any, sql: Callable[[str], str], key: str, now: int) -> None:
+    """Inside the caller's write transaction: refuse every token of the subject ``key``
+    (``REVOKED_USER + username`` or ``REVOKED_CLIENT + client_id``) issued at or before
+    ``now``; tokens issued later (after the account is enabled again) are not affected."""
+    cur.execute(sql("DELETE FROM sec_jti WHERE jti = ?"), (key,))
+    cur.execute(sql("INSERT INTO sec_jti (jti, expires) VALUES (?, ?)"),
+                (key, now + SUBJECT_SPAN_S))
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,12 +213,26 @@ class TokenService:
         jti = str(claims["jti"])
         if self._unrevoked.get(jti, 0.0) <= now:
             seen = self._revocations
-            if self.used(jti, GRANT + str(claims.get("grant", ""))):
+            if self._revoked(jti, claims):
                 raise Unauthorized("the access token was revoked")
             if len(self._unrevoked) >= self._verified.size:
                 self._unrevoked.clear()
             if seen == self._revocations:  # no revocation here while it was looked up
                 self._unrevoked[jti] = now + REVOCATION_RECHECK_S
+
+    def _revoked(self, jti: str, claims: dict[str, Any]) -> bool:
+        """One indexed lookup: the token's ``jti``, its grant, and the marks of its user and
+        client (``revoke_subject``), which revoke it when it was issued by their cut-off."""
+        own = (jti, GRANT + str(claims.get("grant", "")))
+        user = REVOKED_USER + str(claims["sub"]) if claims.get("kind") == "user" else jti
+        client = REVOKED_CLIENT + str(claims["client_id"]) if claims.get("client_id") else jti
+        with self.db.reading() as cur:
+            cur.execute(self._sql("SELECT jti, expires FROM sec_jti WHERE jti IN (?, ?, ?, ?)"),
+                        (*own, user, client))
+            rows = cur.fetchall()
+        issued = int(claims["iat"])
+        return any(key in own or issued <= int(expires) - SUBJECT_SPAN_S
+                   for key, expires in rows)
 
     def _signed_claims(self, token: str) -> dict[str, Any]:
         """The claims of ``token`` once its header, RS256 signature, issuer and audience
@@ -258,9 +288,8 @@ class TokenService:
         most, so the mark can be forgotten after that)."""
         self.remember(GRANT + grant, int(self.now().timestamp()) + self.lifetime_s)
 
-    def used(self, jti: str, grant_key: str = "") -> bool:
-        """True when ``jti`` (or the revoked-grant key ``grant:ID``) was recorded."""
+    def used(self, jti: str) -> bool:
+        """True when the one-time id ``jti`` was recorded."""
         with self.db.reading() as cur:
-            cur.execute(self._sql("SELECT 1 FROM sec_jti WHERE jti IN (?, ?)"),
-                        (jti, grant_key or jti))
+            cur.execute(self._sql("SELECT 1 FROM sec_jti WHERE jti = ?"), (jti,))
             return cur.fetchone() is not None

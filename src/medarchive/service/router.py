@@ -113,6 +113,9 @@ class Router:
         # GET AuditEvent/<id>[/_history[/<version>]] from the audit trail (security on):
         # path parts after the type -> the resource (security.audit_reads.answer)
         self.audit_events: Callable[[list[str]], dict[str, Any]] | None = None
+        # GET AuditEvent?... and POST AuditEvent/_search from the audit trail (security on):
+        # search parameters -> the searchset Bundle (security.audit_reads.search)
+        self.audit_search: Callable[[list[tuple[str, str]]], dict[str, Any]] | None = None
         # extended operations installed by the composition root, by name ("$export"):
         # handler(request, resource type or None, id or None) -> FhirResponse
         self.operations: dict[str, Callable[[FhirRequest, str | None, str | None],
@@ -157,9 +160,14 @@ class Router:
                 return self.operations[first](request, None, None)
             if first.startswith("$"):
                 raise NotImplementedYet(f"operation {first} is not supported")
+            if first == "AuditEvent" and self.audit_search is not None and method == "GET":
+                return FhirResponse(200, resource=self.audit_search(list(request.query)))
             return self._type(request, method, self.repository.check_type(first))
         rtype = self.repository.check_type(first)
         second = parts[1]
+        if rtype == "AuditEvent" and self.audit_search is not None and parts[1:] == ["_search"]:
+            self._allow(method, "POST")
+            return FhirResponse(200, resource=self.audit_search(self._form_params(request)))
         if rtype == "AuditEvent" and self.audit_events is not None and method == "GET" \
                 and not second.startswith(("_", "$")) and parts[2:3] in ([], ["_history"]):
             return FhirResponse(200, resource=self.audit_events(parts[1:]))

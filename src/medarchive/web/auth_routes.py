@@ -115,7 +115,8 @@ def auth_routes(security: Security, fhir_prefix: str = "/fhir") -> list[BaseRout
     async def revoke(request: Request) -> Response:
         try:
             form = await _form(request)
-            await run_in_threadpool(oauth.revoke, form, dict(request.headers))
+            await run_in_threadpool(oauth.revoke, form, dict(request.headers),
+                                    _address(request))
         except FhirError as exc:
             return _oauth_error(exc)
         return Response(status_code=200, headers=NO_STORE)
@@ -133,22 +134,16 @@ def auth_routes(security: Security, fhir_prefix: str = "/fhir") -> list[BaseRout
 
 def audit_search(security: Security, actor: Actor, params: list[tuple[str, str]],
                  fhir_base: str) -> dict[str, Any]:
-    """``GET /fhir/AuditEvent``: the trail as a searchset Bundle (R4 §3.1.1), for actors
-    allowed to search AuditEvent (auditors). The R4 AuditEvent search parameters, ``_count``
-    (default 50, at most 1000), ``_sort=date|-date``, ``_offset``, ``_after`` (a record number)
-    and ``_summary=count`` (security/audit_index.py); record order by default, paged with
-    ``_after``. The search is itself audited."""
-    from urllib.parse import urlencode
-
+    """``GET /fhir/AuditEvent``: the trail as a searchset Bundle (``audit_reads.search``), for
+    actors allowed to search AuditEvent (auditors). The search is itself audited."""
+    from medarchive.security import audit_reads
     from medarchive.security.audit_events import audit_event
-    from medarchive.security.audit_index import parse_audit_search
 
-    status, found, total = 200, 0, None
+    status, found = 200, 0
     try:
         security.guard.policy.require(actor, "s", "AuditEvent")
-        search = parse_audit_search(params)
-        events, total = security.trail.search(search)
-        found = len(events) if total is None else total
+        bundle = audit_reads.search(security.trail, fhir_base, params)
+        found = int(bundle.get("total", len(bundle["entry"])))
     except FhirError as exc:
         status = exc.status
         raise
@@ -156,24 +151,6 @@ def audit_search(security: Security, actor: Actor, params: list[tuple[str, str]]
         security.trail.record(audit_event(
             actor, "search", security.trail.now(), status=status, count=found,
             query="AuditEvent?" + "&".join(f"{k}={v}" for k, v in params)))
-    kept = [(k, v) for k, v in params if k not in ("_offset", "_after", "_count")]
-
-    def link(**paging: int) -> str:
-        query = [*kept, ("_count", str(search.count))] + [(k, str(v)) for k, v in paging.items()
-                                                           if v]
-        return f"{fhir_base}/AuditEvent?{urlencode(query)}"
-    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
-    if total is not None:
-        bundle["total"] = total
-    bundle["link"] = [{"relation": "self", "url": link(_after=search.after,
-                                                        _offset=search.offset)}]
-    if total is None and search.count and len(events) == search.count:
-        paging = {"_after": events[-1][0]} if search.sort == "seq" else {
-            "_after": search.after, "_offset": search.offset + search.count}
-        bundle["link"].append({"relation": "next", "url": link(**paging)})
-    bundle["entry"] = [
-        {"fullUrl": f"{fhir_base}/AuditEvent/{seq}", "resource": {**event, "id": str(seq)},
-         "search": {"mode": "match"}} for seq, event in events]
     return bundle
 
 

@@ -60,6 +60,7 @@ class Site:
     family: str
     mrn: str
     password: str = PASSWORD
+    database_url: str = ""
 
     def login(self, client: TestClient, username: str = "doctor",
               password: str = PASSWORD) -> Any:
@@ -69,9 +70,11 @@ class Site:
                                            "csrf_token": token})
 
 
-def build_site(folder: Path, patients: int = 2) -> Site:
+def build_site(folder: Path, patients: int = 2, database_url: str | None = None) -> Site:
+    """The site on ``database_url`` (default: a SQLite file in ``folder``)."""
     clock = Clock()
-    settings = Settings(database_url=f"sqlite:///{folder}/ui.db", base_url="http://testserver")
+    settings = Settings(database_url=database_url or f"sqlite:///{folder}/ui.db",
+                        base_url="http://testserver")
     services = build_services(settings, now=clock)
     services.submit(reference_bundle(0))
     services.submit(install_bundle(), INSTALL_KEY)  # as `medarchive demo` does
@@ -96,7 +99,8 @@ def build_site(folder: Path, patients: int = 2) -> Site:
     patient = next(v.resource() for v in stored
                    if v.resource()["identifier"][0]["value"] == first["identifier"][0]["value"])
     return Site(services, create_app(settings, services=services), clock, secret,
-                patient["id"], patient["name"][0]["family"], patient["identifier"][0]["value"])
+                patient["id"], patient["name"][0]["family"], patient["identifier"][0]["value"],
+                database_url=settings.database_url)
 
 
 @pytest.fixture(scope="session")
@@ -104,6 +108,35 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     built = build_site(tmp_path_factory.mktemp("ui"))
     yield built
     built.services.close()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def backend_site(request: pytest.FixtureRequest,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """A site per SQL backend (for sessions, CSRF and accounts, where the store matters); on
+    PostgreSQL in a schema of its own, dropped afterwards."""
+    if request.param == "sqlite":
+        built = build_site(tmp_path_factory.mktemp("ui-sqlite"))
+        yield built
+        built.services.close()
+        return
+    import uuid
+    from urllib.parse import quote
+
+    import psycopg
+    base = str(request.getfixturevalue("postgres_url"))
+    schema = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in base else "?"
+    url = f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
+    built = build_site(tmp_path_factory.mktemp("ui-pg"), database_url=url)
+    try:
+        yield built
+    finally:
+        built.services.close()
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def csrf_of(html: str) -> str:

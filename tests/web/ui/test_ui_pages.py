@@ -1,5 +1,6 @@
-"""The web UI over HTTP (Starlette TestClient): login, sessions, CSRF, search, chart, forms,
-languages and the admin pages, each checked through what the service path recorded."""
+"""The web UI over HTTP (Starlette TestClient): search, chart, forms, languages and the admin
+pages, each checked through what the service path recorded (login, sessions and CSRF on
+every SQL backend: test_ui_sessions.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import orjson
 from starlette.testclient import TestClient
 
 from medarchive.fhir.search.query import SearchQuery
-from medarchive.security import totp
 from medarchive.service.request import FhirRequest
 from medarchive.web.ui.questionnaire import KINDS, questionnaire
 
@@ -44,48 +44,6 @@ def test_login_page_and_redirect(client: TestClient) -> None:
     assert 'name="username"' in page.text and 'name="password"' in page.text
     assert "default-src 'none'" in page.headers["content-security-policy"]
     assert page.headers["cache-control"] == "no-store"
-
-
-def test_login_sets_a_strict_http_only_cookie_and_shows_the_role(site: Site,
-                                                                 client: TestClient) -> None:
-    token = csrf_of(client.get("/login").text)
-    response = client.post("/login", follow_redirects=False, data={
-        "username": "doctor", "password": site.password, "csrf_token": token})
-    assert response.status_code == 303
-    cookie = response.headers["set-cookie"].lower()
-    assert "ma_session=" in cookie and "httponly" in cookie and "samesite=strict" in cookie
-    assert "secure" not in cookie  # plain HTTP here; Secure is set over TLS
-    home = client.get("/")
-    assert 'data-role="physician"' in home.text and "doctor" in home.text
-
-
-def test_wrong_password_is_refused_without_saying_why(site: Site, client: TestClient) -> None:
-    response = site.login(client, password="wrong password here")
-    assert response.status_code == 401
-    assert "Wrong user name, password or code" in response.text
-    assert "ma_session" not in client.cookies
-
-
-def test_posts_without_the_csrf_token_or_from_another_site_are_refused(
-        site: Site, client: TestClient) -> None:
-    client.get("/login")
-    bare = client.post("/login", data={"username": "doctor", "password": site.password})
-    assert bare.status_code == 403 and "ma_session" not in client.cookies
-    token = client.cookies["ma_csrf"]
-    forged = client.post("/login", headers={"origin": "https://evil.example"},
-                         data={"username": "doctor", "password": site.password,
-                               "csrf_token": token})
-    assert forged.status_code == 403
-
-
-def test_two_factor_users_get_a_code_step(site: Site, client: TestClient) -> None:
-    step = site.login(client, "secure")
-    assert step.status_code == 200 and 'name="code"' in step.text
-    assert "ma_session" not in client.cookies
-    code = totp.totp(totp._key(site.totp_secret), site.clock().timestamp())
-    done = client.post("/login", data={"username": "secure", "password": site.password,
-                                       "code": code, "csrf_token": csrf_of(step.text)})
-    assert 'data-role="nurse"' in done.text
 
 
 def test_typo_tolerant_search_finds_the_patient(site: Site, doctor: TestClient) -> None:
@@ -203,22 +161,6 @@ def test_every_form_saves(site: Site, doctor: TestClient) -> None:
         "clinical_status": "resolved", "onset": "2025-03-01", "abatement": "2025-02-01"})
     assert refused.status_code == 422
     assert "The problem cannot be resolved before its onset." in refused.text
-
-
-def test_logout_revokes_the_session(doctor: TestClient) -> None:
-    cookie = doctor.cookies["ma_session"]
-    doctor.post("/logout", data={"csrf_token": doctor.cookies["ma_csrf"]})
-    doctor.cookies.set("ma_session", cookie)
-    assert doctor.get("/").url.path == "/login"
-
-
-def test_idle_sessions_end_and_active_ones_are_refreshed(site: Site,
-                                                         doctor: TestClient) -> None:
-    site.clock.advance(120)
-    refreshed = doctor.get("/", follow_redirects=False)
-    assert refreshed.status_code == 200 and "ma_session=" in refreshed.headers["set-cookie"]
-    site.clock.advance(901)
-    assert doctor.get("/").url.path == "/login"
 
 
 def test_chinese_from_the_browser_and_by_choice(client: TestClient) -> None:

@@ -113,8 +113,14 @@ def ui_routes(services: Any, *, idle_s: int = 900) -> list[BaseRoute]:
         return response
 
     async def logout(request: Request) -> Response:
-        await checked_form(request)
-        await run_in_threadpool(ui.sessions.logout, request.cookies.get(COOKIE))
+        try:
+            await checked_form(request)
+        except FhirError as exc:
+            await run_in_threadpool(ui.sessions.logout, request.cookies.get(COOKIE),
+                                    address(request), exc)
+            raise
+        await run_in_threadpool(ui.sessions.logout, request.cookies.get(COOKIE),
+                                address(request))
         response = redirect(request, "/login?bye=1")
         response.delete_cookie(COOKIE, path="/")
         return response

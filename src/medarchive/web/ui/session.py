@@ -5,9 +5,12 @@ At login the UI asks the security layer for a user access token exactly as ``POS
 cookie that scripts cannot read (HttpOnly), that other sites do not send (SameSite=Strict) and
 that only travels over TLS when the request came over TLS (Secure). The token is an RS256 JWT
 signed by the server (docs/security.md), so no session table is needed and every server worker
-can check it; logout revokes its ``jti``. Idle timeout (OWASP Session Management): a token
-older than ``idle_s`` is refused; one older than ``REFRESH_S`` is replaced by a fresh one, so
-activity keeps the session alive and the token's own lifetime caps a single token.
+can check it; logout revokes its ``jti`` and is audited. Idle timeout (OWASP Session
+Management): a token older than ``idle_s`` is refused; one older than ``REFRESH_S`` is replaced
+by a fresh one, so activity keeps the session alive and the token's own lifetime caps a single
+token. A fresh token is only issued while the account is enabled; disabling a user revokes the
+tokens issued to it (``accounts.Accounts.set_disabled``), so the session ends at its next
+request (within ``tokens.REVOCATION_RECHECK_S`` when another process disabled it).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 from medarchive.errors import FhirError, Unauthorized
 from medarchive.security.actor import Actor
+from medarchive.security.audit_events import audit_event
 from medarchive.security.scopes import parse_scopes
 
 COOKIE = "ma_session"
@@ -89,18 +93,43 @@ class Sessions:
             return None
         renewed = None
         if age > REFRESH_S:
+            if not self._enabled(actor.id):
+                return None
             renewed = str(tokens.issue(actor.id, kind="user", role=actor.role,
                                        scope=str(claims["scope"]),
                                        patient=claims.get("patient"),
                                        purpose=claims.get("purpose_of_use"))["access_token"])
         return Session(actor, actor.id, actor.role, now + self.idle_s, renewed, self.idle_s)
 
-    def logout(self, token: str | None) -> None:
-        """Revoke the session's token (RFC 7009 semantics); unknown tokens are ignored."""
-        if self.security is None or not token:
+    def _enabled(self, username: str) -> bool:
+        try:
+            return not self.security.accounts.user(username).disabled
+        except FhirError:  # removed
+            return False
+
+    def logout(self, token: str | None, address: str | None,
+               refused: FhirError | None = None) -> None:
+        """Revoke the session's token (RFC 7009 semantics) and record the logout as an
+        AuditEvent (subtype Logout): success, or a failure when ``refused`` (the form failed
+        its CSRF check: nothing is revoked) or there is no valid session to end."""
+        if self.security is None:
             return
         try:
-            claims = self.security.tokens.verify(token)
+            claims = self.security.tokens.verify(token or "")
         except Unauthorized:
+            claims = None
+        who = Actor("user", str(claims["sub"]) if claims else "unknown",
+                    str(claims.get("role", "unknown")) if claims else "unknown", (),
+                    address=address)
+        if refused is not None:
+            self._audit(who, refused.status, f"ui logout refused: {refused}")
+            return
+        if claims is None:
+            self._audit(who, 401, "ui logout without a valid session")
             return
         self.security.tokens.revoke(str(claims["jti"]), int(claims["exp"]))
+        self._audit(who, 200, "ui logout: session token revoked")
+
+    def _audit(self, who: Actor, status: int, detail: str) -> None:
+        self.security.trail.record(audit_event(who, "logout", self.security.tokens.now(),
+                                               status=status, detail=detail))
