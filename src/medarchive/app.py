@@ -93,6 +93,7 @@ def build_services(settings: Settings, *, store: Store | None = None, spec: Any 
     if spec is None:
         from medarchive.fhir.spec import load_spec
         spec = load_spec()
+    roles = _roles(settings, spec)  # a bad role file stops start-up before anything opens
     if store is None:
         from medarchive.fhir.search.index import build_indexer
         from medarchive.service.search_engine import stored_search_params
@@ -112,7 +113,7 @@ def build_services(settings: Settings, *, store: Store | None = None, spec: Any 
         validator = default_validator(spec)
     repository = Repository(store, spec, new_id=new_id, now=now, validator=validator,
                             validate_writes=settings.validate_writes)
-    security = _security(settings, store, spec, now)
+    security = _security(settings, store, spec, now, roles)
     capability = None
     if security is not None:  # the CapabilityStatement names SMART (rest.security)
         capability = _secured_capability(spec, settings.public_base() + FHIR_PREFIX, now)
@@ -229,8 +230,20 @@ def build_encryption(settings: Settings, spec: Any) -> Any:
     return Encryption(kek, compartment_owner(spec))
 
 
+def _roles(settings: Settings, spec: Any) -> Any:
+    """The role table (docs/security.md "Roles as data"): the role file checked whole, or
+    the built-in roles; logged with the file's sha256. None when auth is not on."""
+    if settings.auth != "on":
+        return None
+    from medarchive.security.roles import install, load_roles
+    roles = load_roles(settings.role_file, spec.resource_types)
+    install(roles)
+    log.info("roles: %s: %s", roles.source(), ", ".join(roles.names()))
+    return roles
+
+
 def _security(settings: Settings, store: Store, spec: Any,
-              now: Callable[[], datetime]) -> Any:
+              now: Callable[[], datetime], roles: Any) -> Any:
     """Identity, access control and audit (docs/security.md); None when auth is off."""
     if settings.auth == "off":
         log.warning("MEDARCHIVE_AUTH=off: authentication and authorization are disabled "
@@ -245,7 +258,7 @@ def _security(settings: Settings, store: Store, spec: Any,
                           break_glass_minutes=settings.break_glass_minutes,
                           refresh_lifetime_s=settings.refresh_token_lifetime,
                           online_refresh_lifetime_s=settings.online_refresh_token_lifetime,
-                          audit_read_commit=settings.audit_read_commit)
+                          audit_read_commit=settings.audit_read_commit, roles=roles)
 
 
 def create_app(settings: Settings, *, services: Services | None = None,

@@ -71,6 +71,10 @@ class Settings:
         default=True, metadata={"help": "Physicians, nurses and pharmacists see only patients "
                                         "they have a relationship with (department, care team, "
                                         "encounter, break-the-glass; docs/security.md)."})
+    role_file: str = field(
+        default="", metadata={"help": "TOML file of roles and their permissions, read at "
+                                      "start-up (empty: the built-in roles; docs/security.md "
+                                      "\"Roles as data\", medarchive roles show)."})
     break_glass_minutes: int = field(
         default=60, metadata={"help": "How long a break-the-glass grant lasts, in minutes."})
     audit_read_commit: str = field(

@@ -25,6 +25,7 @@ from medarchive.cli import (
     imports,
     keys,
     restore,
+    roles,
     serve,
     users,
     validate,
@@ -52,6 +53,7 @@ app.command("validate")(validate.validate)
 app.add_typer(backup.app, name="backup")
 app.add_typer(keys.app, name="keys")
 app.add_typer(certs.app, name="certs")
+app.add_typer(roles.app, name="roles")
 app.command("restore")(restore.restore_command)
 app.command("drill")(drill.drill)
 
@@ -66,6 +68,7 @@ def options(
 ) -> None:
     """Options shared by every command."""
     ctx.obj = CliState(config=config, overrides={"database_url": database_url})
+    roles.install_roles(ctx.obj)  # a bad role file stops every command (docs/security.md)
 
 
 def main() -> None:

@@ -93,8 +93,10 @@ class Abac:
     """The attribute-based rules for one server."""
 
     def __init__(self, access: Access, relations: Relations, spec: Any, *,
-                 relationship_required: bool = True, break_glass_minutes: int = 60) -> None:
+                 relationship_required: bool = True, break_glass_minutes: int = 60,
+                 relationship_roles: frozenset[str] = RELATIONSHIP_ROLES) -> None:
         self.access = access
+        self.relationship_roles = relationship_roles  # security.roles: the role table's
         self.relations = relations
         self.spec = spec
         self.relationship_required = relationship_required
@@ -105,7 +107,7 @@ class Abac:
     def _new(self, actor: Actor) -> Decision | None:
         if actor.kind == "system":
             return None
-        relationship = (self.relationship_required and actor.role in RELATIONSHIP_ROLES
+        relationship = (self.relationship_required and actor.role in self.relationship_roles
                         and not actor.patient_scoped)
         return Decision(actor, self.access.profile(actor.id), relationship,
                         related=self.relations.related)

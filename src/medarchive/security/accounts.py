@@ -20,7 +20,7 @@ from typing import Any
 
 from medarchive.errors import Conflict, NotFound, Unauthorized
 from medarchive.security import passwords, totp
-from medarchive.security.authz import ROLES
+from medarchive.security.roles import installed
 from medarchive.security.refresh import revoke_holder
 from medarchive.security.tokens import REVOKED_CLIENT, REVOKED_USER, revoke_subject
 from medarchive.store.sql.database import Database
@@ -60,9 +60,10 @@ def lock_seconds(failures: int) -> int:
 
 
 def check_role(role: str) -> str:
-    if role not in ROLES or role == "system":
-        raise ValueError(f"unknown role {role!r}; roles: "
-                         f"{', '.join(r for r in ROLES if r != 'system')}")
+    """``role`` when it is one of the process's roles (security.roles), else ValueError."""
+    valid = installed().names()
+    if role not in valid:
+        raise ValueError(f"unknown role {role!r}; roles: {', '.join(valid)}")
     return role
 
 

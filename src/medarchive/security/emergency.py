@@ -1,10 +1,10 @@
 """Break-the-glass: a clinician's time-limited emergency access to one patient's record.
 
-A user of a relationship role (``authz.RELATIONSHIP_ROLES``) states a reason (at least
-``access.MIN_REASON`` characters) and gets ``Abac.break_glass_minutes`` of access to the
-patient's compartment, including resources labelled ``R`` (not ``V``, not the sensitivity
-categories). The grant is always audited (an AuditEvent with purpose of use ETREAT and the
-BTG security label, success or refusal), raises an alert that auditors see on
+A user of a relationship role (``Abac.relationship_roles``, from security.roles) states a
+reason (at least ``access.MIN_REASON`` characters) and gets ``Abac.break_glass_minutes`` of
+access to the patient's compartment, including resources labelled ``R`` (not ``V``, not the
+sensitivity categories). The grant is always audited (an AuditEvent with purpose of use ETREAT
+and the BTG security label, success or refusal), raises an alert that auditors see on
 ``/admin/break-glass`` (plus a WARNING log line and the alert hooks) and expires by itself:
 it is only honoured while ``expires`` lies ahead of the injected clock.
 """
@@ -18,7 +18,7 @@ from medarchive.security.abac import BTG
 from medarchive.security.access import BreakGlass
 from medarchive.security.actor import Actor
 from medarchive.security.audit_events import audit_event
-from medarchive.security.authz import RELATIONSHIP_ROLES, purpose_concept
+from medarchive.security.authz import purpose_concept
 
 
 def break_glass(security: Any, actor: Actor, patient_id: str, reason: str) -> BreakGlass:
@@ -29,9 +29,9 @@ def break_glass(security: Any, actor: Actor, patient_id: str, reason: str) -> Br
     try:
         if abac is None or security.access is None:
             raise Forbidden("break-the-glass is not available on this server")
-        if actor.kind != "user" or actor.role not in RELATIONSHIP_ROLES:
+        if actor.kind != "user" or actor.role not in abac.relationship_roles:
             raise Forbidden(f"role {actor.role} may not break the glass (for: "
-                            f"{', '.join(sorted(RELATIONSHIP_ROLES))})")
+                            f"{', '.join(sorted(abac.relationship_roles))})")
         current = abac.relations.store.read("Patient", patient_id)
         if current is None or current.deleted:
             raise NotFound(f"Patient/{patient_id} not found")

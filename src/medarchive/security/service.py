@@ -25,6 +25,7 @@ from medarchive.security.authz import Policy
 from medarchive.security.guard import Guard
 from medarchive.security.oauth import OAuthServer, Throttle
 from medarchive.security.relations import Relations
+from medarchive.security.roles import RoleTable, builtin
 from medarchive.security.tokens import TokenService
 from medarchive.store.sql.database import Database, open_database
 from medarchive.store.sql.migrations import migrate
@@ -72,8 +73,12 @@ def build_security(store: Any, spec: Any, *, issuer: str, now: Callable[[], date
                    break_glass_minutes: int = 60,
                    refresh_lifetime_s: int = 30 * 86_400,
                    online_refresh_lifetime_s: int = 43_200,
-                   audit_read_commit: str = "wait") -> Security:
-    """Security for a server whose FHIR base URL (token issuer and audience) is ``issuer``."""
+                   audit_read_commit: str = "wait",
+                   roles: RoleTable | None = None) -> Security:
+    """Security for a server whose FHIR base URL (token issuer and audience) is ``issuer``;
+    ``roles`` is the role table (security.roles; default the built-in one), which decides
+    both the Policy's grants and which roles need a care relationship."""
+    table = roles or builtin()
     db, owns = security_database(store)
     accounts = Accounts(db, now)
     tokens = TokenService(db, issuer, now, token_lifetime_s)
@@ -84,9 +89,10 @@ def build_security(store: Any, spec: Any, *, issuer: str, now: Callable[[], date
                                   refresh_lifetime_s=refresh_lifetime_s,
                                   online_refresh_lifetime_s=online_refresh_lifetime_s,
                                   style_url=base + STYLE_PATH)
-    guard = Guard(policy or Policy(), trail, spec)
+    guard = Guard(policy or Policy(roles=table.grants), trail, spec)
     access = Access(db, now)
     guard.abac = Abac(access, Relations(store, spec), spec,
                       relationship_required=relationship_required,
-                      break_glass_minutes=break_glass_minutes)
+                      break_glass_minutes=break_glass_minutes,
+                      relationship_roles=table.relationship)
     return Security(db, accounts, tokens, trail, oauth, guard, owns, access)

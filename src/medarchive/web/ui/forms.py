@@ -8,7 +8,7 @@ source strings with ``%(name)s`` parameters, translated by the page. The vital-s
 and allergy forms are drawn from FHIR Questionnaires instead (``questionnaire``, ``answers``);
 these three stay hand-written because they are orders and workflow records, not answers, and
 the roles that make them (pharmacist, records clerk) may not store QuestionnaireResponses
-(security/authz.py ``ROLES``); see docs/ui.md.
+(the built-in roles, ``authz.ROLES``; a role file may differ, security.roles); see docs/ui.md.
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from medarchive.errors import FhirError
-from medarchive.security.authz import RELATIONSHIP_ROLES
 from medarchive.security.emergency import break_glass
 from medarchive.web.ui import i18n
 from medarchive.web.ui.chart import load_chart
@@ -154,7 +153,7 @@ def ui_routes(services: Any, *, idle_s: int = 900) -> list[BaseRoute]:
                                              now().date())
         except UiError as exc:  # not found or not related: offer break-the-glass
             if exc.status != 404 or not session.secured or \
-                    session.role not in RELATIONSHIP_ROLES:
+                    session.role not in services.security.guard.abac.relationship_roles:
                 raise
             return render(request, "error.html", session, {"error": exc, "glass": patient_id},
                           404)
