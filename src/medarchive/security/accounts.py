@@ -20,8 +20,8 @@ from typing import Any
 
 from medarchive.errors import Conflict, NotFound, Unauthorized
 from medarchive.security import passwords, totp
-from medarchive.security.roles import installed
 from medarchive.security.refresh import revoke_holder
+from medarchive.security.roles import installed
 from medarchive.security.tokens import REVOKED_CLIENT, REVOKED_USER, revoke_subject
 from medarchive.store.sql.database import Database
 
