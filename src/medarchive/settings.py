@@ -133,6 +133,14 @@ class Settings:
     mllp_tls_key: str = field(
         default="", metadata={"help": "PEM private key for mllp_tls_cert (empty when the "
                                       "certificate file holds it)."})
+    mllp_tls_ca: str = field(
+        default="", metadata={"help": "PEM CA certificate(s) for mutual TLS on MLLP: "
+                                      "senders must present a client certificate they "
+                                      "signed (needs mllp_tls_cert); empty: none asked."})
+    mllp_allowed_senders: str = field(
+        default="", metadata={"help": "Senders the MLLP listener accepts, comma-separated: "
+                                      "APP^FACILITY (MSH-3^MSH-4; * for any) and/or "
+                                      "networks (10.1.0.0/16); others get AR. Empty: any."})
     mllp_threads: int = field(
         default=8, metadata={"help": "Threads parsing and mapping HL7 v2 messages (one "
                                      "writer thread applies them to the store)."})
@@ -148,8 +156,12 @@ class Settings:
                                       "when the gateway starts."})
     # -- device readings (issue 6; docs/ingestion.md) --
     mqtt_url: str = field(
-        default="", metadata={"help": "MQTT broker for device readings, mqtt://HOST:PORT; "
-                                      "empty leaves the subscriber off."})
+        default="", metadata={"help": "MQTT broker for device readings, mqtt://HOST:PORT "
+                                      "or mqtts://HOST:PORT (TLS); empty leaves the "
+                                      "subscriber off."})
+    mqtt_tls_ca: str = field(
+        default="", metadata={"help": "PEM CA certificate(s) that verify an mqtts:// "
+                                      "broker; empty: the system's CAs."})
     mqtt_topic: str = field(
         default="medarchive/devices/+/readings",
         metadata={"help": "MQTT topic filter the device subscriber listens to."})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import typer
 
@@ -44,12 +44,16 @@ def serve(
             os.environ[ENV_PREFIX + name.upper()] = str(value)
     if cli.config:
         os.environ[ENV_PREFIX + "CONFIG"] = str(cli.config)
+    _check_ingest(settings)
     if settings.auth == "off":  # security off is for a developer's own machine only
-        if not is_loopback(settings.host):
-            console.print(f"[bold red]error:[/] MEDARCHIVE_AUTH=off: refusing to bind to "
-                          f"{settings.host}; only loopback (127.0.0.0/8, ::1) is allowed",
-                          highlight=False)
-            raise typer.Exit(2)
+        binds = [("host", settings.host)] + ([("mllp_host", settings.mllp_host)]
+                                             if settings.mllp_port else [])
+        for name, address in binds:
+            if not is_loopback(address):
+                console.print(f"[bold red]error:[/] MEDARCHIVE_AUTH=off: refusing to bind "
+                              f"{name} to {address}; only loopback (127.0.0.0/8, ::1) is "
+                              "allowed", highlight=False)
+                raise typer.Exit(2)
         console.print("[bold yellow]WARNING:[/] authentication is OFF (MEDARCHIVE_AUTH=off); "
                       "local development only", highlight=False)
     scheme = "https" if tls else "http"
@@ -101,15 +105,48 @@ def _check_edge(settings: Settings) -> str:
         raise typer.Exit(2) from None
 
 
+def _check_ingest(settings: Settings) -> None:
+    """Fail early, with a message and exit status 2, on MLLP or MQTT settings that cannot
+    work (an unsupported mqtt_url scheme, unreadable certificate or CA files, a malformed
+    sender allow-list), before anything starts. A broker that is down is not one of them: the
+    subscriber keeps retrying (docs/ingestion.md)."""
+    from medarchive.devices.mqtt import broker_address, tls_context
+    from medarchive.mllp.server import options_from_settings
+    from medarchive.mllp.server import tls_context as mllp_tls
+
+    try:
+        if settings.mllp_port:
+            options = options_from_settings(settings)
+            mllp_tls(options.tls_cert, options.tls_key, options.tls_ca)
+        if settings.mqtt_url:
+            if broker_address(settings.mqtt_url).tls:
+                tls_context(settings.mqtt_tls_ca)
+            elif settings.mqtt_tls_ca:
+                raise ValueError("mqtt_tls_ca is set but mqtt_url is not mqtts://")
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
 def _start_mllp(settings: Settings) -> Any:
-    """The HL7 v2 MLLP listener in this (main) process, beside uvicorn (docs/ingestion.md)."""
+    """The HL7 v2 MLLP listener in this (main) process, beside uvicorn (docs/ingestion.md);
+    a port it cannot bind (in use, not permitted) ends ``serve`` with a message, exit 2."""
     from medarchive.app import build_gateway
     from medarchive.mllp.server import BackgroundListener, MllpServer, options_from_settings
 
-    gateway, _services = build_gateway(settings)
+    gateway, services = build_gateway(settings)
     listener = BackgroundListener(MllpServer(gateway, options_from_settings(settings)))
-    port = listener.start()
+    try:
+        port = listener.start()
+    except OSError as exc:
+        gateway.close()
+        services.close()
+        console.print(f"[bold red]error:[/] cannot listen for MLLP on {settings.mllp_host}:"
+                      f"{settings.mllp_port}: {exc.strerror or exc}", highlight=False)
+        raise typer.Exit(2) from None
     scheme = "MLLP/TLS" if settings.mllp_tls_cert else "MLLP"
+    if settings.mllp_tls_ca:
+        scheme += " (client certificates required)"
     console.print(f"  HL7 v2:     {scheme} on {settings.mllp_host}:{port}")
     return listener
 
@@ -120,18 +157,35 @@ def _start_mqtt(settings: Settings) -> Any:
     materialize`` beside a multi-worker server) turns them into Observations."""
     from medarchive.app import build_devices, build_services
     from medarchive.devices.audit import subscriber_actor
-    from medarchive.devices.mqtt import DeviceSubscriber, MqttOptions
+    from medarchive.devices.mqtt import DeviceSubscriber, MqttOptions, redact
 
-    pipeline = build_devices(build_services(settings))
+    services = build_services(settings)
+    pipeline = build_devices(services)
     actor = subscriber_actor(settings.mqtt_url, settings.mqtt_topic, settings.mqtt_client_id)
     subscriber = DeviceSubscriber(  # each landed batch audited as the subscriber's
         MqttOptions(settings.mqtt_url, topic=settings.mqtt_topic,
                     batch_size=settings.device_batch_size, batch_ms=settings.device_batch_ms,
-                    client_id=settings.mqtt_client_id, connections=settings.mqtt_connections),
+                    client_id=settings.mqtt_client_id, connections=settings.mqtt_connections,
+                    tls_ca=settings.mqtt_tls_ca),
         functools.partial(pipeline.landing.land, actor=actor))
-    subscriber.start()
-    console.print(f"  Devices:    MQTT {settings.mqtt_url} topic {settings.mqtt_topic}")
-    return subscriber
+    connected = subscriber.start(timeout=5)
+    console.print(f"  Devices:    MQTT {redact(settings.mqtt_url)} topic {settings.mqtt_topic}",
+                  highlight=False)
+    if not connected:
+        console.print("[bold yellow]WARNING:[/] the MQTT broker is not reachable yet; the "
+                      "subscriber keeps retrying in the background", highlight=False)
+    return Subscription(subscriber, services)
+
+
+class Subscription(NamedTuple):
+    """The running subscriber and the services it lands readings through."""
+
+    subscriber: Any
+    services: Any
+
+    def stop(self) -> None:
+        self.subscriber.stop()
+        self.services.close()
 
 
 def _start_backups(settings: Settings) -> Any:

@@ -47,6 +47,7 @@ from medarchive.service.request import FhirRequest
 from medarchive.service.router import Router
 
 log = logging.getLogger(__name__)
+Admit = Callable[[Message], Hl7Error | None]
 _ENHANCED = {"AA": "CA", "AE": "CE", "AR": "CR"}
 
 
@@ -133,9 +134,11 @@ class Gateway:
         self.committer = GroupCommitter(self.transactions, max_group=max_group,
                                         wait_ms=group_wait_ms)
 
-    def handle(self, data: bytes) -> Outcome:
-        """Process one message (HL7 v2.8 §2.9 acknowledgement rules) and log what happened."""
-        return self._handle(data, None)
+    def handle(self, data: bytes, admit: Admit | None = None) -> Outcome:
+        """Process one message (HL7 v2.8 §2.9 acknowledgement rules) and log what happened.
+        ``admit`` (the transport's sender check, ``mllp.senders``) returns the error to refuse
+        a parsed message with, or None to apply it."""
+        return self._handle(data, None, admit)
 
     def replay(self, entry_id: int, fixed: bytes | None = None) -> Outcome:
         """Apply a dead letter again, as received or as ``fixed``, and record the attempt on
@@ -148,15 +151,16 @@ class Gateway:
             raise KeyError(f"no HL7 message log entry {entry_id}")
         if entry.status != "dead":
             raise ValueError(f"HL7 message log entry {entry_id} is {entry.status}, not dead")
-        return self._handle(fixed if fixed is not None else entry.message_bytes(), entry_id)
+        return self._handle(fixed if fixed is not None else entry.message_bytes(), entry_id,
+                            None)
 
     def close(self) -> None:
         """Commit what is queued and stop the writer thread."""
         self.committer.close()
 
-    def _handle(self, data: bytes, replaces: int | None) -> Outcome:
+    def _handle(self, data: bytes, replaces: int | None, admit: Admit | None) -> Outcome:
         with self.committer.preparing():
-            prepared = self.prepare(data)
+            prepared = self.prepare(data, admit)
         future = self.committer.submit(lambda: self._apply(prepared, replaces),
                                        lambda exc: self._recover(prepared, exc, replaces))
         try:
@@ -169,8 +173,9 @@ class Gateway:
             return Outcome("", None, 0, charset=_charset(prepared))
         return self._answer(prepared, applied)
 
-    def prepare(self, data: bytes) -> Prepared:
-        """Parse and map (no I/O): HL7 v2.8 §2.9.2 accept checks, then the mapping."""
+    def prepare(self, data: bytes, admit: Admit | None = None) -> Prepared:
+        """Parse and map (no I/O): HL7 v2.8 §2.9.2 accept checks (the sender's too), then the
+        mapping."""
         received = self.now().isoformat()
         raw = decode_message(data)
         try:
@@ -178,6 +183,9 @@ class Gateway:
         except Hl7ParseError as exc:
             return Prepared(data, received, raw, None, "", None, exc)
         key, raw = message_key(message), message.raw
+        refused = admit(message) if admit is not None else None
+        if refused is not None:
+            return Prepared(data, received, raw, message, key, None, refused)
         try:
             result = map_message(message, self.config)
         except Hl7Error as exc:

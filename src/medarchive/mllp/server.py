@@ -6,6 +6,11 @@ connection before the next message of that connection is read, so one sender's m
 applied in the order sent (HL7 v2.8 Appendix C §C.4: the sender waits for the ACK). A frame
 over the size limit closes the connection after an AR, since the rest of the stream cannot be
 trusted to be in step.
+
+Who may send: with ``mllp_tls_ca`` the TLS handshake requires a client certificate signed by
+those CAs (mutual TLS; a sender without one never gets to send a byte), and
+``mllp_allowed_senders`` (``mllp.senders``) refuses, with AR and a dead letter, messages from
+other networks or naming other sending applications/facilities.
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ import logging
 import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from medarchive.hl7v2 import build_nak_for_unparseable
+from medarchive.hl7v2 import Hl7Error, Message, build_nak_for_unparseable
 from medarchive.mllp.framing import FrameDecoder, FrameError, encode_frame
-from medarchive.mllp.gateway import Gateway, new_control_id
+from medarchive.mllp.gateway import Admit, Gateway, new_control_id
+from medarchive.mllp.senders import Senders, parse_senders
 from medarchive.settings import Settings
 from medarchive.web.tls import server_context
 
@@ -31,22 +37,33 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ServerOptions:
     """Listener settings (docs/settings.md: mllp_host, mllp_port, mllp_max_message_bytes,
-    mllp_tls_cert, mllp_tls_key, mllp_threads)."""
+    mllp_tls_cert, mllp_tls_key, mllp_tls_ca, mllp_threads, mllp_allowed_senders)."""
 
     host: str = "127.0.0.1"
     port: int = 2575
     max_message_bytes: int = 1024 * 1024
     tls_cert: str = ""
     tls_key: str = ""
+    tls_ca: str = ""
     threads: int = 8
+    senders: Senders = field(default_factory=Senders)
 
 
-def tls_context(cert: str, key: str) -> ssl.SSLContext | None:
+def tls_context(cert: str, key: str, ca: str = "") -> ssl.SSLContext | None:
     """The server TLS context from PEM files (the same hardened one as HTTPS,
-    ``web.tls.server_context``: TLS 1.2+, AEAD suites only), or None without a certificate."""
+    ``web.tls.server_context``: TLS 1.2+, AEAD suites only), or None without a certificate.
+    With ``ca``, mutual TLS: the client must present a certificate those CAs signed
+    (``CERT_REQUIRED``). Raises ValueError for a CA without a certificate, and
+    ``ssl.SSLError``/``OSError`` for unusable files."""
     if not cert:
+        if ca:
+            raise ValueError("mllp_tls_ca (client certificates) needs mllp_tls_cert")
         return None
-    return server_context(cert, key)
+    context = server_context(cert, key)
+    if ca:
+        context.load_verify_locations(cafile=ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 class MllpServer:
@@ -63,7 +80,7 @@ class MllpServer:
         """Start listening; returns the bound port (useful with port 0)."""
         self._server = await asyncio.start_server(
             self._connection, self.options.host, self.options.port,
-            ssl=tls_context(self.options.tls_cert, self.options.tls_key),
+            ssl=tls_context(self.options.tls_cert, self.options.tls_key, self.options.tls_ca),
             limit=64 * 1024)
         port: int = self._server.sockets[0].getsockname()[1]
         log.info("MLLP listener on %s:%s", self.options.host, port)
@@ -85,6 +102,7 @@ class MllpServer:
     async def _connection(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
+        admit = self._admission(peer[0] if isinstance(peer, tuple) else None)
         decoder = FrameDecoder(max_size=self.options.max_message_bytes)
         loop = asyncio.get_running_loop()
         try:
@@ -102,7 +120,7 @@ class MllpServer:
                     break
                 for frame in frames:
                     outcome = await loop.run_in_executor(self.executor, self.gateway.handle,
-                                                         frame)
+                                                         frame, admit)
                     if outcome.log_id == 0:
                         log.warning("MLLP connection from %s closed without ACK: the message "
                                     "could not be committed; the sender will resend", peer)
@@ -118,12 +136,28 @@ class MllpServer:
                 await writer.wait_closed()
 
 
+    def _admission(self, peer: str | None) -> Admit | None:
+        """The sender check of a connection from ``peer`` (None: everyone is allowed)."""
+        senders = self.options.senders
+        if not senders.pairs and not senders.networks:
+            return None
+
+        def admit(message: Message) -> Hl7Error | None:
+            refused = senders.refusal(message, peer)
+            if refused is not None:
+                log.warning("MLLP message from %s refused: %s", peer, refused.user_message)
+            return refused
+        return admit
+
+
 def options_from_settings(settings: Settings) -> ServerOptions:
-    """The listener options named in ``settings`` (docs/settings.md, mllp_*)."""
+    """The listener options named in ``settings`` (docs/settings.md, mllp_*); raises
+    ValueError for a malformed ``mllp_allowed_senders``."""
     return ServerOptions(host=settings.mllp_host, port=settings.mllp_port,
                          max_message_bytes=settings.mllp_max_message_bytes,
                          tls_cert=settings.mllp_tls_cert, tls_key=settings.mllp_tls_key,
-                         threads=settings.mllp_threads)
+                         tls_ca=settings.mllp_tls_ca, threads=settings.mllp_threads,
+                         senders=parse_senders(settings.mllp_allowed_senders))
 
 
 class BackgroundListener:
@@ -136,7 +170,14 @@ class BackgroundListener:
                                        daemon=True)
 
     def start(self) -> int:
-        port = self.loop.run_until_complete(self.server.start())
+        """Bind and start serving; raises OSError when the port cannot be bound (the loop is
+        closed then)."""
+        try:
+            port = self.loop.run_until_complete(self.server.start())
+        except BaseException:
+            self.server.executor.shutdown(wait=False)
+            self.loop.close()
+            raise
         self.thread.start()
         return port
 
