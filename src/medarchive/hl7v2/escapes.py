@@ -44,8 +44,8 @@ def unescape(text: str, separators: Separators, charset: str = "utf-8") -> str:
     decoded in the message's ``charset`` (Latin-1 when they are not valid there);
     ``\\.br\\``, ``\\.sp n\\``, ``\\.in n\\``, ``\\.ti n\\``, ``\\.sk n\\``, ``\\.ce\\``
     become line breaks and spaces; ``\\H\\``/``\\N\\`` (highlighting) are removed. Sequences
-    that cannot be decoded (``\\Cxxyy\\``, ``\\Mxxyyzz\\``, ``\\Zxx\\``, unterminated) stay as
-    they were.
+    that cannot be decoded (``\\Cxxyy\\``, ``\\Mxxyyzz\\``, ``\\Zxx\\``, unterminated, and
+    ``\\X..\\`` holding a NUL byte) stay as they were.
     """
     esc = separators.escape
     if not esc or esc not in text:
@@ -85,6 +85,8 @@ def _decode(body: str, seps: Separators, charset: str, verbatim: str) -> str:
         try:
             raw = bytes.fromhex(body[1:])
         except ValueError:
+            return verbatim
+        if 0 in raw:  # NUL is no text: no FHIR string may hold it, nor PostgreSQL text
             return verbatim
         try:
             return raw.decode(charset)
