@@ -210,6 +210,15 @@ class Settings:
         default=3, metadata={"help": "NEWS2 alerts: tries per channel (5 s timeout each, "
                                      "waiting 1, 2, 4... s between) before the failure is "
                                      "logged and noted on the Communication."})
+    alert_delivery_scan_s: float = field(
+        default=60.0, metadata={"help": "NEWS2 alerts: how often (s) the notifier sends the "
+                                        "alert Communications the record says are undelivered "
+                                        "(in-progress), besides at start (docs/ingestion.md)."})
+    alert_delivery_max_age_s: float = field(
+        default=14_400.0, metadata={"help": "NEWS2 alerts: an alert Communication still "
+                                            "undelivered this many seconds after it was sent "
+                                            "is given up (status stopped, noted, logged as an "
+                                            "error)."})
     # -- backup and restore (issue 5; docs/operations.md) --
     backup_dir: str = field(
         default="var/backups", metadata={"help": "Folder of backups (medarchive backup create "
