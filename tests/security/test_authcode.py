@@ -472,3 +472,13 @@ def test_whole_flow_over_real_http(smart: Smart) -> None:
         server.should_exit = True
         thread.join(timeout=10)
     assert any("refresh token replayed" in e for e in smart.events())
+
+
+def test_a_repeated_redirect_uri_is_never_redirected_to_whatever_else_repeats() -> None:
+    """Two parameters repeated: the ambiguous redirect_uri still wins over the later one."""
+    uri = APP.redirect_uris[0]
+    pairs = [("client_id", "c-app"), ("redirect_uri", "https://elsewhere.example/cb"),
+             ("redirect_uri", uri), ("state", "a"), ("state", "b")]
+    with pytest.raises(AuthorizeError) as refused:
+        parse_authorize(pairs, find_app, AUD)
+    assert refused.value.redirect_uri is None

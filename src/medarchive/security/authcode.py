@@ -101,11 +101,11 @@ def parse_authorize(pairs: Sequence[tuple[str, str]], find_app: Callable[[str], 
                     audience: str) -> AuthorizeRequest:
     """The authorization request in ``pairs`` (query or form), or AuthorizeError."""
     seen: dict[str, str] = {}
-    repeated = None
+    repeated: list[str] = []  # every parameter given more than once, in order
     for name, value in pairs:
         if name in PARAMS:
-            if name in seen:
-                repeated = name
+            if name in seen and name not in repeated:
+                repeated.append(name)
             seen[name] = value
     client_id = seen.get("client_id", "")
     app = find_app(client_id) if client_id and len(client_id) <= 200 else None
@@ -113,17 +113,17 @@ def parse_authorize(pairs: Sequence[tuple[str, str]], find_app: Callable[[str], 
         raise AuthorizeError("unauthorized_client", "unknown client_id, or the client is not "
                              "registered for user-facing launches")
     redirect_uri = seen.get("redirect_uri", "")
-    if redirect_uri not in app.redirect_uris or repeated in ("client_id", "redirect_uri"):
+    if redirect_uri not in app.redirect_uris or {"client_id", "redirect_uri"} & set(repeated):
         raise AuthorizeError("invalid_request", "redirect_uri is missing or is not one of the "
                              "client's registered redirect URIs")
     state = seen.get("state")
 
     def refuse(error: str, description: str) -> AuthorizeError:
         return AuthorizeError(error, description, redirect_uri,
-                              state if repeated != "state" else None)
+                              state if "state" not in repeated else None)
 
     if repeated:
-        raise refuse("invalid_request", f"parameter {repeated} is repeated")
+        raise refuse("invalid_request", f"parameter {repeated[0]} is repeated")
     if seen.get("response_type") != "code":
         raise refuse("unsupported_response_type", "response_type must be code")
     too_long = [n for n, v in seen.items() if len(v) > MAX_PARAM_CHARS]
