@@ -19,7 +19,7 @@ from device_helpers import observations, reading_time
 from starlette.exceptions import StarletteDeprecationWarning
 
 from medarchive.app import Services, build_services, create_app
-from medarchive.devices.materializer import ordered_id
+from medarchive.devices.materializer import YOUNG, ordered_ids
 from medarchive.devices.pipeline import Pipeline, open_pipeline
 from medarchive.devices.raw import lane
 from medarchive.devices.readings import DEVICE_SYSTEM, READING_SYSTEM
@@ -94,10 +94,19 @@ def test_observations_get_time_ordered_ids(services: Services, pipeline: Pipelin
 def test_ordered_ids_sort_by_the_millisecond_they_were_made() -> None:
     """RFC 9562 §5.7: the first 48 bits are Unix milliseconds; the rest is random."""
     moments = [1_764_000_000_000_000_000 + n * 1_000_000 for n in range(40)]
-    made = [ordered_id(lambda moment=moment: moment) for moment in moments]
+    made = [ordered_ids(1, lambda moment=moment: moment)[0] for moment in moments]
     assert sorted(made) == made and len(set(made)) == len(made)
     assert all(ID_PATTERN.match(i) for i in made)
     assert [uuid.UUID(i).int >> 80 for i in made] == [m // 1_000_000 for m in moments]
+
+
+def test_a_batch_of_ordered_ids_shares_its_millisecond_and_differs_in_the_rest() -> None:
+    made = ordered_ids(500, lambda: 1_764_000_000_123_456_789)
+    ids = [uuid.UUID(i) for i in made]
+    assert len(set(made)) == 500 and all(ID_PATTERN.match(i) for i in made)
+    assert {i.int >> 80 for i in ids} == {1_764_000_000_123}
+    assert {(i.version, i.variant) for i in ids} == {(7, uuid.RFC_4122)}
+    assert len({i.int & (1 << 62) - 1 for i in ids}) == 500  # the random bits differ
 
 
 def test_concurrent_materializers_never_make_a_reading_twice(services: Services,
@@ -257,8 +266,10 @@ def test_server_runs_a_materializer_only_with_one_worker(workers: int, runs: boo
 
 def test_the_running_materializer_freezes_what_the_process_holds(pipeline: Pipeline) -> None:
     """``run`` moves the long-lived objects out of the cyclic collector's view first (full
-    collections then walk only what the batches make), and still materializes."""
+    collections then walk only what the batches make), makes the young generation larger,
+    and still materializes."""
     gc.unfreeze()
+    thresholds = gc.get_threshold()
     pipeline.landing.land([{"device": "MON-1", "kind": "heart_rate", "value": 70,
                             "time": reading_time(0)}])
     try:
@@ -268,6 +279,8 @@ def test_the_running_materializer_freezes_what_the_process_holds(pipeline: Pipel
             time.sleep(0.05)
         assert pipeline.readings.lag().pending == 0
         assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (YOUNG, *thresholds[1:])
     finally:
         pipeline.materializer.stop()
         gc.unfreeze()
+        gc.set_threshold(*thresholds)

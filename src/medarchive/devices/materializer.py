@@ -23,7 +23,7 @@ one per core) share the work without preparing the same rows by taking a ``shard
 whose ``lane`` (``devices.raw.lane``: from the patient id) is ``k`` modulo ``n``, so each patient's
 readings are made in the order they landed, by one process.
 
-The Observations get time-ordered ids (``ordered_id``), so a batch adds its keys to the end of
+The Observations get time-ordered ids (``ordered_ids``), so a batch adds its keys to the end of
 the resource key index instead of dirtying a page of it per Observation: on SQLite, where one
 writer at a time holds the database and the landing waits for it, that shortens the
 transaction and its commit.
@@ -56,16 +56,25 @@ PRUNE_EVERY = 50  # cycles between prunes of old materialized rows
 # back, past the concurrent landing batches, so none is missed.
 ALERT_OVERLAP = 5000
 ALERT_SHARE = 0.2  # at most this share of the materializer's time goes to NEWS2 passes
+YOUNG = 20_000  # allocations between young collections in a running materializer (``settle``)
 
 
-def ordered_id(clock: Callable[[], int] = time.time_ns) -> str:
-    """A UUID version 7 (RFC 9562 §5.7): 48 bits of Unix milliseconds, then 74 random bits.
-    Ids made one after another sort together, so a batch of new Observations adds its keys to
-    the last pages of the resource key index (random version 4 ids dirty one page each: a
-    fifth of the pages a batch writes on SQLite). ``clock``: nanoseconds since the epoch."""
-    value = (clock() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
-    value = value & ~(0xF << 76 | 0x3 << 62) | 0x7 << 76 | 0x2 << 62  # version 7, RFC variant
-    return str(uuid.UUID(int=value))
+_VERSION_CLEAR = ~(0xF << 76 | 0x3 << 62)
+_VERSION_SET = 0x7 << 76 | 0x2 << 62  # version 7, RFC variant
+
+
+def ordered_ids(count: int, clock: Callable[[], int] = time.time_ns) -> list[str]:
+    """``count`` UUIDs version 7 (RFC 9562 §5.7): 48 bits of Unix milliseconds, then 74 random
+    bits. Ids made one after another sort together, so a batch of new Observations adds its
+    keys to the last pages of the resource key index (random version 4 ids dirty one page each:
+    a fifth of the pages a batch writes on SQLite). A batch's ids take their random bits from
+    one read of the system's source (a system call per id was 1 % of a materializer's CPU).
+    ``clock``: nanoseconds since the epoch."""
+    millis = clock() // 1_000_000 << 80
+    noise = os.urandom(10 * count)
+    return [str(uuid.UUID(int=(millis | int.from_bytes(noise[at:at + 10], "big"))
+                          & _VERSION_CLEAR | _VERSION_SET))
+            for at in range(0, 10 * count, 10)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +124,9 @@ class Materializer:
                  ) -> tuple[list[tuple[Row, Change, Any]], int]:
         ready = []
         refused = 0
-        for row in rows:
+        for row, id in zip(rows, ordered_ids(len(rows)), strict=True):
             try:
-                change, found = self.vitals.change(row, ordered_id(), when)
+                change, found = self.vitals.change(row, id, when)
             except FhirError as exc:  # the landing's checks make this a bug: keep it pending
                 log.error("device reading %s cannot be materialized: %s", row.key, exc)
                 refused += 1
@@ -184,9 +193,13 @@ class Materializer:
         (``gc.freeze``). Each batch makes tens of thousands of objects that live until its
         commit, so full collections come every few batches, and each walked all of those too
         (40-50 ms; about a tenth of a materializer's CPU, most of it inside the write
-        transaction: docs/performance.md, issue 6, session 10). ``run`` calls it first."""
+        transaction: docs/performance.md, issue 6, session 10). It also makes the young
+        generation ``YOUNG`` objects instead of 700: a batch's objects outlive dozens of young
+        collections, each of which walked them again (3 % of the instructions; session 11).
+        ``run`` calls it first."""
         gc.collect()
         gc.freeze()
+        gc.set_threshold(YOUNG, *gc.get_threshold()[1:])
 
     def run(self, idle_s: float = 0.2) -> None:
         """Cycle until ``stop`` (after ``settle``); sleeps ``idle_s`` when nothing is pending.

@@ -103,6 +103,10 @@ class SqlReadings:
         self.sealer = sealer
         self._sql = db.sql
         self._lane = _LANE[db.dialect]
+        # SQLite: a failing multi-row insert stops where it is (the transaction is rolled back
+        # whole, ``devices.appends`` then writes each batch alone), so SQLite keeps no
+        # statement journal of the pages it changes (``store.sql.indexing._insert``)
+        self._verb = "INSERT OR FAIL INTO" if db.dialect == "sqlite" else "INSERT INTO"
         # Group commit on SQLite only, where write transactions take turns anyway (PostgreSQL
         # runs concurrent landings' transactions at once: not measured grouped). Never over a
         # ``SharedTransaction``: its writes may be savepoints of a group that commits later,
@@ -141,7 +145,7 @@ class SqlReadings:
                            None, r.received_at, payload)
                           for r, (key, payload) in zip(chunk, sealed, strict=True)]
             rows_sql, params = rows_query(self.db.dialect, values, _TYPES)
-            cur.execute(self._sql(f"INSERT INTO device_reading ({_COLUMNS}) {rows_sql} "
+            cur.execute(self._sql(f"{self._verb} device_reading ({_COLUMNS}) {rows_sql} "
                                   "ON CONFLICT (reading_key) DO NOTHING RETURNING seq"),
                         params)
             added += len(cur.fetchall())

@@ -25,6 +25,17 @@ from typing import Any, Protocol
 
 from medarchive.store.sql.checkpoint import BACKSTOP_PAGES, JOURNAL_LIMIT, Checkpointer
 
+# Python 3.11's sqlite3 binds a parameter that is not exactly an int, float, str or bytearray
+# (None, a bool) only after looking for an adapter: in its registry, then on its protocol
+# type, whose failed attribute lookup formats an AttributeError message, then on the value.
+# That search was 8 % of the instructions of a device materializer, whose index rows hold
+# many NULLs (docs/performance.md, devices, session 11); found in the registry, an adapter
+# costs a dictionary lookup and a call. What is bound does not change: NULL for None, 0 or 1
+# for a bool.
+_NULL: Any = {}.get  # None for any key: a call in C, cheaper than a lambda
+sqlite3.register_adapter(type(None), _NULL)
+sqlite3.register_adapter(bool, int)
+
 
 class Cursor(Protocol):
     def execute(self, sql: str, params: Any = ..., /) -> Any: ...

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from itertools import chain
 from operator import attrgetter
 from typing import Any
 
@@ -129,11 +130,21 @@ _COPY_TYPES: dict[str, list[int]] = {}
 """The PostgreSQL type (built-in oid) of each ``COLUMNS`` column, per table."""
 
 
+_MANY = 64
+"""Rows per multi-row ``INSERT`` on SQLite (``_insert``)."""
+
+
 def _insert(cur: Any, sql: Callable[[str], str], table: str, columns: str,
             rows: Sequence[tuple[Any, ...]]) -> None:
     """Insert ``rows``: PostgreSQL (a psycopg cursor) with binary ``COPY``, which costs the
     client a twentieth of the CPU of ``executemany`` per row (and half that of text ``COPY``);
-    SQLite with ``executemany``."""
+    SQLite ``_MANY`` rows to a statement (one text per table, compiled once and kept in the
+    connection's statement cache), the last fewer with ``executemany``: each statement run
+    opens and closes a cursor on the table and each of its indexes, so a row alone costs
+    SQLite and the driver about a third more (docs/performance.md, devices, session 11).
+    ``OR FAIL``: a statement that fails stops where it is instead of undoing its own rows, so
+    SQLite keeps no statement journal of the pages a multi-row statement changes (a copy of
+    each); every caller rolls the whole transaction (or savepoint) back on any error."""
     if not rows:
         return
     if hasattr(cur, "copy"):
@@ -146,8 +157,15 @@ def _insert(cur: Any, sql: Callable[[str], str], table: str, columns: str,
             for row in rows:
                 copy.write_row(row)
         return
-    marks = ", ".join("?" * (columns.count(",") + 1))
-    cur.executemany(sql(f"INSERT INTO {table} ({columns}) VALUES ({marks})"), rows)
+    marks = "(" + ", ".join("?" * (columns.count(",") + 1)) + ")"
+    whole = len(rows) - len(rows) % _MANY
+    if whole:
+        many = sql(f"INSERT OR FAIL INTO {table} ({columns}) "
+                   f"VALUES {', '.join([marks] * _MANY)}")
+        for start in range(0, whole, _MANY):
+            cur.execute(many, list(chain.from_iterable(rows[start:start + _MANY])))
+    if whole < len(rows):
+        cur.executemany(sql(f"INSERT INTO {table} ({columns}) VALUES {marks}"), rows[whole:])
 
 
 def estimate_sql(query: SearchQuery, dialect: str,
