@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -53,12 +55,14 @@ def test_classify_is_total(method: str, path: str) -> None:
     assert what.public or what.letter in (None, "c", "r", "u", "d", "s")
 
 
-def test_auth_off_refuses_non_loopback(tmp_path: object) -> None:
+def test_auth_off_refuses_non_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     from medarchive.cli.main import app
+    monkeypatch.delenv("MEDARCHIVE_HOST", raising=False)
     result = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0"],
                                 env={"MEDARCHIVE_AUTH": "off"})
     assert result.exit_code == 2
     assert "refusing" in result.output
+    assert "MEDARCHIVE_HOST" not in os.environ  # a refusal hands nothing on to later code
 
 
 def test_auth_setting_must_be_on_or_off() -> None:

@@ -37,13 +37,6 @@ def serve(
     settings = cli.settings(host=host, port=port, workers=workers, mllp_port=mllp_port,
                             mqtt_url=mqtt_url, tls_cert=tls_cert, tls_key=tls_key)
     tls = _check_edge(settings)
-    # Worker processes build their app from the environment: hand every chosen value on.
-    for name, value in {**cli.overrides, "host": host, "port": port, "workers": workers,
-                        "tls_cert": tls_cert, "tls_key": tls_key}.items():
-        if value is not None:
-            os.environ[ENV_PREFIX + name.upper()] = str(value)
-    if cli.config:
-        os.environ[ENV_PREFIX + "CONFIG"] = str(cli.config)
     _check_ingest(settings)
     if settings.auth == "off":  # security off is for a developer's own machine only
         binds = [("host", settings.host)] + ([("mllp_host", settings.mllp_host)]
@@ -56,6 +49,14 @@ def serve(
                 raise typer.Exit(2)
         console.print("[bold yellow]WARNING:[/] authentication is OFF (MEDARCHIVE_AUTH=off); "
                       "local development only", highlight=False)
+    # Worker processes build their app from the environment (once every check
+    # passed, so a refusal leaves it as it was): hand every chosen value on.
+    for name, value in {**cli.overrides, "host": host, "port": port, "workers": workers,
+                        "tls_cert": tls_cert, "tls_key": tls_key}.items():
+        if value is not None:
+            os.environ[ENV_PREFIX + name.upper()] = str(value)
+    if cli.config:
+        os.environ[ENV_PREFIX + "CONFIG"] = str(cli.config)
     scheme = "https" if tls else "http"
     base = f"{scheme}://{url_host(settings.host)}:{settings.port}"
     console.print(f"MedArchive on [bold]{base}[/]  (database {settings.database_url})")
