@@ -45,6 +45,22 @@ def test_disabling_a_user_revokes_its_tokens(security: Security, clock: Any) -> 
     assert security.tokens.verify(user_token(security, "doc"))["sub"] == "doc"
 
 
+def test_a_password_reset_revokes_the_tokens_issued_before_it(security: Security,
+                                                               clock: Any) -> None:
+    security.accounts.add_user("doc", "physician", PASSWORD)
+    token = user_token(security, "doc")
+    kept = security.oauth.apps.refresh.issue("g1", "c-app", "doc", "offline_access user/*.rs",
+                                             Context())
+    clock.advance(1)
+    security.accounts.reset_password("doc", "another long enough passphrase")
+    clock.advance(REVOCATION_RECHECK_S + 1)
+    with pytest.raises(Unauthorized, match="revoked"):
+        security.tokens.verify(token)
+    with pytest.raises(RefreshError):
+        security.oauth.apps.refresh.rotate(kept, "c-app")
+    assert security.tokens.verify(user_token(security, "doc"))["sub"] == "doc"
+
+
 def test_disabling_a_client_revokes_its_own_and_its_app_tokens(security: Security,
                                                                 clock: Any) -> None:
     client, secret = security.accounts.add_client("lab", "system/*.rs")

@@ -127,13 +127,17 @@ class Accounts:
                 revoke_holder(cur, self._sql, "username", username)
 
     def reset_password(self, username: str, password: str) -> None:
-        """New password; also clears failures and lockout."""
+        """New password; also clears failures and lockout, and revokes every token issued to
+        the user so far, as disabling does (a reset is what follows a lost or leaked
+        password: sessions opened with the old one must end)."""
         self.user(username)
         passwords.check_policy(password, username)
         with self.db.writing() as cur:
             cur.execute(self._sql("UPDATE sec_user SET password_hash = ?, failures = 0, "
                                   "locked_until = 0 WHERE username = ?"),
                         (passwords.hash_password(password), username))
+            revoke_subject(cur, self._sql, REVOKED_USER + username, self._time())
+            revoke_holder(cur, self._sql, "username", username)
 
     def enroll_totp(self, username: str) -> str:
         """Turn on two-factor login; returns the new base32 secret."""
