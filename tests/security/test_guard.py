@@ -80,3 +80,15 @@ def test_asgi_factory_refuses_open_dev_server(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("MEDARCHIVE_DATABASE_URL", "memory://")
     with pytest.raises(RuntimeError, match="non-loopback"):
         asgi_factory()
+
+
+def test_the_audited_result_count_is_the_page_or_the_stated_total() -> None:
+    from types import SimpleNamespace
+
+    from medarchive.security.guard import _search_count
+    page = {"resourceType": "Bundle", "type": "searchset", "total": 40,
+            "entry": [{"resource": {"resourceType": "Patient", "id": "p"}}] * 3}
+    assert _search_count(SimpleNamespace(resource=page)) == 3
+    counted = {"resourceType": "Bundle", "type": "searchset", "total": 40}
+    assert _search_count(SimpleNamespace(resource=counted)) == 40  # _summary=count
+    assert _search_count(SimpleNamespace(resource={"resourceType": "Patient"})) is None

@@ -134,9 +134,13 @@ def search_params(request: Any) -> list[tuple[str, str]]:
 
 
 def _search_count(response: Any) -> int | None:
+    """How many results a search disclosed: the entries of its page, or the ``total`` of a
+    page without entries that states one (``_summary=count``)."""
     body = response.resource
     if isinstance(body, dict) and body.get("resourceType") == "Bundle":
-        return len(body.get("entry") or ())
+        entries = body.get("entry") or ()
+        total = body.get("total")
+        return int(total) if not entries and isinstance(total, int) else len(entries)
     return None
 
 
