@@ -175,7 +175,7 @@ def build_gateway(settings: Settings, **inject: Any) -> tuple[Any, Services]:
         store = SqlStore(transactions, build_indexer(spec),
                          encryption=build_encryption(settings, spec))
         services = build_services(settings, store=store, spec=spec, **inject)
-        message_log = SqlMessageLog(transactions)
+        message_log = SqlMessageLog(transactions, store.keyring)
     try:
         config = mapping_config(services.router, settings.hl7_concept_maps)
     except BaseException:

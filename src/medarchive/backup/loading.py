@@ -22,6 +22,7 @@ from medarchive.backup.indeximage import SCHEMA, copy_table, image_chunks
 from medarchive.backup.indexkey import IndexSeal
 from medarchive.backup.keys import BackupKey
 from medarchive.backup.schema import (
+    APPLIED_KEYS,
     DATA_KEYS,
     RESOURCES,
     VERSIONS,
@@ -34,7 +35,8 @@ from medarchive.store.sql.database import Database
 
 SORT_MEMORY = "512MB"
 """PostgreSQL ``maintenance_work_mem`` of a restore's transaction (its CREATE INDEX sorts)."""
-STATE_TABLES = ("resource", "resource_version", "sec_user", "sec_client", "audit_event")
+STATE_TABLES = ("resource", "resource_version", "sec_user", "sec_client", "audit_event",
+                APPLIED_KEYS, "hl7_message_log")
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,9 @@ class Plan:
 
 
 def is_empty(cur: Any, tables: Iterable[str]) -> bool:
-    """Whether a target holds no resources, accounts, clients or audit records."""
+    """Whether a target holds no resources, accounts, clients, audit records, idempotency
+    keys or HL7 messages (a database that took messages is not empty: a restore would
+    replace its message log)."""
     for name in STATE_TABLES:
         if name in tables:
             cur.execute(f"SELECT 1 FROM {name} LIMIT 1")
@@ -280,6 +284,8 @@ def finish(cur: Any, db: Database, load: Load,
     resources, versions, rows = counts
     if load.plan.until is not None:
         resources = _rewind_resources(cur)
+        if APPLIED_KEYS in load.targets:
+            _rewind_keys(cur, db, load.plan.until)
     stale = load.stale
     if load.copied:
         stale -= _as_in_full(cur, db, load.base, stale)
@@ -378,6 +384,14 @@ def _rewind_resources(cur: Any) -> int:
                 "WHERE v.rid = resource.rid ORDER BY v.version DESC LIMIT 1)")
     cur.execute("SELECT COUNT(*) FROM resource")
     return int(cur.fetchone()[0])
+
+
+def _rewind_keys(cur: Any, db: Database, until: int) -> None:
+    """Idempotency keys applied after ``until``: dropped with the versions their writes made
+    (``applied_key`` is copied whole from the first backup at or after ``until``), so a
+    sender resending such a message has it applied again instead of acknowledged as a
+    duplicate of writes the restore wound back."""
+    cur.execute(db.sql("DELETE FROM applied_key WHERE applied_at > ?"), (until,))
 
 
 def _reset_sequences(cur: Any, targets: dict[str, Table]) -> None:

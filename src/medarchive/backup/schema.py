@@ -15,8 +15,9 @@ Strategies:
   index      the search index (``idx_*``): copied by full backups only, sealed under a key the
              encryption key manager wraps (snapshot.py); a restore loads it and re-extracts only
              the resources that changed after the full backup, instead of every resource
-  whole      everything else (accounts, clients, keys, applied_key, audit_head, message logs):
-             copied whole in every backup
+  whole      everything else (accounts, clients, keys, applied_key, audit_head, the HL7 message
+             log): copied whole in every backup, so rows updated in place (a dead letter
+             replayed or discarded) are backed up as they are now
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ KEY_TABLES: frozenset[str] = frozenset()
 up, because without them no sealed body can be read; shredding reaches backups through the
 KEK (see docs/encryption.md and docs/operations.md, "Crypto-shredding and backups")."""
 DATA_KEYS = "data_key"
+APPLIED_KEYS = "applied_key"
+"""Idempotency keys (HL7 sender + MSH-10, import chunks): copied whole; a point-in-time
+restore drops those applied after its moment (``loading._rewind_keys``)."""
 
 
 @dataclass(frozen=True)

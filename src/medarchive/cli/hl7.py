@@ -34,8 +34,12 @@ EntryId = Annotated[int, typer.Argument(help="Log entry id (from `list`).")]
 
 @contextmanager
 def message_log(ctx: typer.Context) -> Iterator[tuple[Any, SqlMessageLog]]:
-    """The configured database (migrated, for the audit trail) and its message log."""
+    """The configured database (migrated, for the audit trail) and its message log (with
+    the data keys when encryption at rest is on: sealed rows are opened with them)."""
+    from medarchive.app import build_encryption
+    from medarchive.fhir.spec import load_spec
     from medarchive.mllp.log import SqlMessageLog
+    from medarchive.store.sql.crypto import Keyring
     from medarchive.store.sql.database import open_database
     from medarchive.store.sql.migrations import migrate
 
@@ -47,7 +51,9 @@ def message_log(ctx: typer.Context) -> Iterator[tuple[Any, SqlMessageLog]]:
         db = open_database(settings.database_url)
         try:
             migrate(db)
-            yield db, SqlMessageLog(db)
+            encryption = (build_encryption(settings, load_spec())
+                          if settings.encryption != "off" else None)
+            yield db, SqlMessageLog(db, Keyring(db, encryption) if encryption else None)
         finally:
             db.close()
 

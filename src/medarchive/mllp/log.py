@@ -11,7 +11,8 @@ A refused message may hold bytes no text column can: PostgreSQL text cannot cont
 and bytes that are not valid in the message's character set have no text form at all. So a dead
 letter also keeps the bytes exactly as received (``data``: BLOB / BYTEA), which a replay sends
 again; the text columns hold NUL as U+FFFD (the display text of a dead letter is decoded from
-its bytes again when read).
+its bytes again when read). With encryption at rest on, a row's patient data (text, bytes,
+error, unmapped fields, note) is sealed into ``sealed`` (``mllp.logseal``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from typing import Any, Protocol
 
 import orjson
 
+from medarchive.crypto.envelope import Erased
 from medarchive.hl7v2 import decode_message, encode_message
+from medarchive.mllp.logseal import Secret, erased, open_row, seal_plaintext, seal_row
+from medarchive.store.sql.crypto import Keyring
 from medarchive.store.sql.database import Database, open_database
 
 DEAD_OUTCOMES = ("AE", "AR")
@@ -132,64 +136,113 @@ _SCHEMA = {
 # Columns added after the first release of the table: (name, SQLite type, PostgreSQL type).
 _ADDED = (("data", "BLOB", "BYTEA"),
           ("attempts", "INTEGER NOT NULL DEFAULT 1", "INTEGER NOT NULL DEFAULT 1"),
-          ("note", "TEXT NOT NULL DEFAULT ''", "TEXT NOT NULL DEFAULT ''"))
+          ("note", "TEXT NOT NULL DEFAULT ''", "TEXT NOT NULL DEFAULT ''"),
+          ("sealed", "BLOB", "BYTEA"))
 _INDEX = "CREATE INDEX IF NOT EXISTS hl7_message_log_status ON hl7_message_log (status, id)"
 _COLUMNS = ("id, received, msg_key, outcome, status, error, resources, unmapped, raw, "
-            "duplicate, data, attempts, note")
+            "duplicate, data, attempts, note, sealed")
 
 
 class SqlMessageLog:
-    """The log in SQLite or PostgreSQL (its own connection pool on the store's database)."""
+    """The log in SQLite or PostgreSQL (its own connection pool on the store's database).
+    With ``keyring`` (encryption at rest on) rows are sealed (``mllp.logseal``), and the
+    plaintext rows written since the last open are sealed first."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, keyring: Keyring | None = None) -> None:
         self.db = database
+        self.keyring = keyring
         with self.db.writing() as cur:
             cur.execute(_SCHEMA[database.dialect])
             _add_columns(cur, database.dialect)
             cur.execute(_INDEX)
+        if keyring is not None:
+            seal_plaintext(database, keyring)
 
     def record(self, entry: LogEntry) -> int:
-        values = (entry.received, _text(entry.key), entry.outcome, entry.status,
-                  _text(entry.error), orjson.dumps(entry.resources).decode(),
-                  orjson.dumps(entry.unmapped).decode(), _text(entry.raw),
-                  int(entry.duplicate), entry.data, entry.attempts, _text(entry.note))
         with self._statement() as cur:
             cur.execute(self.db.sql(
-                "INSERT INTO hl7_message_log (received, msg_key, outcome, status, error, "
-                "resources, unmapped, raw, duplicate, data, attempts, note) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"), values)
+                "INSERT INTO hl7_message_log (received, msg_key, outcome, status, resources, "
+                "duplicate, attempts, error, unmapped, raw, data, note, sealed) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"),
+                (entry.received, _text(entry.key), entry.outcome, entry.status,
+                 orjson.dumps(entry.resources).decode(), int(entry.duplicate), entry.attempts,
+                 *self._secret(cur, entry)))
             return int(cur.fetchone()[0])
+
+    def _secret(self, cur: Any, entry: LogEntry) -> tuple[Any, ...]:
+        """(error, unmapped, raw, data, note, sealed) as stored: plaintext, or sealed under
+        the row's data key with the plain columns left empty."""
+        if self.keyring is None:
+            return (_text(entry.error), orjson.dumps(entry.unmapped).decode(), _text(entry.raw),
+                    entry.data, _text(entry.note), None)
+        raw = "" if entry.data is not None else entry.raw  # a dead letter's text is its bytes
+        secret = Secret(raw, entry.error, entry.unmapped, entry.data, entry.note)
+        sealed = seal_row(self.keyring, cur, entry.resources, entry.received, _text(entry.key),
+                          secret)
+        return "", "[]", "", None, "", sealed
 
     def get(self, entry_id: int) -> LogEntry | None:
         with self.db.reading() as cur:
-            cur.execute(self.db.sql(f"SELECT {_COLUMNS} FROM hl7_message_log WHERE id = ?"),
-                        (entry_id,))
-            row = cur.fetchone()
-        return _entry(row) if row else None
+            return self._get(cur, entry_id)
+
+    def _get(self, cur: Any, entry_id: int) -> LogEntry | None:
+        cur.execute(self.db.sql(f"SELECT {_COLUMNS} FROM hl7_message_log WHERE id = ?"),
+                    (entry_id,))
+        row = cur.fetchone()
+        return self._entry(row) if row else None
 
     def entries(self, *, status: str | None = None, limit: int = 100) -> list[LogEntry]:
         where, params = ("WHERE status = ?", [status]) if status else ("", [])
         with self.db.reading() as cur:
             cur.execute(self.db.sql(f"SELECT {_COLUMNS} FROM hl7_message_log {where} "
                                     "ORDER BY id LIMIT ?"), (*params, limit))
-            return [_entry(row) for row in cur.fetchall()]
+            rows = cur.fetchall()
+        return [self._entry(row) for row in rows]
 
     def attempted(self, entry_id: int, *, outcome: str, status: str, error: str,
                   note: str) -> None:
         with self._statement() as cur:
-            cur.execute(self.db.sql(
-                "UPDATE hl7_message_log SET outcome = ?, status = ?, error = ?, note = ?, "
-                "attempts = attempts + 1 WHERE id = ?"),
-                (outcome, status, _text(error), _text(note), entry_id))
+            entry = self._existing(cur, entry_id)
+            self._update(cur, replace(entry, outcome=outcome, status=status, error=error,
+                                      note=note, attempts=entry.attempts + 1))
 
     def set_status(self, entry_id: int, status: str, note: str) -> None:
         with self._statement() as cur:
-            cur.execute(self.db.sql("UPDATE hl7_message_log SET status = ?, note = ? "
-                                    "WHERE id = ?"), (status, _text(note), entry_id))
+            self._update(cur, replace(self._existing(cur, entry_id), status=status, note=note))
+
+    def _existing(self, cur: Any, entry_id: int) -> LogEntry:
+        entry = self._get(cur, entry_id)
+        if entry is None:
+            raise KeyError(f"no HL7 message log entry {entry_id}")
+        return entry
+
+    def _update(self, cur: Any, entry: LogEntry) -> None:
+        """Write ``entry``'s changeable columns (sealed again as a whole when sealing)."""
+        cur.execute(self.db.sql(
+            "UPDATE hl7_message_log SET outcome = ?, status = ?, attempts = ?, error = ?, "
+            "unmapped = ?, raw = ?, data = ?, note = ?, sealed = ? WHERE id = ?"),
+            (entry.outcome, entry.status, entry.attempts, *self._secret(cur, entry), entry.id))
+
+    def _entry(self, row: Sequence[Any]) -> LogEntry:
+        entry_id, received, key = int(row[0]), row[1], row[2]
+        if row[13] is None:
+            data = bytes(row[10]) if row[10] is not None else None
+            secret = Secret(row[8], row[5], tuple(orjson.loads(row[7])), data, row[12])
+        else:
+            try:
+                secret = open_row(self.keyring, entry_id, received, key, bytes(row[13]))
+            except Erased as exc:
+                secret = erased(entry_id, exc)
+        raw = decode_message(secret.data) if secret.data is not None else secret.raw
+        return LogEntry(id=entry_id, received=received, key=key, outcome=row[3],
+                        status=row[4], error=secret.error, resources=tuple(orjson.loads(row[6])),
+                        unmapped=secret.unmapped, raw=raw, duplicate=bool(row[9]),
+                        data=secret.data, attempts=int(row[11]), note=secret.note)
 
     def _statement(self) -> AbstractContextManager[Any]:
-        """A one-statement write: inside the gateway's shared transaction without a savepoint
-        of its own (``SharedTransaction.statement``), else a transaction."""
+        """A write of the log's own (a row, or a read and rewrite of one): inside the gateway's
+        shared transaction without a savepoint of its own (``SharedTransaction.statement``),
+        else a transaction."""
         statement = getattr(self.db, "statement", None)
         return statement() if statement is not None else self.db.writing()
 
@@ -216,12 +269,3 @@ def _text(value: str) -> str:
     """``value`` storable in a text column of either database: NUL, which PostgreSQL text
     refuses, as U+FFFD (the exact bytes of a dead letter are in ``data``)."""
     return value.replace("\x00", "\ufffd") if "\x00" in value else value
-
-
-def _entry(row: Sequence[Any]) -> LogEntry:
-    data = bytes(row[10]) if row[10] is not None else None
-    return LogEntry(id=int(row[0]), received=row[1], key=row[2], outcome=row[3], status=row[4],
-                    error=row[5], resources=tuple(orjson.loads(row[6])),
-                    unmapped=tuple(orjson.loads(row[7])),
-                    raw=decode_message(data) if data is not None else row[8],
-                    duplicate=bool(row[9]), data=data, attempts=int(row[11]), note=row[12])
