@@ -134,10 +134,10 @@ def test_a_dead_runs_lease_expires(secured: Services) -> None:
     assert runs.claim(JOB, 1_501, 0, 500)
 
 
+# a memory store lives in one process: SQL stores only
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_two_schedules_on_one_database_compact_once(secured: Services,
                                                     database_url: str) -> None:
-    if database_url.startswith("memory"):
-        pytest.skip("the memory store lives in one process")
     land(secured)
     other = build_services(Settings(database_url=database_url, auth="on"))
     schedules = [RetentionSchedule(s, keep_days=7, every_s=3600, poll_s=0.02)
