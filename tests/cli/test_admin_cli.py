@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from audit_down import REFUSE
 from medarchive.app import utc_now
 from medarchive.cli.main import app
 from medarchive.errors import Unauthorized
@@ -23,13 +24,6 @@ from medarchive.store.sql.migrations import migrate
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 PASSWORD = "a long enough passphrase"
 ISSUER = "http://testserver/fhir"
-SQLITE_TRIGGER = ["CREATE TRIGGER audit_down BEFORE INSERT ON audit_event "
-                  "BEGIN SELECT RAISE(ABORT, 'audit down'); END"]
-POSTGRES_TRIGGER = [
-    "CREATE FUNCTION audit_down() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'audit down'; "
-    "END $$ LANGUAGE plpgsql",
-    "CREATE TRIGGER audit_down BEFORE INSERT ON audit_event FOR EACH ROW "
-    "EXECUTE FUNCTION audit_down()"]
 
 
 def run(database_url: str, *args: str, stdin: str | None = None) -> Result:
@@ -79,7 +73,7 @@ def test_changes_and_refusals_are_audited(database_url: str) -> None:
 def test_no_change_without_its_audit_record(database_url: str, db: Database) -> None:
     assert add_user(database_url, "alice").exit_code == 0
     with db.writing() as cur:
-        for statement in SQLITE_TRIGGER if db.dialect == "sqlite" else POSTGRES_TRIGGER:
+        for statement in REFUSE[db.dialect]:
             cur.execute(statement)
     assert add_user(database_url, "dave").exit_code != 0
     assert run(database_url, "users", "disable", "alice").exit_code != 0

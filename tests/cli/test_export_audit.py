@@ -11,18 +11,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from audit_down import REFUSE
 from medarchive.app import build_services
 from medarchive.cli.main import app
 from medarchive.settings import Settings
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
-SQLITE_TRIGGER = ["CREATE TRIGGER audit_down BEFORE INSERT ON audit_event "
-                  "BEGIN SELECT RAISE(ABORT, 'audit down'); END"]
-POSTGRES_TRIGGER = [
-    "CREATE FUNCTION audit_down() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'audit down'; "
-    "END $$ LANGUAGE plpgsql",
-    "CREATE TRIGGER audit_down BEFORE INSERT ON audit_event FOR EACH ROW "
-    "EXECUTE FUNCTION audit_down()"]
 
 
 def run(database_url: str, *args: str, **env: str) -> Result:
@@ -52,7 +46,7 @@ def audit_down(database_url: str) -> None:
     db = open_database(database_url)
     try:
         with db.writing() as cur:
-            for statement in SQLITE_TRIGGER if db.dialect == "sqlite" else POSTGRES_TRIGGER:
+            for statement in REFUSE[db.dialect]:
                 cur.execute(statement)
     finally:
         db.close()

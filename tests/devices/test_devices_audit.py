@@ -15,6 +15,7 @@ from device_helpers import observations, reading_time
 from test_devices_mqtt import broker_up, publisher, wait_for
 from typer.testing import CliRunner
 
+from audit_down import ALLOW, REFUSE
 from medarchive.app import Services, build_devices, build_services
 from medarchive.cli.main import app
 from medarchive.devices.audit import MATERIALIZER, subscriber_actor
@@ -22,15 +23,6 @@ from medarchive.devices.mqtt import DeviceSubscriber, MqttOptions
 from medarchive.devices.pipeline import Pipeline
 from medarchive.devices.readings import DEVICE_SYSTEM
 from medarchive.settings import Settings
-
-REFUSE = {"sqlite": ["CREATE TRIGGER audit_down BEFORE INSERT ON audit_event "
-                     "BEGIN SELECT RAISE(ABORT, 'audit down'); END"],
-          "postgresql": ["CREATE FUNCTION audit_down() RETURNS trigger AS $$ BEGIN RAISE "
-                         "EXCEPTION 'audit down'; END $$ LANGUAGE plpgsql",
-                         "CREATE TRIGGER audit_down BEFORE INSERT ON audit_event FOR EACH ROW "
-                         "EXECUTE FUNCTION audit_down()"]}
-ALLOW = {"sqlite": ["DROP TRIGGER audit_down"],
-         "postgresql": ["DROP TRIGGER audit_down ON audit_event"]}
 
 
 @pytest.fixture

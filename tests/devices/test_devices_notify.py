@@ -5,8 +5,6 @@ MQTT broker (127.0.0.1:1883; skipped when it is down, failed under CI)."""
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -19,6 +17,7 @@ import orjson
 import paho.mqtt.client as mqtt
 import pytest
 from device_helpers import reading_time
+from test_devices_mqtt import BROKER, broker_up
 
 from medarchive.app import Services, build_devices
 from medarchive.devices.alerts import HEADERS, check_patients
@@ -30,7 +29,6 @@ from medarchive.service.request import FhirRequest
 NORMAL = {"heart_rate": 70, "respiratory_rate": 16, "spo2": 97, "temperature": 37}
 MEDIUM = {**NORMAL, "heart_rate": 135, "respiratory_rate": 26}  # HR 3 + RR 3 = 6
 HIGH = {**MEDIUM, "spo2": 90}  # + SpO2 3 = 9
-BROKER = ("127.0.0.1", 1883)
 
 
 def now() -> str:
@@ -269,14 +267,6 @@ def test_settings_name_the_channels(services: Services) -> None:
         Webhook("file:///etc/passwd")
 
 
-def broker_up() -> None:
-    try:
-        socket.create_connection(BROKER, timeout=1).close()
-    except OSError as exc:
-        reason = f"MQTT broker not reachable at {BROKER[0]}:{BROKER[1]}: {exc}"
-        if os.environ.get("CI"):
-            pytest.fail(f"required in CI: {reason}")
-        pytest.skip(reason)
 
 
 def test_the_mqtt_topic_receives_the_stored_communication(services: Services) -> None:

@@ -12,13 +12,7 @@ from typing import Any
 import pytest
 from http_env import Env, bearer, open_env
 
-SQLITE_TRIGGER = ["CREATE TRIGGER audit_down BEFORE INSERT ON audit_event "
-                  "BEGIN SELECT RAISE(ABORT, 'audit down'); END"]
-POSTGRES_TRIGGER = [
-    "CREATE FUNCTION audit_down() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'audit down'; "
-    "END $$ LANGUAGE plpgsql",
-    "CREATE TRIGGER audit_down BEFORE INSERT ON audit_event FOR EACH ROW "
-    "EXECUTE FUNCTION audit_down()"]
+from audit_down import REFUSE
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -42,7 +36,7 @@ def _execute(env: Env, statements: list[str]) -> None:
 
 def _audit_down(env: Env) -> None:
     dialect = env.services.security.db.dialect
-    _execute(env, SQLITE_TRIGGER if dialect == "sqlite" else POSTGRES_TRIGGER)
+    _execute(env, REFUSE[dialect])
 
 
 def _audit_up(env: Env) -> None:
