@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -17,6 +18,22 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "MEDARCHIVE_"
+
+
+_INTERVAL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_interval(text: str, setting: str) -> float:
+    """An interval setting (``30s``, ``15m``, ``6h``, ``1d``, or a bare number of seconds) in
+    seconds; empty: 0 (off). A ValueError naming ``setting`` otherwise."""
+    text = text.strip().lower()
+    if not text:
+        return 0.0
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd]?)", text)
+    if match is None or float(match.group(1)) <= 0:
+        raise ValueError(f"setting {setting}: expected an interval such as 15m, 6h or 1d, "
+                         f"got {text!r}")
+    return float(match.group(1)) * _INTERVAL_UNITS[match.group(2) or "s"]
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from medarchive.backup.archive import backup_ids
-from medarchive.backup.schedule import BackupSchedule, parse_interval
+from medarchive.backup.schedule import BackupSchedule
 from medarchive.cli.main import app
 from medarchive.cli.restore import parse_until
-from medarchive.settings import load_settings
+from medarchive.settings import load_settings, parse_interval
 from medarchive.store.base import to_micros
 from medarchive.store.sql.store import SqlStore
 
@@ -109,13 +109,13 @@ def test_schedule_takes_full_then_incremental_backups(env: Path, sqlite_url: str
 @given(st.integers(1, 10_000), st.sampled_from(["s", "m", "h", "d", ""]))
 def test_interval_parser(number: int, unit: str) -> None:
     factor = {"s": 1, "m": 60, "h": 3600, "d": 86400, "": 1}[unit]
-    assert parse_interval(f"{number}{unit}") == number * factor
+    assert parse_interval(f"{number}{unit}", "backup_schedule") == number * factor
 
 
 @pytest.mark.parametrize("text", ["soon", "0h", "-5m", "5w"])
 def test_bad_intervals(text: str) -> None:
     with pytest.raises(ValueError, match="backup_schedule"):
-        parse_interval(text)
+        parse_interval(text, "backup_schedule")
 
 
 def test_schedule_thread_backs_up_in_the_background(env: Path, sqlite_url: str,

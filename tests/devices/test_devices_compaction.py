@@ -21,12 +21,11 @@ from medarchive.devices.compaction import (
     AlreadyRunning,
     RetentionSchedule,
     open_runs,
-    parse_every,
     run_compaction,
 )
 from medarchive.devices.readings import DEVICE_SYSTEM
 from medarchive.devices.retention import SUMMARY_SYSTEM
-from medarchive.settings import Settings
+from medarchive.settings import Settings, parse_interval
 
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 OLD = NOW - timedelta(days=10)  # older than the 7 days kept
@@ -193,7 +192,7 @@ def test_serve_starts_the_schedule_when_an_age_and_interval_are_set(tmp_path: An
 
 
 def test_intervals_parse() -> None:
-    assert (parse_every(""), parse_every("90"), parse_every("15m"), parse_every("1d")) == (
-        0.0, 90.0, 900.0, 86400.0)
+    every = [parse_interval(text, "device_retention_every") for text in ("", "90", "15m", "1d")]
+    assert every == [0.0, 90.0, 900.0, 86400.0]
     with pytest.raises(ValueError, match="device_retention_every"):
-        parse_every("soon")
+        parse_interval("soon", "device_retention_every")

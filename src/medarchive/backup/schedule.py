@@ -9,7 +9,6 @@ at the next interval; the server is never stopped by its backups.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,32 +17,17 @@ from medarchive.backup.archive import backup_ids, open_backup
 from medarchive.backup.keys import load_key
 from medarchive.backup.prune import prune
 from medarchive.backup.snapshot import create_backup
-from medarchive.settings import Settings
+from medarchive.settings import Settings, parse_interval
 from medarchive.store.sql.database import open_database
 
 log = logging.getLogger(__name__)
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_interval(text: str) -> float:
-    """``30s``, ``15m``, ``6h``, ``1d`` (or a bare number of seconds) as seconds; empty: 0."""
-    text = text.strip().lower()
-    if not text:
-        return 0.0
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd]?)", text)
-    if match is None or float(match.group(1)) <= 0:
-        raise ValueError(f"setting backup_schedule: expected an interval such as 15m, 6h or "
-                         f"1d, got {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
-
-
 class BackupSchedule:
     """The background thread of scheduled backups."""
 
     def __init__(self, settings: Settings, kek: Any = None) -> None:
         self.settings = settings
         self.kek = kek  # the encryption key manager: seals the index copy (snapshot.py)
-        self.interval = parse_interval(settings.backup_schedule)
+        self.interval = parse_interval(settings.backup_schedule, "backup_schedule")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="medarchive-backups",
                                         daemon=True)

@@ -9,7 +9,7 @@ from typing import Annotated, Any, NamedTuple
 import typer
 
 from medarchive.cli.context import console, state
-from medarchive.settings import ENV_PREFIX, Settings, is_loopback, url_host
+from medarchive.settings import ENV_PREFIX, Settings, is_loopback, parse_interval, url_host
 from medarchive.web.tls import uvicorn_context
 
 
@@ -210,10 +210,10 @@ def _start_retention(settings: Settings) -> Any:
     "Retention"); None otherwise, and on ``memory://`` (each app's store is its own). Its
     services are closed with it."""
     from medarchive.app import build_services
-    from medarchive.devices.compaction import RetentionSchedule, parse_every
+    from medarchive.devices.compaction import RetentionSchedule
 
     try:
-        every = parse_every(settings.device_retention_every)
+        every = parse_interval(settings.device_retention_every, "device_retention_every")
     except ValueError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None

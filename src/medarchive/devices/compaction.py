@@ -20,7 +20,6 @@ the cutoff and the counts. A failed run is logged and retried after the next int
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,20 +33,6 @@ from medarchive.store.base import to_micros
 log = logging.getLogger(__name__)
 JOB = "device-retention"
 LEASE_S = 600.0  # a run renews its lease after every page; a dead run's lease expires in this
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_every(text: str) -> float:
-    """``device_retention_every`` (``30s``, ``15m``, ``1h``, ``1d``, bare seconds) in seconds;
-    empty: 0 (no schedule)."""
-    text = text.strip().lower()
-    if not text:
-        return 0.0
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd]?)", text)
-    if match is None or float(match.group(1)) <= 0:
-        raise ValueError(f"setting device_retention_every: expected an interval such as 15m, "
-                         f"1h or 1d, got {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 
 class Runs(Protocol):
