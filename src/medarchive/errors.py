@@ -46,6 +46,7 @@ class FhirError(Exception):
 
     status = 500
     code = "exception"
+    challenge: str | None = None  # a WWW-Authenticate value the response carries (RFC 6750)
 
     def __init__(self, message: str = "", *, issues: Iterable[Issue] | None = None,
                  status: int | None = None, code: str | None = None,

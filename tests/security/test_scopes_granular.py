@@ -194,6 +194,7 @@ def test_writes_must_stay_inside_the_grant(env: Env) -> None:
     new_id = created.json()["id"]
     refused = _write(env, scope, "POST", "Observation", _obs("x", "p2", "vital-signs"))
     assert refused.status_code == 403
+    assert 'error="insufficient_scope"' in refused.headers["www-authenticate"]  # RFC 6750
     # an update may neither take a resource out of the grant nor take one in
     moved_out = _write(env, scope, "PUT", f"Observation/{new_id}",
                        _obs(new_id, "p2", "vital-signs"))

@@ -81,9 +81,13 @@ class FhirResponse:
 
 def error_response(error: FhirError, headers: Mapping[str, str] | None = None,
                    pretty: bool = False) -> FhirResponse:
-    """An OperationOutcome response for ``error`` (R4 §3.1.0.6 "Handling Errors")."""
-    return FhirResponse(error.status, resource=error.outcome, headers=dict(headers or {}),
-                        pretty=pretty)
+    """An OperationOutcome response for ``error`` (R4 §3.1.0.6 "Handling Errors"), with the
+    error's ``WWW-Authenticate`` challenge when it has one (a 403 for a scope the token lacks,
+    however deep in the interaction it was found)."""
+    extra = dict(headers or {})
+    if error.challenge:
+        extra["WWW-Authenticate"] = error.challenge
+    return FhirResponse(error.status, resource=error.outcome, headers=extra, pretty=pretty)
 
 
 def check_depth(value: Any, max_depth: int) -> None:
