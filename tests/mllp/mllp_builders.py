@@ -1,10 +1,13 @@
-"""Messages and the archive handle shared by the MLLP tests (written for these tests)."""
+"""Messages, the archive handle and the frame exchange shared by the MLLP tests (written
+for these tests)."""
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 
 from medarchive.app import Services
+from medarchive.mllp.framing import FrameDecoder, encode_frame
 from medarchive.mllp.gateway import Gateway
 from medarchive.mllp.log import MessageLog
 
@@ -33,3 +36,14 @@ class Archive:
         """(id, version) of every stored version of ``resource_type``, in write order."""
         return [(v.id, v.version_id) for v in self.services.store.changes(0, 100_000)
                 if v.resource_type == resource_type]
+
+
+def exchange(sock: socket.socket, data: bytes | str) -> bytes:
+    """Send one framed message on ``sock`` and return the content of the framed answer."""
+    sock.sendall(encode_frame(data))
+    decoder, frames = FrameDecoder(), []
+    while not frames:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed without an ACK"
+        frames = decoder.feed(chunk)
+    return frames[0]

@@ -6,30 +6,23 @@ from __future__ import annotations
 import socket
 
 import pytest
-from mllp_builders import Archive, adt
+from mllp_builders import Archive, adt, exchange
 
 from medarchive.hl7v2 import parse_message
-from medarchive.mllp.framing import FrameDecoder, encode_frame
 from medarchive.mllp.log import LogEntry, SqlMessageLog
 from medarchive.store.sql.database import open_database
 
 
-def exchange(port: int, data: bytes) -> bytes:
-    """Send one framed message and return the framed answer's content."""
+def send(port: int, data: bytes) -> bytes:
+    """Send one framed message on a new connection and return the framed answer's content."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(encode_frame(data))
-        decoder, frames = FrameDecoder(), []
-        while not frames:
-            chunk = sock.recv(65536)
-            assert chunk, "connection closed without an ACK"
-            frames = decoder.feed(chunk)
-    return frames[0]
+        return exchange(sock, data)
 
 
 def test_a_message_with_nul_bytes_is_refused_and_kept_exactly(archive: Archive,
                                                              listener: int) -> None:
     data = adt("N1").replace("PID|1||12345", "PID|1||12\x0045").encode() + b"\xff\x00"
-    ack = parse_message(exchange(listener, data))
+    ack = parse_message(send(listener, data))
     msa, err = ack.segment("MSA"), ack.segment("ERR")
     assert msa is not None and msa.value(1) == "AR"
     assert err is not None and err.value(3) == "102" and "NUL" in err.value(8)

@@ -11,25 +11,18 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from mllp_builders import Archive, adt
+from mllp_builders import Archive, adt, exchange
 from typer.testing import CliRunner
 
 from medarchive.cli.certs import write_cert, write_private
 from medarchive.cli.main import app
 from medarchive.hl7v2 import parse_message
-from medarchive.mllp.framing import FrameDecoder, encode_frame
 from medarchive.mllp.senders import parse_senders
 from medarchive.mllp.server import BackgroundListener, MllpServer, ServerOptions, tls_context
 
 
 def send(sock: socket.socket, text: str) -> str:
-    sock.sendall(encode_frame(text))
-    decoder, frames = FrameDecoder(), []
-    while not frames:
-        chunk = sock.recv(65536)
-        assert chunk, "connection closed without an ACK"
-        frames = decoder.feed(chunk)
-    return frames[0].decode()
+    return exchange(sock, text).decode()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ test session; ``browser_site`` serves it over real HTTP for the Playwright tests
 
 from __future__ import annotations
 
-import re
 import socket
 import threading
 import time
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 from starlette.exceptions import StarletteDeprecationWarning
+from ui_forms import csrf_of
 
 from medarchive.app import Services, build_services, create_app
 from medarchive.demo import generate, reference_bundle
@@ -137,12 +137,6 @@ def backend_site(request: pytest.FixtureRequest,
         built.services.close()
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found, "the page has no CSRF field"
-    return found.group(1)
 
 
 @pytest.fixture

@@ -17,12 +17,6 @@ from medarchive.web.ui.questionnaire import KINDS, questionnaire
 Site = Any
 
 
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found, "the page has no CSRF field"
-    return found.group(1)
-
-
 def fhir_search(site: Site, resource_type: str, **params: str) -> list[dict[str, Any]]:
     """A search through the service path as the system (what the UI stored)."""
     response = site.services.router.handle(FhirRequest("GET", resource_type,

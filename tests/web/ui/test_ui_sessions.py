@@ -3,12 +3,12 @@ timeout and refresh, logout (revoked and audited), and a disabled user's session
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
+from ui_forms import csrf_of
 
 from medarchive.cli.main import app
 from medarchive.security import totp
@@ -16,12 +16,6 @@ from medarchive.security.tokens import REVOCATION_RECHECK_S
 
 PASSWORD = "a long enough passphrase"  # the site's (tests/web/ui/conftest.py)
 Site = Any
-
-
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found, "the page has no CSRF field"
-    return found.group(1)
 
 
 @pytest.fixture
