@@ -20,7 +20,6 @@ from starlette.routing import BaseRoute, Route
 
 from medarchive.errors import FhirError
 from medarchive.security.actor import Actor
-from medarchive.security.authz import InsufficientScope
 from medarchive.security.discovery import openid_configuration, smart_configuration
 from medarchive.security.oauth import OAuthError
 from medarchive.security.service import TOKEN_PATH, Security
@@ -184,10 +183,8 @@ def protected_fhir_routes(router: Router, security: Security,
 
     def refusal(exc: FhirError) -> Response:
         response = render_error(exc)
-        if exc.status == 401:
+        if exc.status == 401:  # a 403 for missing scope carries its challenge already
             response.headers["WWW-Authenticate"] = 'Bearer realm="medarchive"'
-        elif isinstance(exc, InsufficientScope):
-            response.headers["WWW-Authenticate"] = exc.challenge
         return response
 
     async def audit_events(request: Request) -> Response:

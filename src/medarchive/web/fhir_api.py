@@ -21,7 +21,6 @@ from starlette.routing import BaseRoute, Route
 
 from medarchive.errors import BadRequest, FhirError, Unauthorized
 from medarchive.security.audit import Ticket, deferred
-from medarchive.security.authz import InsufficientScope
 from medarchive.service.request import FhirRequest, FhirResponse, error_response
 from medarchive.service.router import Router
 from medarchive.web.asgi import internal_error, render, render_error
@@ -105,11 +104,8 @@ def fhir_routes(router: Router, prefix: str = "/fhir",
             response = render_error(exc)
             response.headers["WWW-Authenticate"] = 'Bearer realm="medarchive"'
             return response
-        except FhirError as exc:
-            response = render_error(exc)
-            if isinstance(exc, InsufficientScope):
-                response.headers["WWW-Authenticate"] = exc.challenge
-            return response
+        except FhirError as exc:  # a 403 for missing scope carries its challenge (RFC 6750)
+            return render_error(exc)
         except ClientDisconnect:
             return render_error(BadRequest("the client disconnected before sending the body"))
         except Exception:
