@@ -261,6 +261,16 @@ def _security(settings: Settings, store: Store, spec: Any,
                           audit_read_commit=settings.audit_read_commit, roles=roles)
 
 
+def reads_on_loop(settings: Settings, store: Store) -> bool:
+    """Whether reads by id may run on the event loop (setting ``reads_on_event_loop``): only
+    where a read does no network I/O, i.e. the store is SQLite (or in memory) and data keys
+    are unwrapped locally (a Vault round trip would stall every connection)."""
+    db = getattr(store, "db", None)
+    local_keys = settings.encryption == "off" or settings.encryption_key_manager == "file"
+    return settings.reads_on_event_loop and local_keys and (
+        db is None or db.dialect == "sqlite")
+
+
 def create_app(settings: Settings, *, services: Services | None = None,
                **inject: Any) -> Starlette:
     """The ASGI application: the FHIR REST API under ``/fhir``."""
@@ -268,11 +278,12 @@ def create_app(settings: Settings, *, services: Services | None = None,
     from medarchive.web.fhir_api import fhir_routes
 
     built = services or build_services(settings, **inject)
-    routes = fhir_routes(built.router, FHIR_PREFIX)
+    on_loop = reads_on_loop(settings, built.store)
+    routes = fhir_routes(built.router, FHIR_PREFIX, reads_on_loop=on_loop)
     if built.security is not None:  # OAuth endpoints first, bearer tokens on the FHIR API
         from medarchive.web.auth_routes import auth_routes, protected_fhir_routes
         routes = auth_routes(built.security, FHIR_PREFIX) + protected_fhir_routes(
-            built.router, built.security, FHIR_PREFIX)
+            built.router, built.security, FHIR_PREFIX, reads_on_loop=on_loop)
         from medarchive.web.break_glass import break_glass_routes
         routes = break_glass_routes(built.security) + routes
     # -- Bulk Data $export/$import (issue 7; docs/bulk-data.md): before the FHIR catch-all --

@@ -52,6 +52,11 @@ class Settings:
     workers: int = field(default=1, metadata={"help": "HTTP server processes (one per core)."})
     worker_threads: int = field(
         default=8, metadata={"help": "Threads per server process that run database calls."})
+    reads_on_event_loop: bool = field(
+        default=True,
+        metadata={"help": "Serve reads by id (read, vread) on the event loop, not in a worker "
+                          "thread, where a read does no network I/O (SQLite with the file key "
+                          "manager or encryption off); PostgreSQL and Vault always use a thread."})
     max_request_bytes: int = field(
         default=50 * 1024 * 1024, metadata={"help": "Largest request body accepted, in bytes."})
     max_bundle_entries: int = field(

@@ -173,11 +173,12 @@ def audit_read(security: Security, actor: Actor, parts: list[str]) -> dict[str, 
             entities=["AuditEvent/" + "/".join(parts)]))
 
 
-def protected_fhir_routes(router: Router, security: Security,
-                          prefix: str = "/fhir") -> list[BaseRoute]:
+def protected_fhir_routes(router: Router, security: Security, prefix: str = "/fhir",
+                          reads_on_loop: bool = False) -> list[BaseRoute]:
     """The FHIR routes behind bearer-token authentication (RFC 6750); public paths open.
     ``GET {prefix}/AuditEvent`` and ``GET {prefix}/AuditEvent/{id}`` (with ``/_history`` and
-    ``/_history/{version}``) are answered from the audit trail, for auditors only."""
+    ``/_history/{version}``) are answered from the audit trail, for auditors only.
+    ``reads_on_loop``: as ``fhir_api.fhir_routes``."""
     from medarchive.web.asgi import render_error
     from medarchive.web.fhir_api import header_map
 
@@ -222,4 +223,5 @@ def protected_fhir_routes(router: Router, security: Security,
         Route(prefix + "/AuditEvent/{id:int}/_history", audit_event_by_id, methods=["GET"]),
         Route(prefix + "/AuditEvent/{id:int}/_history/{version}", audit_event_by_id,
               methods=["GET"])]
-    return audit_route + fhir_routes(router, prefix, authenticate=authenticate)
+    return audit_route + fhir_routes(router, prefix, authenticate=authenticate,
+                                     reads_on_loop=reads_on_loop)

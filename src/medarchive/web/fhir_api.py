@@ -5,6 +5,12 @@ query, headers and body to the service router in a worker thread (store calls ar
 and must not block the event loop), awaits the durable commit of the interaction's AuditEvents
 on the event loop (security on) and writes the FhirResponse back. Everything FHIR, including
 content negotiation and error statuses, is decided by ``service.router``.
+
+A read by id (``GET [base]/Type/id``, ``/Type/id/_history/vid``) is the exception where the
+store reads a local file (``reads_on_loop``: SQLite with a local key manager): one primary-key
+lookup costs less than handing the call to a worker thread and back (two thread wake-ups and
+the GIL passed between them: 2.5x the reads per second on 2 cores, docs/performance.md "Reads
+on the event loop"), so it runs on the event loop itself.
 """
 
 from __future__ import annotations
@@ -54,16 +60,28 @@ def _handle_deferred(router: Router, request: FhirRequest, actor: Any,
         return router.handle(request, actor), tickets
 
 
+def instance_read(path: str) -> bool:
+    """Whether ``path`` (below the FHIR base) names one resource or one of its versions
+    (``Type/id``, ``Type/id/_history/vid``): a GET of it is a read or vread."""
+    parts = path.strip("/").split("/")
+    return (len(parts) == 2 or (len(parts) == 4 and parts[2] == "_history")) \
+        and parts[0][:1].isupper() and parts[1][:1] not in ("", "_", "$")
+
+
 async def handle_durably(router: Router, request: FhirRequest, actor: Any,
                          authenticate: Authenticate | None = None,
-                         address: str | None = None) -> FhirResponse:
-    """``router.handle`` in a worker thread; its AuditEvents are then awaited on the event
-    loop (the audit writer's group commit), so the thread is free while the commit runs
-    and the response still leaves only once its AuditEvents are durable. A failed audit
-    commit answers 500 (fail closed). With ``authenticate`` the actor is found in the same
-    worker-thread call (one hand-over instead of two; Unauthorized propagates)."""
-    response, tickets = await run_in_threadpool(_handle_deferred, router, request, actor,
-                                                authenticate, address)
+                         address: str | None = None, on_loop: bool = False) -> FhirResponse:
+    """``router.handle`` in a worker thread (``on_loop``: on the event loop itself); its
+    AuditEvents are then awaited on the event loop (the audit writer's group commit), so no
+    thread is held while the commit runs and the response still leaves only once its
+    AuditEvents are durable. A failed audit commit answers 500 (fail closed). With
+    ``authenticate`` the actor is found in the same call (one hand-over instead of two;
+    Unauthorized propagates)."""
+    if on_loop:
+        response, tickets = _handle_deferred(router, request, actor, authenticate, address)
+    else:
+        response, tickets = await run_in_threadpool(_handle_deferred, router, request, actor,
+                                                    authenticate, address)
     try:
         for ticket in tickets:
             await ticket.wait_async()
@@ -76,10 +94,12 @@ async def handle_durably(router: Router, request: FhirRequest, actor: Any,
 
 
 def fhir_routes(router: Router, prefix: str = "/fhir",
-                authenticate: Authenticate | None = None) -> list[BaseRoute]:
+                authenticate: Authenticate | None = None,
+                reads_on_loop: bool = False) -> list[BaseRoute]:
     """Routes for the FHIR base ``prefix`` and everything below it (R4 §3.1.0 RESTful API).
     ``authenticate(request, client address)`` returns the acting Actor (None: public path)
-    or raises Unauthorized, answered with 401 and ``WWW-Authenticate`` (RFC 6750 §3)."""
+    or raises Unauthorized, answered with 401 and ``WWW-Authenticate`` (RFC 6750 §3).
+    ``reads_on_loop``: reads by id run on the event loop (the module docstring)."""
 
     async def endpoint(request: Request) -> Response:
         try:
@@ -91,9 +111,10 @@ def fhir_routes(router: Router, prefix: str = "/fhir",
             headers = header_map(request.scope["headers"])
             actor, address = None, request.client.host if request.client else None
             if method not in WITH_BODY:  # no body: authenticated with the interaction
+                on_loop = reads_on_loop and method in ("GET", "HEAD") and instance_read(path)
                 return render(await handle_durably(
                     router, FhirRequest(method, path, query, headers), None, authenticate,
-                    address))
+                    address, on_loop))
             if authenticate is not None:  # before the body: strangers don't get to upload
                 actor = await run_in_threadpool(authenticate,
                                                 FhirRequest(method, path, query, headers),
