@@ -9,7 +9,7 @@ content negotiation and error statuses, is decided by ``service.router``.
 A read by id (``GET [base]/Type/id``, ``/Type/id/_history/vid``) is the exception where the
 store reads a local file (``reads_on_loop``: SQLite with a local key manager): one primary-key
 lookup costs less than handing the call to a worker thread and back (two thread wake-ups and
-the GIL passed between them: 2.5x the reads per second on 2 cores, docs/performance.md "Reads
+the GIL passed between them: 2.4x the reads per second on 2 cores, docs/performance.md "Reads
 on the event loop"), so it runs on the event loop itself.
 """
 
