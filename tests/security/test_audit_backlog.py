@@ -2,7 +2,8 @@
 appending writes no ``audit_ref`` rows; a search first indexes every committed event; the
 writer thread indexes when idle or when enough events have gathered; a process killed before
 indexing loses nothing; two catch-ups at once index each event once; an incremental backup
-taken while part of the trail is unindexed restores a trail whose search finds every event."""
+taken while part of the trail is unindexed restores a trail whose search finds every event;
+the rows of a chunk are exactly ``index_rows`` of each body (the shared parts extracted once)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from medarchive.backup.keys import load_key
 from medarchive.backup.restore import plan_restore, reindex_with, restore
 from medarchive.backup.snapshot import create_backup
 from medarchive.fhir.search.index import build_indexer
-from medarchive.security import audit
+from medarchive.security import audit, audit_backlog
 from medarchive.security.actor import Actor
 from medarchive.security.audit import AuditTrail
 from medarchive.security.audit_backlog import behind, catch_up
@@ -38,7 +42,7 @@ T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 CHILD = """
 import os, signal, sys
 from datetime import UTC, datetime, timedelta
-from medarchive.security import audit
+from medarchive.security import audit, audit_backlog
 from medarchive.security.actor import Actor
 from medarchive.security.audit import AuditTrail
 from medarchive.security.audit_events import audit_event
@@ -239,3 +243,32 @@ def test_rows_already_indexed_above_the_mark_are_skipped(db: Database) -> None:
     assert catch_up(db, chunk=5) == 12
     assert behind(db) == 0 and _refs(db) == indexed == _expected(trail)
     assert _found(trail, ("agent", "lab")) == [3, 6, 9, 12]
+
+
+ODD = st.sampled_from(["a", "B", "", None, 1, True, [], {}])  # few values: parts repeat
+CODING = st.fixed_dictionaries({}, optional={"system": ODD, "code": ODD})
+CODINGS = st.one_of(CODING, st.lists(CODING, max_size=2), ODD)
+AGENT = st.fixed_dictionaries({}, optional={
+    "who": st.fixed_dictionaries({}, optional={
+        "identifier": st.fixed_dictionaries({}, optional={"value": ODD}), "reference": ODD}),
+    "altId": ODD, "name": ODD, "network": st.fixed_dictionaries({}, optional={"address": ODD}),
+    "role": st.lists(st.fixed_dictionaries({}, optional={"text": ODD, "coding": CODINGS}),
+                     max_size=2),
+    "purposeOfUse": st.lists(st.fixed_dictionaries({}, optional={"coding": CODINGS}),
+                             max_size=2)})
+EVENT = st.fixed_dictionaries({}, optional={
+    "action": ODD, "outcome": ODD, "type": CODINGS, "subtype": CODINGS,
+    "purposeOfEvent": st.lists(st.fixed_dictionaries({}, optional={"coding": CODINGS}),
+                               max_size=2),
+    "agent": st.one_of(st.lists(AGENT, max_size=2), ODD),
+    "entity": st.lists(st.fixed_dictionaries({}, optional={
+        "what": st.fixed_dictionaries({}, optional={"reference": ODD})}), max_size=3),
+    "recorded": ODD})
+
+
+@given(st.lists(EVENT, max_size=8))
+def test_a_chunks_rows_are_the_index_rows_of_each_body(events: list[dict[str, Any]]) -> None:
+    bodies = [(seq, orjson.dumps(event).decode()) for seq, event in enumerate(events, 1)]
+    expected = sorted((name, value, system, seq) for seq, body in bodies
+                      for name, value, system in index_rows(orjson.loads(body)))
+    assert audit_backlog._refs(bodies) == expected

@@ -52,42 +52,60 @@ def _obj(value: Any, key: str) -> dict[str, Any]:
     return found if isinstance(found, dict) else {}
 
 
-def index_rows(event: dict[str, Any]) -> set[tuple[str, str, str]]:
+Row = tuple[str, str, str]  # (parameter, value, system)
+# the elements index_rows reads besides ``entity``: what the events of one actor's
+# interactions of one kind share (audit_backlog extracts their rows once per distinct value)
+SHARED = ("action", "outcome", "type", "subtype", "purposeOfEvent", "agent")
+
+
+def _add(rows: set[Row], name: str, value: Any, system: Any = "", lower: bool = False) -> None:
+    if isinstance(value, str):
+        rows.add((name, value.lower() if lower else value,
+                  system if isinstance(system, str) else ""))
+
+
+def _codes(rows: set[Row], name: str, value: Any) -> None:
+    for coding in _codings(value):
+        _add(rows, name, coding.get("code"), coding.get("system") or "")
+
+
+def index_rows(event: dict[str, Any]) -> set[Row]:
     """(parameter, value, system) rows of one AuditEvent, as migration 0011 derives them
     (except ``patient``: see the module docstring)."""
-    rows: set[tuple[str, str, str]] = set()
+    return shared_rows(event) | entity_rows(event)
 
-    def add(name: str, value: Any, system: Any = "", lower: bool = False) -> None:
-        if isinstance(value, str):
-            rows.add((name, value.lower() if lower else value,
-                      system if isinstance(system, str) else ""))
 
-    def codes(name: str, value: Any) -> None:
-        for coding in _codings(value):
-            add(name, coding.get("code"), coding.get("system") or "")
-
-    add("action", event.get("action"))
-    add("outcome", event.get("outcome"))
-    codes("type", event.get("type"))
-    codes("subtype", event.get("subtype"))
+def shared_rows(event: dict[str, Any]) -> set[Row]:
+    """The rows of ``event``'s ``SHARED`` elements."""
+    rows: set[Row] = set()
+    _add(rows, "action", event.get("action"))
+    _add(rows, "outcome", event.get("outcome"))
+    _codes(rows, "type", event.get("type"))
+    _codes(rows, "subtype", event.get("subtype"))
     for purpose in _codings(event.get("purposeOfEvent")):
-        codes("purpose", purpose.get("coding"))
+        _codes(rows, "purpose", purpose.get("coding"))
     for agent in _codings(event.get("agent")):
         who = _obj(agent, "who")
         identifier = _obj(who, "identifier")
-        add("agent", identifier.get("value"))
-        add("agent", who.get("reference"))
-        add("altid", agent.get("altId"))
-        add("agent-name", agent.get("name"), lower=True)
+        _add(rows, "agent", identifier.get("value"))
+        _add(rows, "agent", who.get("reference"))
+        _add(rows, "altid", agent.get("altId"))
+        _add(rows, "agent-name", agent.get("name"), lower=True)
         network = _obj(agent, "network")
-        add("address", network.get("address"), lower=True)
+        _add(rows, "address", network.get("address"), lower=True)
         for role in _codings(agent.get("role")):
-            add("agent-role", role.get("text"))
-            codes("agent-role", role.get("coding"))
+            _add(rows, "agent-role", role.get("text"))
+            _codes(rows, "agent-role", role.get("coding"))
         for purpose in _codings(agent.get("purposeOfUse")):
-            codes("purpose", purpose.get("coding"))
+            _codes(rows, "purpose", purpose.get("coding"))
+    return rows
+
+
+def entity_rows(event: dict[str, Any]) -> set[Row]:
+    """The rows of ``event``'s entities (the ``entity`` parameter)."""
+    rows: set[Row] = set()
     for entity in _codings(event.get("entity")):
-        add("entity", _text(_obj(entity, "what").get("reference")))
+        _add(rows, "entity", _text(_obj(entity, "what").get("reference")))
     return rows
 
 
