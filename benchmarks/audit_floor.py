@@ -47,11 +47,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from http_throughput import stop
+from security_http import PATIENTS, cpu_s, script, seed, server, wrk
 
 from medarchive.app import build_services, create_app
 from medarchive.settings import Settings
 
-PATIENTS = 200
 GROUP = 50  # events per durable commit
 CHUNK = 500  # events per indexing transaction
 TYPE = {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
@@ -150,13 +151,10 @@ async def _call(app: Any, path: str) -> int:
 def read_app(folder: Path) -> tuple[Callable[[int], float], Callable[[], None]]:
     """``measure(n)``: CPU µs per read by id (security off, the whole ASGI app, in process);
     and a closer."""
-    settings = Settings(database_url=f"sqlite:///{folder}/read.db", auth="off",
-                        validate_writes=False, encryption="off")
+    url = f"sqlite:///{folder}/read.db"
+    seed(url)
+    settings = Settings(database_url=url, auth="off", validate_writes=False, encryption="off")
     services = build_services(settings, validator=None)
-    services.submit({"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": {"resourceType": "Patient", "id": f"p{i}", "gender": "female",
-                      "name": [{"family": f"Name{i % 20}"}]},
-         "request": {"method": "PUT", "url": f"Patient/p{i}"}} for i in range(PATIENTS)]})
     app = create_app(settings, services=services)
     loop = asyncio.new_event_loop()
 
@@ -178,8 +176,6 @@ def read_app(folder: Path) -> tuple[Callable[[int], float], Callable[[], None]]:
 
 def http_read_us(folder: Path, seconds: int = 10) -> float:
     """Server CPU µs per read by id over HTTP, security off (``security_http.py``'s way)."""
-    from http_throughput import stop
-    from security_http import cpu_s, script, seed, server, wrk
     url = f"sqlite:///{folder}/http.db"
     seed(url)
     process, base = server(url, "off", 1, {})

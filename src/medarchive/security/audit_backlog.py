@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from medarchive.security.audit_index import SHARED, Row, entity_rows, shared_rows
+from medarchive.security.audit_index import SHARED, Row, index_rows, shared_rows
 from medarchive.store.sql.database import Database
 
 CHUNK = 2000  # events per catch-up transaction
@@ -108,23 +108,22 @@ def _insert(cur: Any, db: Database, rows: list[tuple[str, str, str, int]],
 
 
 @lru_cache(maxsize=1024)
-def _shared(key: bytes) -> tuple[Row, ...]:
+def _shared_of(key: bytes) -> tuple[Row, ...]:
     """The rows of the ``SHARED`` elements whose JSON text (as a list, in that order) is
     ``key``: an actor's events of one kind repeat them, and extracting them anew for each
     event was most of the writer's Python per event."""
     return tuple(shared_rows(dict(zip(SHARED, orjson.loads(key), strict=True))))
 
 
+def _shared(event: dict[str, Any]) -> tuple[Row, ...]:
+    """``shared_rows`` of ``event``, remembered by the JSON text of its shared elements."""
+    return _shared_of(orjson.dumps([event.get(name) for name in SHARED]))
+
+
 def _refs(events: list[Any]) -> list[tuple[str, str, str, int]]:
-    """The ``audit_ref`` rows of ``events`` (seq, body), as ``index_rows`` gives them, in key
-    order: consecutive inserts then land on the same B-tree pages."""
-    rows: list[tuple[str, str, str, int]] = []
-    for seq, body in events:
-        event = orjson.loads(body)
-        number = int(seq)
-        shared = _shared(orjson.dumps([event.get(name) for name in SHARED]))
-        rows.extend((name, value, system, number) for name, value, system in shared)
-        rows.extend((name, value, system, number)
-                    for name, value, system in entity_rows(event))
+    """The ``audit_ref`` rows of ``events`` (seq, body), in key order: consecutive inserts
+    then land on the same B-tree pages."""
+    rows = [(name, value, system, int(seq)) for seq, body in events
+            for name, value, system in index_rows(orjson.loads(body), _shared)]
     rows.sort()
     return rows

@@ -1,10 +1,11 @@
 """Search of the audit trail: the R4 AuditEvent search parameters as SQL over indexed columns.
 
-Each event's searchable values are extracted once, when it is appended (``index_rows``), into
-``audit_ref`` (parameter, value, system, seq) and ``audit_event.recorded_us`` (migration 0011,
-which back-fills older rows with the same rules in SQL). A search (``parse_audit_search``) then
-becomes one statement (``search_sql``): every parameter an ``seq IN (...)`` over the
-``audit_ref`` primary key, ``date`` a range on ``recorded_us``; nothing scans JSON bodies.
+Each event's searchable values are extracted once (``index_rows``) into ``audit_ref`` (parameter,
+value, system, seq; by ``audit_backlog``, behind the commit) and ``audit_event.recorded_us`` (when
+it is appended; migration 0011 back-filled older rows with the same rules in SQL). A search
+(``parse_audit_search``) then becomes one statement (``search_sql``): every parameter an
+``seq IN (...)`` over the ``audit_ref`` primary key, ``date`` a range on ``recorded_us``;
+nothing scans JSON bodies.
 ``patient`` is answered from the ``entity`` rows (its values are exactly the entity references
 of type Patient), so new events get no ``patient`` rows of their own: they were a third of a
 search event's index rows and of the CPU of its commit (the rows migration 0011 back-filled
@@ -21,7 +22,7 @@ and ``_summary=count``. Comma-separated values are ORed, repeated parameters AND
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,10 +70,12 @@ def _codes(rows: set[Row], name: str, value: Any) -> None:
         _add(rows, name, coding.get("code"), coding.get("system") or "")
 
 
-def index_rows(event: dict[str, Any]) -> set[Row]:
+def index_rows(event: dict[str, Any],
+               shared: Callable[[dict[str, Any]], Iterable[Row]] | None = None) -> set[Row]:
     """(parameter, value, system) rows of one AuditEvent, as migration 0011 derives them
-    (except ``patient``: see the module docstring)."""
-    return shared_rows(event) | entity_rows(event)
+    (except ``patient``: see the module docstring). ``shared``: what gives the rows of the
+    ``SHARED`` elements (default ``shared_rows``; ``audit_backlog`` remembers them)."""
+    return entity_rows(event).union((shared or shared_rows)(event))
 
 
 def shared_rows(event: dict[str, Any]) -> set[Row]:

@@ -6,11 +6,11 @@ and must not block the event loop), awaits the durable commit of the interaction
 on the event loop (security on) and writes the FhirResponse back. Everything FHIR, including
 content negotiation and error statuses, is decided by ``service.router``.
 
-A read by id (``GET [base]/Type/id``, ``/Type/id/_history/vid``) is the exception where the
-store reads a local file (``reads_on_loop``: SQLite with a local key manager): one primary-key
-lookup costs less than handing the call to a worker thread and back (two thread wake-ups and
-the GIL passed between them: 2.4x the reads per second on 2 cores, docs/performance.md "Reads
-on the event loop"), so it runs on the event loop itself.
+A read by id (``GET [base]/Type/id``, ``/Type/id/_history/vid``, as ``security.guard.classify``
+names it) is the exception where the store reads a local file (``reads_on_loop``: SQLite with a
+local key manager): one primary-key lookup costs less than handing the call to a worker thread
+and back (two thread wake-ups and the GIL passed between them: 2.4x the reads per second on 2
+cores, docs/performance.md "Reads on the event loop"), so it runs on the event loop itself.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute, Route
 
 from medarchive.errors import BadRequest, FhirError, Unauthorized
 from medarchive.security.audit import Ticket, deferred
+from medarchive.security.guard import classify
 from medarchive.service.request import FhirRequest, FhirResponse, error_response
 from medarchive.service.router import Router
 from medarchive.web.asgi import internal_error, render, render_error
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+READS_BY_ID = frozenset({"read", "vread"})  # served on the event loop (module docstring)
 
 
 def header_map(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -58,14 +60,6 @@ def _handle_deferred(router: Router, request: FhirRequest, actor: Any,
         if authenticate is not None:
             actor = authenticate(request, address)
         return router.handle(request, actor), tickets
-
-
-def instance_read(path: str) -> bool:
-    """Whether ``path`` (below the FHIR base) names one resource or one of its versions
-    (``Type/id``, ``Type/id/_history/vid``): a GET of it is a read or vread."""
-    parts = path.strip("/").split("/")
-    return (len(parts) == 2 or (len(parts) == 4 and parts[2] == "_history")) \
-        and parts[0][:1].isupper() and parts[1][:1] not in ("", "_", "$")
 
 
 async def handle_durably(router: Router, request: FhirRequest, actor: Any,
@@ -111,7 +105,7 @@ def fhir_routes(router: Router, prefix: str = "/fhir",
             headers = header_map(request.scope["headers"])
             actor, address = None, request.client.host if request.client else None
             if method not in WITH_BODY:  # no body: authenticated with the interaction
-                on_loop = reads_on_loop and method in ("GET", "HEAD") and instance_read(path)
+                on_loop = reads_on_loop and classify(method, path).name in READS_BY_ID
                 return render(await handle_durably(
                     router, FhirRequest(method, path, query, headers), None, authenticate,
                     address, on_loop))
